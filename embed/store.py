@@ -1,0 +1,399 @@
+"""The feature store: vectors keyed by image content hash, one folder per embedding fingerprint.
+
+Layout (all readable with plain h5py):
+
+    STORE/<fingerprint[:16]>/spec.json            what made these vectors (backbone, preprocessing, pooling)
+    STORE/<fingerprint[:16]>/shard-<run>.h5       complete shards, one per finished run
+    STORE/<fingerprint[:16]>/batch-<run>-<n>.h5   batches a run has committed but not yet merged
+    STORE/<fingerprint[:16]>/*.tmp                files being written: never read
+
+Each .h5 file holds `sha256` (N,) S64 hex digests, `key` (N,) uint64 (the digest's first 8 bytes, for
+fast look-ups) and `vectors` (N, dim) float32, with provenance in the file's attributes.
+
+Crash safety comes from never modifying a complete file: every batch is written under a temporary
+name, flushed to disk and renamed, so a kill loses at most the batch in flight. When a run ends it
+merges its batches (and those of runs that died) into one shard, dropping hashes already stored, then
+deletes the batches. A run holds an flock on `run-<id>.lock` while alive, which is how others tell a
+dead run's leftovers from a live run's.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import json
+import os
+import re
+import secrets
+import time
+from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from data.version import code_version
+
+FORMAT_VERSION = 1
+_BATCH = re.compile(r"^batch-(?P<run>.+)-(?P<seq>\d{6})\.h5$")
+_SHARD = re.compile(r"^shard-(?P<run>.+?)(?:-\d+)?\.h5$")
+_TMP = re.compile(r"^(?:batch|shard)-(?:merge-)?(?P<run>\d{8}T\d{6}-\d+-[0-9a-f]{6})")
+
+
+class StoreError(Exception):
+    """The store cannot be used as asked (wrong fingerprint, missing vectors); one-line reason."""
+
+
+def hash_keys(hashes: Sequence[str]) -> np.ndarray:
+    """The uint64 look-up key of each hex digest: its first 16 hex digits."""
+    return np.fromiter((int(h[:16], 16) for h in hashes), dtype=np.uint64, count=len(hashes))
+
+
+class FeatureStore:
+    """Vectors of one embedding fingerprint under a store folder."""
+
+    def __init__(self, root: Path | str, fingerprint: str) -> None:
+        self.root = Path(root)
+        self.fingerprint = fingerprint
+        self.folder = self.root / fingerprint[:16]
+        self._index: _Index | None = None
+
+    # ---- reading -------------------------------------------------------------------------------
+
+    def files(self) -> list[Path]:
+        """Complete files, shards first, in a stable order."""
+        if not self.folder.is_dir():
+            return []
+        names = [p for p in self.folder.iterdir() if _SHARD.match(p.name) or _BATCH.match(p.name)]
+        return sorted(names, key=lambda p: (not p.name.startswith("shard-"), p.name))
+
+    def refresh(self) -> None:
+        """Forget the cached index; the next read sees files written since."""
+        self._index = None
+
+    @property
+    def index(self) -> _Index:
+        if self._index is None:
+            self._index = _Index.build(self)
+        return self._index
+
+    def __len__(self) -> int:
+        return self.index.unique_count()
+
+    def contains(self, hashes: Sequence[str]) -> np.ndarray:
+        """Boolean mask: which of `hashes` already have a vector."""
+        files, _ = self.index.locate(hashes)
+        return files >= 0
+
+    def get(self, hashes: Sequence[str]) -> np.ndarray:
+        """(len(hashes), dim) float32 vectors in the order asked; StoreError if any is missing."""
+        files, rows = self.index.locate(hashes)
+        if (files < 0).any():
+            missing = int((files < 0).sum())
+            raise StoreError(f"{missing} of {len(hashes)} images have no vector in {self.folder}")
+        return self.index.read(files, rows)
+
+    def hashes(self) -> list[str]:
+        """Every stored hash, once each."""
+        return self.index.unique_hashes()
+
+    def provenance(self) -> dict | None:
+        """The attributes of the first complete file, or None for an empty store."""
+        for path in self.files():
+            with contextlib.suppress(FileNotFoundError), h5py.File(path, "r", locking=False) as handle:
+                return {key: _plain(value) for key, value in handle.attrs.items()}
+        return None
+
+    # ---- writing -------------------------------------------------------------------------------
+
+    def writer(self, provenance: dict) -> StoreWriter:
+        """A writer for one run: commits batches as they come, merges them when closed."""
+        return StoreWriter(self, provenance)
+
+    def compact(self, own_run: str | None = None) -> int:
+        """Merge the batches of `own_run` and of dead runs into one new shard; returns rows added.
+
+        Serialised by a lock, and the new shard is renamed into place before any batch is deleted,
+        so a crash here at worst leaves duplicates that the next compaction drops.
+        """
+        self.folder.mkdir(parents=True, exist_ok=True)
+        with _exclusive_lock(self.folder / "compact.lock"):
+            batches: list[Path] = []
+            dead: set[str] = set()
+            for path in sorted(self.folder.glob("batch-*.h5")):
+                run = _BATCH.match(path.name)["run"]
+                if run == own_run or run in dead or _is_dead(self.folder, run):
+                    if run != own_run:
+                        dead.add(run)
+                    batches.append(path)
+            added = 0
+            if batches:
+                added = self._merge(batches, run_id=own_run or f"merge-{_new_run_id()}")
+            self._remove_leftovers(dead)
+            self.refresh()
+            return added
+
+    def _merge(self, batches: list[Path], run_id: str) -> int:
+        shards_only = [p for p in self.files() if p.name.startswith("shard-")]
+        known = _Index.build_from(shards_only).hash_set()
+        hashes: list[bytes] = []
+        vectors: list[np.ndarray] = []
+        attrs: dict = {}
+        for path in batches:
+            with h5py.File(path, "r", locking=False) as handle:
+                attrs = attrs or dict(handle.attrs)
+                batch_hashes = handle["sha256"][()]
+                keep = [i for i, h in enumerate(batch_hashes) if h not in known]
+                for i in keep:
+                    known.add(batch_hashes[i])
+                if keep:
+                    hashes.extend(batch_hashes[keep])
+                    vectors.append(handle["vectors"][keep])
+        if hashes:
+            target = self.folder / f"shard-{run_id}.h5"
+            suffix = 1
+            while target.exists():
+                target = self.folder / f"shard-{run_id}-{suffix}.h5"
+                suffix += 1
+            attrs.update(created_at=_now(), run_id=run_id)
+            _write_atomic(target, [h.decode() for h in hashes], np.concatenate(vectors), attrs)
+        for path in batches:
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+        _fsync_dir(self.folder)
+        return len(hashes)
+
+    def _remove_leftovers(self, dead_runs: set[str]) -> None:
+        """Delete temporary files and lock files of runs that are no longer alive."""
+        for path in self.folder.glob("*.tmp"):
+            match = _TMP.match(path.name)
+            if match and (match["run"] in dead_runs or _is_dead(self.folder, match["run"])):
+                with contextlib.suppress(FileNotFoundError):
+                    path.unlink()
+        for path in self.folder.glob("run-*.lock"):
+            run = path.name[len("run-") : -len(".lock")]
+            if run in dead_runs or _is_dead(self.folder, run):
+                with contextlib.suppress(FileNotFoundError):
+                    path.unlink()
+
+
+class StoreWriter:
+    """One run's writer. Use as a context manager; each `append` is durable once it returns."""
+
+    def __init__(self, store: FeatureStore, provenance: dict) -> None:
+        self.store = store
+        self.run_id = _new_run_id()
+        self.attrs = {
+            **provenance,
+            "faceaudit_version": code_version(),
+            "format_version": FORMAT_VERSION,
+            "run_id": self.run_id,
+        }
+        self._seq = 0
+        self._lock_fd: int | None = None
+        self.written = 0
+
+    def __enter__(self) -> StoreWriter:
+        folder = self.store.folder
+        folder.mkdir(parents=True, exist_ok=True)
+        spec = folder / "spec.json"
+        if not spec.exists():
+            scratch = folder / f"spec.json.{self.run_id}.tmp"
+            scratch.write_text(json.dumps({k: _plain(v) for k, v in self.attrs.items()}, indent=2))
+            os.replace(scratch, spec)
+        self._lock_fd = os.open(folder / f"run-{self.run_id}.lock", os.O_CREAT | os.O_RDWR, 0o644)
+        fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
+        return self
+
+    def append(self, hashes: Sequence[str], vectors: np.ndarray) -> None:
+        """Commit one batch: on return it survives a crash."""
+        if len(hashes) == 0:
+            return
+        if self._lock_fd is None:
+            raise RuntimeError("use the writer as a context manager")
+        vectors = np.asarray(vectors, dtype=np.float32)
+        if vectors.shape != (len(hashes), int(self.attrs["dim"])):
+            raise ValueError(f"expected {len(hashes)} vectors of {self.attrs['dim']}, got {vectors.shape}")
+        target = self.store.folder / f"batch-{self.run_id}-{self._seq:06d}.h5"
+        _write_atomic(target, list(hashes), vectors, {**self.attrs, "created_at": _now()})
+        self._seq += 1
+        self.written += len(hashes)
+
+    def __exit__(self, *exc_info) -> None:
+        try:
+            if self._seq:
+                self.store.compact(own_run=self.run_id)
+        finally:
+            if self._lock_fd is not None:
+                os.close(self._lock_fd)
+                self._lock_fd = None
+                with contextlib.suppress(FileNotFoundError):
+                    (self.store.folder / f"run-{self.run_id}.lock").unlink()
+            self.store.refresh()
+
+
+class _Index:
+    """Where each stored hash lives: sorted uint64 keys pointing at (file, row)."""
+
+    def __init__(
+        self,
+        paths: list[Path],
+        hashes: list[np.ndarray],
+        keys: np.ndarray,
+        files: np.ndarray,
+        rows: np.ndarray,
+    ) -> None:
+        self.paths = paths
+        self.hashes = hashes
+        self.keys = keys
+        self.files = files
+        self.rows = rows
+
+    @classmethod
+    def build(cls, store: FeatureStore) -> _Index:
+        # A concurrent compaction may delete a batch between listing and opening it; its rows are
+        # then in a shard that a fresh listing shows.
+        for _ in range(20):
+            try:
+                index = cls.build_from(store.files())
+            except FileNotFoundError:
+                time.sleep(0.05)
+                continue
+            index.check_fingerprint(store.fingerprint)
+            return index
+        raise StoreError(f"the store at {store.folder} kept changing while being read")
+
+    @classmethod
+    def build_from(cls, paths: list[Path]) -> _Index:
+        hashes, keys, files, rows, fingerprints = [], [], [], [], []
+        for number, path in enumerate(paths):
+            with h5py.File(path, "r", locking=False) as handle:
+                hashes.append(handle["sha256"][()])
+                keys.append(handle["key"][()])
+                fingerprints.append(str(handle.attrs.get("fingerprint", "")))
+            files.append(np.full(len(keys[-1]), number, dtype=np.int32))
+            rows.append(np.arange(len(keys[-1]), dtype=np.int64))
+        if not paths:
+            empty = np.zeros(0, dtype=np.uint64)
+            return cls([], [], empty, np.zeros(0, np.int32), np.zeros(0, np.int64))
+        all_keys = np.concatenate(keys)
+        order = np.argsort(all_keys, kind="stable")
+        index = cls(paths, hashes, all_keys[order], np.concatenate(files)[order], np.concatenate(rows)[order])
+        index.fingerprints = fingerprints
+        return index
+
+    def check_fingerprint(self, fingerprint: str) -> None:
+        for path, found in zip(self.paths, getattr(self, "fingerprints", []), strict=False):
+            if found and found != fingerprint:
+                raise StoreError(f"{path} holds vectors of fingerprint {found[:16]}, not {fingerprint[:16]}")
+
+    def locate(self, hashes: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """(file, row) for each hash; file is -1 where the hash is not stored."""
+        wanted = hash_keys(hashes)
+        files = np.full(len(hashes), -1, dtype=np.int32)
+        rows = np.zeros(len(hashes), dtype=np.int64)
+        if len(self.keys) == 0 or len(hashes) == 0:
+            return files, rows
+        start = np.searchsorted(self.keys, wanted, side="left")
+        stop = np.searchsorted(self.keys, wanted, side="right")
+        for i in np.flatnonzero(stop > start):
+            target = hashes[i].encode()
+            for position in range(start[i], stop[i]):  # a 64-bit key collision is possible, if unlikely
+                file, row = self.files[position], self.rows[position]
+                if self.hashes[file][row] == target:
+                    files[i], rows[i] = file, row
+                    break
+        return files, rows
+
+    def read(self, files: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        out: np.ndarray | None = None
+        for file in np.unique(files):
+            picks = np.flatnonzero(files == file)
+            wanted_rows, inverse = np.unique(rows[picks], return_inverse=True)
+            with h5py.File(self.paths[file], "r", locking=False) as handle:
+                block = handle["vectors"][wanted_rows]
+            if out is None:
+                out = np.empty((len(files), block.shape[1]), dtype=np.float32)
+            out[picks] = block[inverse]
+        return out if out is not None else np.zeros((0, 0), dtype=np.float32)
+
+    def hash_set(self) -> set[bytes]:
+        return {h for array in self.hashes for h in array}
+
+    def unique_hashes(self) -> list[str]:
+        return sorted(h.decode() for h in self.hash_set())
+
+    def unique_count(self) -> int:
+        return len(self.hash_set())
+
+
+def _write_atomic(target: Path, hashes: list[str], vectors: np.ndarray, attrs: dict) -> None:
+    """Write a complete file under a temporary name, flush it to disk, then rename it into place."""
+    scratch = target.with_name(target.name + ".tmp")
+    with h5py.File(scratch, "w", locking=False) as handle:
+        handle.create_dataset("sha256", data=np.array(hashes, dtype="S64"))
+        handle.create_dataset("key", data=hash_keys(hashes))
+        handle.create_dataset("vectors", data=vectors.astype(np.float32, copy=False))
+        for key, value in attrs.items():
+            handle.attrs[key] = value
+    fd = os.open(scratch, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(scratch, target)
+    _fsync_dir(target.parent)
+
+
+def _fsync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def _exclusive_lock(path: Path) -> Iterator[None]:
+    fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def _is_dead(folder: Path, run: str) -> bool:
+    """True when no live process holds run `run`'s lock."""
+    try:
+        fd = os.open(folder / f"run-{run}.lock", os.O_RDWR)
+    except FileNotFoundError:
+        return True
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as exc:
+        if exc.errno in (errno.EWOULDBLOCK, errno.EACCES):
+            return False
+        raise
+    finally:
+        os.close(fd)
+    return True
+
+
+def _new_run_id() -> str:
+    return f"{datetime.now(UTC):%Y%m%dT%H%M%S}-{os.getpid()}-{secrets.token_hex(3)}"
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def _plain(value):
+    """HDF5 attribute values as plain Python values."""
+    if isinstance(value, bytes):
+        return value.decode()
+    if isinstance(value, np.generic):
+        return value.item()
+    return value

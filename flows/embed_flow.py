@@ -1,0 +1,116 @@
+"""The `embed` flow: every image in a folder into the feature store, each one embedded only once."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from prefect import flow, task
+from prefect.cache_policies import NO_CACHE
+
+from data.records import ImageRecord, scan
+from embed.runner import embed_missing
+from embed.spec import DEFAULT_POOLING, DEFAULT_PREPROCESS, EmbeddingSpec, make_spec
+from embed.store import FeatureStore
+from flows.orchestration import call
+from flows.progress import progress_bar
+
+DEFAULT_BATCH_SIZE = 16
+DEFAULT_WORKERS = 1
+
+
+@dataclass
+class EmbedSummary:
+    """What an embed run did; the CLI prints it and flows return it."""
+
+    input_dir: str
+    store: str
+    fingerprint: str
+    files: int = 0
+    new: int = 0
+    already_stored: int = 0
+    duplicates: int = 0
+    unreadable: list[tuple[str, str]] = field(default_factory=list)
+    seconds: float = 0.0
+    embed_seconds: float = 0.0
+
+    @property
+    def images_per_second(self) -> float:
+        return self.new / self.embed_seconds if self.embed_seconds > 0 else 0.0
+
+    def as_dict(self) -> dict:
+        return {**asdict(self), "images_per_second": round(self.images_per_second, 2)}
+
+
+@task(name="scan-folder", cache_policy=NO_CACHE)
+def scan_folder(input_dir: str) -> list[ImageRecord]:
+    """Walk, hash and sniff every file (cheap: no decoding)."""
+    return scan(input_dir)
+
+
+@task(name="embed-new-images", cache_policy=NO_CACHE)
+def embed_new_images(
+    records: list[ImageRecord], spec: EmbeddingSpec, store_dir: str, batch_size: int, workers: int
+) -> tuple[int, dict[str, str]]:
+    """Embed the records whose hash the store lacks; returns (embedded, reason by failed hash)."""
+    store = FeatureStore(store_dir, spec.fingerprint)
+    with progress_bar("embedding", total=len(records)) as advance:
+        result = embed_missing(records, spec, store, batch_size, workers, on_batch=advance)
+    return result.embedded, {records[i].sha256: reason for i, reason in (result.failed or {}).items()}
+
+
+def embed_records(
+    records: list[ImageRecord],
+    spec: EmbeddingSpec,
+    store_dir: str,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    workers: int = DEFAULT_WORKERS,
+) -> EmbedSummary:
+    """Embed what the store lacks among `records`, marking newly found unreadable files in place."""
+    summary = EmbedSummary(
+        input_dir="", store=str(store_dir), fingerprint=spec.fingerprint, files=len(records)
+    )
+    store = FeatureStore(store_dir, spec.fingerprint)
+    readable = [r for r in records if r.ok]
+    stored = store.contains([r.sha256 for r in readable]) if readable else []
+    todo: dict[str, ImageRecord] = {}
+    for record, is_stored in zip(readable, stored, strict=True):
+        if is_stored:
+            summary.already_stored += 1
+        elif record.sha256 in todo:
+            summary.duplicates += 1
+        else:
+            todo[record.sha256] = record
+    started = time.perf_counter()
+    embedded, failed = call(embed_new_images, list(todo.values()), spec, str(store_dir), batch_size, workers)
+    summary.embed_seconds = time.perf_counter() - started
+    summary.new = embedded
+    for record in records:
+        if record.ok and record.sha256 in failed:
+            record.error = failed[record.sha256]
+    # A duplicate of a file that failed to decode fails too; it is no longer counted as a duplicate.
+    summary.duplicates = sum(1 for r in readable if r.ok) - summary.already_stored - summary.new
+    summary.unreadable = [(r.rel, r.error) for r in records if not r.ok]
+    return summary
+
+
+@flow(name="embed", log_prints=True)
+def embed_flow(
+    input_dir: str,
+    store_dir: str,
+    backbone: str = "dinov2-s14",
+    preprocess: str = DEFAULT_PREPROCESS,
+    pooling: str = DEFAULT_POOLING,
+    layers: list[int] | None = None,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    workers: int = DEFAULT_WORKERS,
+) -> dict:
+    """Embed every image under `input_dir` into the store at `store_dir`; returns the run's summary."""
+    started = time.perf_counter()
+    spec = make_spec(backbone, preprocess, pooling, tuple(layers or ()))
+    records = call(scan_folder, str(Path(input_dir)))
+    summary = embed_records(records, spec, store_dir, batch_size, workers)
+    summary.input_dir = str(input_dir)
+    summary.seconds = time.perf_counter() - started
+    return summary.as_dict()

@@ -1,0 +1,42 @@
+"""Run flows with or without a Prefect API.
+
+With a Prefect server configured (PREFECT_API_URL), every run is recorded and visible in the UI. With
+none, Prefect would start a throwaway server for each run (about 7 s here); the command line then runs
+the same flow function in-process instead, unless asked for `--prefect`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from typing import Any
+
+
+def api_configured() -> bool:
+    """True when a Prefect server or Cloud workspace is configured for this process."""
+    if os.environ.get("PREFECT_API_URL"):
+        return True
+    from prefect.settings import PREFECT_API_URL
+
+    return bool(PREFECT_API_URL.value())
+
+
+def in_flow_run() -> bool:
+    from prefect.context import FlowRunContext
+
+    return FlowRunContext.get() is not None
+
+
+def call(task_fn, *args: Any, **kwargs: Any):
+    """Call a Prefect task as a task inside a flow run, or as its plain function outside one."""
+    if in_flow_run():
+        return task_fn(*args, **kwargs)
+    return task_fn.fn(*args, **kwargs)
+
+
+def run_flow(flow_fn, orchestrate: bool | None, **params: Any):
+    """Run `flow_fn` through Prefect when `orchestrate` (None: when an API is configured), else in-process."""
+    if orchestrate is None:
+        orchestrate = api_configured()
+    runner: Callable = flow_fn if orchestrate else flow_fn.fn
+    return runner(**params)
