@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -80,8 +81,11 @@ class Embedder:
 
 @dataclass
 class EmbedResult:
+    """How many records were embedded, why others failed (by position), and the loop's seconds."""
+
     embedded: int = 0
-    failed: dict[int, str] | None = None
+    failed: dict[int, str] = field(default_factory=dict)
+    seconds: float = 0.0
 
 
 def _worker_init(_: int) -> None:
@@ -106,10 +110,11 @@ def embed_missing(
     """
     from torch.utils.data import DataLoader
 
-    result = EmbedResult(failed={})
+    result = EmbedResult()
     if not records:
         return result
     embedder = embedder or Embedder(spec)
+    started = time.perf_counter()
     loader = DataLoader(
         DecodedImages(records, spec),
         batch_size=batch_size,
@@ -130,4 +135,5 @@ def embed_missing(
                 result.embedded += len(good)
             if on_batch is not None:
                 on_batch(len(items))
+    result.seconds = time.perf_counter() - started
     return result

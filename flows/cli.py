@@ -131,6 +131,25 @@ def embed(
         _print_embed_summary(summary)
 
 
+@app.command()
+def demo(
+    out: Annotated[Path, typer.Option(help="Where the sample images and the demo store go.")] = Path(
+        "demo-out"
+    ),
+    progress: ProgressOption = None,
+) -> None:
+    """Run the pipeline on sample images the project draws itself (no dataset needed)."""
+    from flows import progress as progress_mod
+    from flows.demo import write_sample_folder
+    from flows.embed_flow import embed_flow
+
+    progress_mod.enable(progress)
+    images = write_sample_folder(out / "images")
+    typer.echo(f"sample images: {images}")
+    summary = embed_flow.fn(str(images), str(out / "store"))
+    _print_embed_summary(summary)
+
+
 def _check_choice(value: str, choices: tuple[str, ...], flag: str) -> None:
     if value not in choices:
         raise fail(f"{flag} must be one of {', '.join(choices)}, not {value!r}")

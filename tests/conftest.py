@@ -1,0 +1,83 @@
+"""Shared fixtures: tiny real transformers backbones, generated image folders, isolated caches."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED_DATA = ROOT.parent / "shared" / "data"
+
+needs_shared_data = pytest.mark.skipif(
+    not SHARED_DATA.is_dir(),
+    reason=f"{SHARED_DATA} is absent (a fresh clone without ../shared); the real-data tests need it",
+)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def isolated_environment(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Keep caches, Prefect's database and the default store out of the user's home."""
+    base = tmp_path_factory.mktemp("env")
+    os.environ["FACEAUDIT_CACHE_DIR"] = str(base / "cache")
+    os.environ["FACEAUDIT_STORE"] = str(base / "store")
+    os.environ["PREFECT_HOME"] = str(base / "prefect")
+    os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
+    os.environ.pop("PREFECT_API_URL", None)
+    os.environ["HF_HUB_OFFLINE"] = "1"
+
+
+def save_tiny_backbone(folder: Path, kind: str = "vit", seed: int = 0) -> Path:
+    """A 2-layer ViT or DINOv2 with random weights, saved like any transformers model folder."""
+    import torch
+    from transformers import Dinov2Config, Dinov2Model, ViTConfig, ViTModel
+
+    torch.manual_seed(seed)
+    common = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, patch_size=8, image_size=32)
+    if kind == "dinov2":
+        model = Dinov2Model(Dinov2Config(mlp_ratio=2, **common))
+    else:
+        model = ViTModel(ViTConfig(intermediate_size=64, **common), add_pooling_layer=False)
+    model.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_vit(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return save_tiny_backbone(tmp_path_factory.mktemp("tiny-vit"), "vit")
+
+
+@pytest.fixture(scope="session")
+def tiny_dinov2(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return save_tiny_backbone(tmp_path_factory.mktemp("tiny-dinov2"), "dinov2")
+
+
+def write_image(path: Path, seed: int, size: tuple[int, int] = (48, 40), fmt: str = "JPEG") -> Path:
+    """A random but deterministic picture (smooth gradient plus noise, so JPEG keeps it distinct)."""
+    rng = np.random.default_rng(seed)
+    width, height = size
+    yy, xx = np.mgrid[0:height, 0:width]
+    base = np.stack([(xx * (seed % 7 + 1)) % 256, (yy * (seed % 5 + 1)) % 256, (xx + yy + seed) % 256], -1)
+    pixels = np.clip(base + rng.normal(0, 20, base.shape), 0, 255).astype(np.uint8)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(pixels).save(path, format=fmt)
+    return path
+
+
+def make_labelled_folder(root: Path, per_class: int, source: str = "src", start: int = 0) -> Path:
+    for i in range(per_class):
+        write_image(root / source / "real" / f"r{start + i:04d}.jpg", seed=2 * (start + i))
+        write_image(root / source / "ai" / f"a{start + i:04d}.jpg", seed=2 * (start + i) + 1)
+    return root
+
+
+@pytest.fixture(scope="session")
+def prefect_harness():
+    """One temporary Prefect server and database for every test that runs real orchestration."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield

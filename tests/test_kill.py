@@ -1,0 +1,97 @@
+"""Kill -9 the real `faceaudit embed` process at random moments, then finish: nothing is lost or doubled."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from data import scan
+from embed.spec import make_spec
+from embed.store import FeatureStore
+from tests.conftest import make_labelled_folder
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def embed_command(folder: Path, store: Path, backbone: Path) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "flows.cli",
+        "embed",
+        str(folder),
+        "--store",
+        str(store),
+        "--backbone",
+        str(backbone),
+        "--batch-size",
+        "2",
+        "--workers",
+        "1",
+        "--no-progress",
+    ]
+
+
+def stored_rows(store: FeatureStore) -> list[str]:
+    rows = []
+    for path in store.files():
+        with h5py.File(path, "r") as handle:
+            rows.extend(h.decode() for h in handle["sha256"][()])
+    return rows
+
+
+def test_kill_nine_five_times_then_finish(tiny_vit: Path, tmp_path: Path) -> None:
+    folder = make_labelled_folder(tmp_path / "images", per_class=100)
+    hashes = [r.sha256 for r in scan(folder)]
+    fingerprint = make_spec(str(tiny_vit)).fingerprint
+    rng = random.Random(20261122)
+
+    subprocess.run(
+        embed_command(folder, tmp_path / "clean", tiny_vit), cwd=ROOT, check=True, capture_output=True
+    )
+    clean = FeatureStore(tmp_path / "clean", fingerprint)
+
+    store = FeatureStore(tmp_path / "killed", fingerprint)
+    interrupted = 0
+    for _ in range(5):
+        seen = {p.name for p in store.folder.glob("*.h5*")} if store.folder.exists() else set()
+        process = subprocess.Popen(
+            embed_command(folder, tmp_path / "killed", tiny_vit),
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        # Wait until this run has committed something, then kill it a random moment later.
+        deadline = time.monotonic() + 120
+        while process.poll() is None and time.monotonic() < deadline:
+            if store.folder.exists() and {p.name for p in store.folder.glob("batch-*.h5*")} - seen:
+                break
+            time.sleep(0.01)
+        time.sleep(rng.uniform(0.0, 0.3))
+        if process.poll() is None:
+            os.kill(process.pid, signal.SIGKILL)
+            interrupted += 1
+        process.wait()
+        store.refresh()
+        assert set(store.hashes()) <= set(hashes)  # the store opens after every kill
+    assert interrupted >= 3, "the runs finished before they could be killed; the test proves nothing"
+    assert 0 < len(store) < len(hashes) or interrupted < 5
+
+    finish = subprocess.run(
+        embed_command(folder, tmp_path / "killed", tiny_vit), cwd=ROOT, capture_output=True, text=True
+    )
+    assert finish.returncode == 0, finish.stderr
+    store.refresh()
+    rows = stored_rows(store)
+    assert sorted(rows) == sorted(hashes)  # each image exactly once, none missing
+    assert not [p for p in store.folder.iterdir() if p.name.endswith(".tmp") or p.name.startswith("batch-")]
+    difference = np.abs(store.get(hashes) - clean.get(hashes)).max()
+    assert difference <= 1e-5

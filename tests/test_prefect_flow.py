@@ -1,0 +1,25 @@
+"""The `embed` flow under real Prefect orchestration with no server configured (a temporary one)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from flows.embed_flow import embed_flow
+from tests.conftest import make_labelled_folder
+
+
+def test_embed_flow_runs_under_prefect_without_a_configured_server(
+    tiny_vit: Path, tmp_path: Path, prefect_harness: None
+) -> None:
+    folder = make_labelled_folder(tmp_path / "images", per_class=2)
+    state = embed_flow(
+        str(folder),
+        str(tmp_path / "store"),
+        backbone=str(tiny_vit),
+        batch_size=2,
+        workers=0,
+        return_state=True,
+    )
+    assert state.is_completed()
+    summary = state.result()
+    assert summary["new"] == 4 and summary["files"] == 4

@@ -1,0 +1,130 @@
+"""embed/store.py on real HDF5 files: look-ups, durability of committed batches, merging, leftovers."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+from embed.store import FeatureStore, StoreError
+
+FINGERPRINT = "f" * 64
+PROVENANCE = {"fingerprint": FINGERPRINT, "dim": 4, "backbone": "test"}
+
+
+def digests(n: int, start: int = 0) -> list[str]:
+    return [hashlib.sha256(str(i).encode()).hexdigest() for i in range(start, start + n)]
+
+
+def vectors_for(hashes: list[str]) -> np.ndarray:
+    """A vector that depends only on the hash, so any stored copy can be checked."""
+    return np.array([[int(h[i : i + 4], 16) / 65535 for i in range(0, 16, 4)] for h in hashes], np.float32)
+
+
+def test_append_get_contains_and_plain_h5py_layout(tmp_path: Path) -> None:
+    store = FeatureStore(tmp_path, FINGERPRINT)
+    hashes = digests(50)
+    with store.writer(PROVENANCE) as writer:
+        writer.append(hashes[:30], vectors_for(hashes[:30]))
+        writer.append(hashes[30:], vectors_for(hashes[30:]))
+
+    assert len(store) == 50
+    np.testing.assert_array_equal(store.get(hashes[::-1]), vectors_for(hashes[::-1]))
+    assert store.contains([hashes[0], "0" * 64]).tolist() == [True, False]
+    with pytest.raises(StoreError, match="1 of 2 images have no vector"):
+        store.get([hashes[0], "0" * 64])
+
+    (shard,) = store.files()  # the run's batches were merged into one shard
+    with h5py.File(shard, "r") as handle:
+        assert handle["vectors"].shape == (50, 4)
+        assert handle["sha256"][0].decode() == hashes[0]
+        assert handle.attrs["fingerprint"] == FINGERPRINT
+        assert handle.attrs["faceaudit_version"]
+
+
+def test_merging_drops_hashes_already_stored(tmp_path: Path) -> None:
+    store = FeatureStore(tmp_path, FINGERPRINT)
+    first, second = digests(20), digests(20, start=10)
+    with store.writer(PROVENANCE) as writer:
+        writer.append(first, vectors_for(first))
+    with store.writer(PROVENANCE) as writer:
+        writer.append(second, vectors_for(second))
+    total = sum(h5py.File(p, "r")["sha256"].shape[0] for p in store.files())
+    assert total == 30 and len(store) == 30
+
+
+def test_a_killed_writer_keeps_committed_batches_and_the_next_run_merges_them(tmp_path: Path) -> None:
+    """A child process commits two batches, starts a third and dies by SIGKILL mid-write."""
+    hashes = digests(30)
+    script = textwrap.dedent(
+        f"""
+        import os, signal, numpy as np
+        from embed.store import FeatureStore
+        from tests.test_store import PROVENANCE, vectors_for, digests
+        import embed.store as store_module
+        hashes = digests(30)
+        store = FeatureStore({str(tmp_path)!r}, {FINGERPRINT!r})
+        real_replace = os.replace
+        def die_on_third(src, dst, calls=[0]):
+            calls[0] += str(src).endswith(".h5.tmp")
+            if calls[0] == 3:  # the third batch is on disk under its temporary name, not yet renamed
+                os.kill(os.getpid(), signal.SIGKILL)
+            real_replace(src, dst)
+        store_module.os.replace = die_on_third
+        with store.writer(PROVENANCE) as writer:
+            for start in range(0, 30, 10):
+                writer.append(hashes[start:start + 10], vectors_for(hashes[start:start + 10]))
+        """
+    )
+    root = Path(__file__).resolve().parent.parent
+    result = subprocess.run([sys.executable, "-c", script], cwd=root, capture_output=True)
+    assert result.returncode == -9, result.stderr.decode()
+
+    store = FeatureStore(tmp_path, FINGERPRINT)
+    names = sorted(p.name for p in store.folder.iterdir())
+    assert sum(name.endswith(".h5.tmp") for name in names) == 1
+    assert len(store) == 20  # the two committed batches; the one in flight is lost
+    np.testing.assert_array_equal(store.get(hashes[:20]), vectors_for(hashes[:20]))
+
+    with store.writer(PROVENANCE) as writer:
+        writer.append(hashes[15:], vectors_for(hashes[15:]))
+    names = sorted(p.name for p in store.folder.iterdir())
+    assert not any(name.endswith(".tmp") or name.startswith(("batch-", "run-")) for name in names)
+    assert len(store.files()) == 1
+    assert len(store) == 30
+    with h5py.File(store.files()[0], "r") as handle:
+        assert len(set(handle["sha256"][()])) == handle["sha256"].shape[0] == 30
+
+
+def test_live_runs_batches_are_not_merged_by_others(tmp_path: Path) -> None:
+    store = FeatureStore(tmp_path, FINGERPRINT)
+    hashes = digests(10)
+    with store.writer(PROVENANCE) as slow:
+        slow.append(hashes[:5], vectors_for(hashes[:5]))
+        with store.writer(PROVENANCE) as fast:
+            fast.append(hashes[5:], vectors_for(hashes[5:]))
+        batches = [p for p in store.files() if p.name.startswith("batch-")]
+        assert len(batches) == 1 and slow.run_id in batches[0].name
+    assert len(store.files()) == 2 and len(store) == 10
+
+
+def test_a_file_of_another_fingerprint_is_refused(tmp_path: Path) -> None:
+    store = FeatureStore(tmp_path, FINGERPRINT)
+    with store.writer({**PROVENANCE, "fingerprint": "e" * 64}) as writer:
+        writer.append(digests(2), vectors_for(digests(2)))
+    with pytest.raises(StoreError, match="holds vectors of fingerprint"):
+        FeatureStore(tmp_path, FINGERPRINT).contains(digests(1))
+
+
+def test_wrong_vector_shape_is_refused(tmp_path: Path) -> None:
+    store = FeatureStore(tmp_path, FINGERPRINT)
+    with store.writer(PROVENANCE) as writer, pytest.raises(ValueError, match="expected 2 vectors of 4"):
+        writer.append(digests(2), np.zeros((2, 3)))
+    assert not [p for p in os.listdir(store.folder) if p.endswith(".h5")]
