@@ -7,8 +7,8 @@ Composed like clip-retrieval's inference: a reader (`DecodedImages`, run by the 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Sequence
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
