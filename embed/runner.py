@@ -137,3 +137,10 @@ def embed_missing(
                 on_batch(len(items))
     result.seconds = time.perf_counter() - started
     return result
+
+
+def embed_images(images, spec: EmbeddingSpec, embedder: Embedder, batch_size: int = 16) -> np.ndarray:
+    """Vectors for in-memory RGB images (perturbed copies, uploads): nothing touches the store."""
+    pixels = [spec.preprocess(image) for image in images]
+    parts = [embedder(np.stack(pixels[i : i + batch_size])) for i in range(0, len(pixels), batch_size)]
+    return np.concatenate(parts) if parts else np.zeros((0, spec.dim), np.float32)

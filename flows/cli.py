@@ -104,31 +104,166 @@ def embed(
     _check_choice(pooling, ("cls", "mean", "cls+mean"), "--pooling")
     store_dir = store or default_store_dir()
 
-    from embed.backbone import BackboneError
-    from flows import progress as progress_mod
     from flows.embed_flow import embed_flow
-    from flows.orchestration import run_flow
 
-    progress_mod.enable(progress)
-    try:
-        summary = run_flow(
-            embed_flow,
-            prefect,
-            input_dir=str(input_dir),
-            store_dir=str(store_dir),
-            backbone=backbone,
-            preprocess=preprocess,
-            pooling=pooling,
-            layers=layer_list,
-            batch_size=batch_size,
-            workers=workers,
-        )
-    except (BackboneError, ValueError) as exc:
-        raise fail(str(exc)) from None
+    summary = _run_guarded(
+        embed_flow,
+        prefect,
+        progress,
+        input_dir=str(input_dir),
+        store_dir=str(store_dir),
+        backbone=backbone,
+        preprocess=preprocess,
+        pooling=pooling,
+        layers=layer_list,
+        batch_size=batch_size,
+        workers=workers,
+    )
     if json_out:
         typer.echo(json.dumps(summary, indent=2))
     else:
         _print_embed_summary(summary)
+
+
+HEAD_KINDS = ("mc-dropout", "pyro-vi")
+
+
+@app.command()
+def train(
+    data_dir: Annotated[
+        Path, typer.Argument(help="Labelled folder: real*/ and ai*/fake*/ subfolders per source.")
+    ],
+    model_out: Annotated[Path, typer.Option("--model-out", help="Folder to write the model into.")],
+    head: Annotated[
+        str, typer.Option(help="'mc-dropout' (MC-dropout MLP) or 'pyro-vi' (Pyro SVI).")
+    ] = "mc-dropout",
+    store: StoreOption = None,
+    backbone: Annotated[str, typer.Option(help="Backbone (see `faceaudit embed --help`).")] = "dinov2-s14",
+    preprocess: Annotated[str, typer.Option(help="'crop' or 'resize'.")] = "crop",
+    pooling: Annotated[str, typer.Option(help="'cls', 'mean' or 'cls+mean'.")] = "cls+mean",
+    layers: Annotated[str | None, typer.Option(help="Layers to pool [default: thirds of the depth].")] = None,
+    max_real_called_ai: Annotated[
+        float, typer.Option(min=0.0, max=1.0, help="Bound on real faces called AI among confident verdicts.")
+    ] = 0.01,
+    max_ai_called_real: Annotated[
+        float, typer.Option(min=0.0, max=1.0, help="Bound on AI faces called real among confident verdicts.")
+    ] = 0.05,
+    samples: Annotated[int, typer.Option(min=2, max=10000, help="Monte Carlo samples per prediction.")] = 200,
+    batch_size: Annotated[int, typer.Option(min=1, max=1024, help="Images per forward pass.")] = 16,
+    workers: Annotated[int, typer.Option(min=0, max=64, help="DataLoader processes decoding ahead.")] = 1,
+    prefect: PrefectOption = None,
+    progress: ProgressOption = None,
+) -> None:
+    """Train a head on DATA_DIR's vectors (embedding what is missing) and write a model folder."""
+    from embed.pooling import parse_layers
+
+    _existing_dir(data_dir, "data folder")
+    _check_choice(head, HEAD_KINDS, "--head")
+    _check_choice(preprocess, ("crop", "resize"), "--preprocess")
+    _check_choice(pooling, ("cls", "mean", "cls+mean"), "--pooling")
+    try:
+        layer_list = list(parse_layers(layers))
+    except ValueError as exc:
+        raise fail(str(exc)) from None
+    from flows.train_flow import train_flow
+
+    result = _run_guarded(
+        train_flow,
+        prefect,
+        progress,
+        data_dir=str(data_dir),
+        model_out=str(model_out),
+        store_dir=str(store or default_store_dir()),
+        head=head,
+        backbone=backbone,
+        preprocess=preprocess,
+        pooling=pooling,
+        layers=layer_list,
+        batch_size=batch_size,
+        workers=workers,
+        max_real_called_ai=max_real_called_ai,
+        max_ai_called_real=max_ai_called_real,
+        samples=samples,
+    )
+    m = result["metrics"]
+    typer.echo(f"model written to {result['model']}")
+    typer.echo(
+        f"test: accuracy {m['accuracy']:.3f}, ROC-AUC {m['roc_auc']:.3f}, ECE {m['ece']:.3f}, "
+        f"coverage {m['coverage']:.2f} at real-called-AI {m['real_called_ai_rate']:.3f} "
+        f"(linear probe accuracy {m['linear_probe_accuracy']:.3f})"
+    )
+    for group, g in m["groups"].items():
+        typer.echo(
+            f"  {group}: accuracy {g['accuracy']:.3f}, ROC-AUC {g['roc_auc'] or float('nan'):.3f}, n={g['n']}"
+        )
+
+
+@app.command()
+def evaluate(
+    data_dir: Annotated[Path, typer.Argument(help="Labelled folder to evaluate on.")],
+    out: Annotated[Path, typer.Option("--out", help="Folder for metrics.json and plots.")],
+    model: Annotated[Path | None, typer.Option(help="Model folder [default: the built-in model].")] = None,
+    store: StoreOption = None,
+    split: Annotated[
+        str, typer.Option(help="'all', or only one hash split: 'train', 'val', 'test'.")
+    ] = "all",
+    perturb: Annotated[
+        str | None, typer.Option(help="Also evaluate perturbed copies, e.g. jpeg:75,resize:0.5,blur:1.")
+    ] = None,
+    samples: Annotated[int | None, typer.Option(min=2, max=10000, help="Monte Carlo samples.")] = None,
+    batch_size: Annotated[int, typer.Option(min=1, max=1024, help="Images per forward pass.")] = 16,
+    workers: Annotated[int, typer.Option(min=0, max=64, help="DataLoader processes decoding ahead.")] = 1,
+    prefect: PrefectOption = None,
+    progress: ProgressOption = None,
+) -> None:
+    """Measure a model on DATA_DIR: accuracy, ROC-AUC, calibration, coverage, per group and perturbed."""
+    _existing_dir(data_dir, "data folder")
+    _check_choice(split, ("all", "train", "val", "test"), "--split")
+    from flows.perturb import parse_perturbations
+
+    try:
+        parse_perturbations(perturb)
+    except ValueError as exc:
+        raise fail(str(exc)) from None
+    from flows.evaluate_flow import evaluate_flow
+
+    result = _run_guarded(
+        evaluate_flow,
+        prefect,
+        progress,
+        data_dir=str(data_dir),
+        out_dir=str(out),
+        store_dir=str(store or default_store_dir()),
+        model_dir=str(model) if model else None,
+        split=split,
+        perturb=perturb,
+        samples=samples,
+        batch_size=batch_size,
+        workers=workers,
+    )
+    typer.echo(f"metrics written to {result['out']}/metrics.json ({result['n']} images)")
+    typer.echo(
+        f"accuracy {result['accuracy']:.3f}; per group: "
+        + ", ".join(f"{g} {a:.3f}" for g, a in result["groups"].items())
+    )
+    for name, accuracy in result["perturbations"].items():
+        typer.echo(f"  perturbed {name}: accuracy {accuracy:.3f}")
+
+
+def _run_guarded(flow_fn, prefect: bool | None, progress: bool | None, **params):
+    """Run a flow; the errors a user can fix become one-line reasons and exit code 2."""
+    from embed.backbone import BackboneError
+    from embed.store import StoreError
+    from flows import progress as progress_mod
+    from flows.labelled import DataError
+    from flows.orchestration import run_flow
+    from head.model import ModelError
+
+    progress_mod.enable(progress)
+    try:
+        return run_flow(flow_fn, prefect, **params)
+    except (BackboneError, StoreError, DataError, ModelError, ValueError) as exc:
+        raise fail(str(exc)) from None
 
 
 @app.command()

@@ -1,0 +1,127 @@
+"""The `train` flow: a labelled folder in, a complete model folder out (weights, card, metrics, plots)."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+from prefect import flow, task
+from prefect.cache_policies import NO_CACHE
+
+from data.version import code_version
+from embed.spec import DEFAULT_POOLING, DEFAULT_PREPROCESS, make_spec
+from flows.embed_flow import DEFAULT_BATCH_SIZE, DEFAULT_WORKERS
+from flows.labelled import DataError, LabelledSet, load_labelled
+from flows.orchestration import call
+from head.fit import fit_model
+from head.metrics import metrics_by_group
+from head.plots import write_plots
+
+
+@task(name="fit-head", cache_policy=NO_CACHE)
+def fit_head(
+    data: LabelledSet,
+    head: str,
+    params: dict,
+    max_real_called_ai: float,
+    max_ai_called_real: float,
+    samples: int,
+    info: dict,
+):
+    train, val = data.splits == "train", data.splits == "val"
+    if len(np.unique(data.y[train])) < 2 or len(np.unique(data.y[val])) < 2:
+        raise DataError("the train and validation splits each need both classes; add more images")
+    return fit_model(
+        data.X[train],
+        data.y[train],
+        data.X[val],
+        data.y[val],
+        head,
+        params,
+        max_real_called_ai,
+        max_ai_called_real,
+        samples,
+        info,
+    )
+
+
+def linear_probe(data: LabelledSet) -> dict:
+    """Logistic regression on the same vectors and splits: the baseline the Bayesian head must beat."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from head.thresholds import Thresholds, decide
+    from head.uncertainty import Prediction
+
+    train, test = data.splits == "train", data.splits == "test"
+    probe = make_pipeline(StandardScaler(), LogisticRegression(C=0.1, max_iter=5000))
+    probe.fit(data.X[train], data.y[train])
+    p = probe.predict_proba(data.X[test])[:, 1]
+    zeros = np.zeros_like(p)
+    prediction = Prediction(p, zeros, zeros, zeros)
+    verdict = decide(p, zeros, Thresholds())
+    return metrics_by_group(data.y[test], prediction, verdict, data.groups[test])
+
+
+@flow(name="train", log_prints=True)
+def train_flow(
+    data_dir: str,
+    model_out: str,
+    store_dir: str,
+    head: str = "mc-dropout",
+    backbone: str = "dinov2-s14",
+    preprocess: str = DEFAULT_PREPROCESS,
+    pooling: str = DEFAULT_POOLING,
+    layers: list[int] | None = None,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    workers: int = DEFAULT_WORKERS,
+    max_real_called_ai: float = 0.01,
+    max_ai_called_real: float = 0.05,
+    samples: int = 200,
+    head_params: dict | None = None,
+) -> dict:
+    """Embed what is missing, split by hash, train, calibrate, set thresholds, test, write the model."""
+    spec = make_spec(backbone, preprocess, pooling, tuple(layers or ()))
+    data = load_labelled(data_dir, spec, store_dir, batch_size, workers)
+    info = {
+        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "faceaudit_version": code_version(),
+        "embedding": {**spec.provenance(), "describe": spec.describe()},
+        "training_data": {"folder": str(data_dir), "sha256": data.data_hash(), "counts": data.counts()},
+    }
+    model, report = call(
+        fit_head, data, head, head_params or {}, max_real_called_ai, max_ai_called_real, samples, info
+    )
+    test = data.splits == "test"
+    scores = model.score(data.X[test])
+    metrics = {
+        "split": "test",
+        **metrics_by_group(data.y[test], scores.prediction, scores.verdict, data.groups[test]),
+        "linear_probe": linear_probe(data),
+        "validation": report,
+    }
+    model.info["metrics"] = _headline(metrics)
+    out = Path(model_out)
+    model.save(out)
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    write_plots(out / "plots", data.y[test], scores.prediction, scores.verdict, model.head.history_, "(test)")
+    return {"model": str(out), "metrics": model.info["metrics"], "unreadable": data.embed_summary.unreadable}
+
+
+def _headline(metrics: dict) -> dict:
+    keys = (
+        "accuracy",
+        "roc_auc",
+        "ece",
+        "coverage",
+        "selective_accuracy",
+        "real_called_ai_rate",
+        "mutual_info_auroc_wrong",
+    )
+    out = {k: metrics[k] for k in keys}
+    out["groups"] = {g: {k: m[k] for k in ("accuracy", "roc_auc", "n")} for g, m in metrics["groups"].items()}
+    out["linear_probe_accuracy"] = metrics["linear_probe"]["accuracy"]
+    return out

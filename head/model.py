@@ -1,0 +1,146 @@
+"""A trained faceaudit model: head, calibration, thresholds, OOD detector and where they came from.
+
+On disk, a model folder holds `model.safetensors` (every array; loading it runs no code) and
+`model.json` (head kind and hyperparameters, classes, embedding fingerprint, calibration, thresholds,
+training-data hash, metrics), plus metrics.json and plots written by the train flow.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from head.base import Head
+from head.calibration import Calibrator
+from head.mc_dropout import MCDropoutHead
+from head.ood import MahalanobisOOD
+from head.pyro_head import PyroHead
+from head.thresholds import Thresholds, decide
+from head.uncertainty import Prediction
+
+HEADS: dict[str, type[Head]] = {MCDropoutHead.kind: MCDropoutHead, PyroHead.kind: PyroHead}
+CLASSES = ["real", "ai"]
+FORMAT_VERSION = 1
+WEIGHTS_FILE = "model.safetensors"
+CARD_FILE = "model.json"
+
+
+class ModelError(Exception):
+    """A model folder is missing, damaged or made for other vectors; one-line reason."""
+
+
+@dataclass
+class Scores:
+    """Everything a verdict rests on, per row."""
+
+    prediction: Prediction
+    ood_score: np.ndarray
+    verdict: np.ndarray
+
+
+@dataclass
+class FaceauditModel:
+    head: Head
+    calibrator: Calibrator
+    thresholds: Thresholds
+    ood: MahalanobisOOD
+    info: dict = field(default_factory=dict)
+    n_samples: int = 200
+
+    @property
+    def fingerprint(self) -> str:
+        return self.info["embedding"]["fingerprint"]
+
+    def check_fingerprint(self, fingerprint: str) -> None:
+        """Refuse vectors made by another backbone, preprocessing or pooling."""
+        if fingerprint != self.fingerprint:
+            raise ModelError(
+                f"this model was trained on vectors of embedding {self.fingerprint[:16]} "
+                f"({self.info['embedding'].get('backbone', '?')}), but the store's are {fingerprint[:16]}; "
+                "embed with the model's backbone, preprocessing and pooling, or train a model for these"
+            )
+
+    def score(self, X: np.ndarray, n_samples: int | None = None, seed: int = 0) -> Scores:
+        prediction = self.head.predict(X, n_samples or self.n_samples, seed, calibrate=self.calibrator)
+        ood_score = self.ood.score(X)
+        return Scores(prediction, ood_score, decide(prediction.p_ai, ood_score, self.thresholds))
+
+    # ---- files ---------------------------------------------------------------------------------
+
+    def save(self, folder: Path | str) -> None:
+        from safetensors.numpy import save_file
+
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        tensors = {f"head.{k}": np.ascontiguousarray(v) for k, v in self.head.state_tensors().items()}
+        tensors.update({f"ood.{k}": np.ascontiguousarray(v) for k, v in self.ood.state_tensors().items()})
+        save_file(tensors, str(folder / (WEIGHTS_FILE + ".tmp")))
+        (folder / (WEIGHTS_FILE + ".tmp")).replace(folder / WEIGHTS_FILE)
+        card = {
+            **self.info,
+            "format_version": FORMAT_VERSION,
+            "head": {"kind": self.head.kind, "params": _jsonable(self.head.get_params())},
+            "classes": CLASSES,
+            "calibration": self.calibrator.describe(),
+            "thresholds": self.thresholds.describe(),
+            "ood": {
+                "kind": "mahalanobis-ppca",
+                "threshold": self.ood.threshold_,
+                "params": _jsonable({k: getattr(self.ood, k) for k in ("n_components", "percentile")}),
+            },
+            "n_samples": self.n_samples,
+        }
+        (folder / (CARD_FILE + ".tmp")).write_text(json.dumps(card, indent=2))
+        (folder / (CARD_FILE + ".tmp")).replace(folder / CARD_FILE)
+
+    @classmethod
+    def load(cls, folder: Path | str) -> FaceauditModel:
+        from safetensors import SafetensorError
+        from safetensors.numpy import load_file
+
+        folder = Path(folder)
+        if not (folder / CARD_FILE).is_file() or not (folder / WEIGHTS_FILE).is_file():
+            raise ModelError(
+                f"{folder} is not a faceaudit model folder (needs {CARD_FILE} and {WEIGHTS_FILE})"
+            )
+        try:
+            card = json.loads((folder / CARD_FILE).read_text())
+        except ValueError as exc:
+            raise ModelError(f"{folder / CARD_FILE} is not valid JSON: {exc}") from None
+        try:
+            tensors = load_file(str(folder / WEIGHTS_FILE))
+        except (SafetensorError, OSError, ValueError) as exc:
+            raise ModelError(
+                f"{folder / WEIGHTS_FILE} is not a valid safetensors file ({exc}); refusing it"
+            ) from None
+        kind = card.get("head", {}).get("kind")
+        if kind not in HEADS:
+            raise ModelError(f"{folder / CARD_FILE} names an unknown head kind {kind!r}")
+        try:
+            params = card["head"]["params"]
+            head = HEADS[kind](**{k: tuple(v) if isinstance(v, list) else v for k, v in params.items()})
+            head.load_state_tensors({k[5:]: v for k, v in tensors.items() if k.startswith("head.")})
+            ood = MahalanobisOOD(**card["ood"]["params"])
+            ood.load_state_tensors(
+                {k[4:]: v for k, v in tensors.items() if k.startswith("ood.")}, card["ood"]["threshold"]
+            )
+            calibration = card["calibration"]
+            calibrator = Calibrator(calibration["method"], calibration["slope"], calibration["intercept"])
+            thresholds = Thresholds(**card["thresholds"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ModelError(f"{folder} is incomplete or damaged: {exc!r}") from None
+        info = {k: v for k, v in card.items() if k not in ("head", "calibration", "thresholds", "ood")}
+        return cls(head, calibrator, thresholds, ood, info, int(card.get("n_samples", 200)))
+
+
+def _jsonable(value):
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (tuple, list)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    return value

@@ -1,0 +1,151 @@
+"""head/: real torch and Pyro training on synthetic vectors whose answer is known."""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from head import (
+    FaceauditModel,
+    MCDropoutHead,
+    ModelError,
+    PyroHead,
+    choose_thresholds,
+    decide,
+    expected_calibration_error,
+    fit_calibrator,
+)
+from head.fit import fit_model
+from head.ood import MahalanobisOOD
+from head.thresholds import rates
+
+DIM = 24
+
+
+def clusters(n: int, seed: int, separation: float = 3.0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 2, n)
+    centre = np.zeros(DIM)
+    centre[:3] = separation
+    X = rng.normal(size=(n, DIM)) + np.where(y[:, None] == 1, centre, -centre) / 2
+    return X.astype(np.float32), y
+
+
+FAST = {"mc-dropout": dict(max_epochs=60, patience=10), "pyro-vi": dict(max_epochs=60, patience=10)}
+HEADS = {"mc-dropout": MCDropoutHead, "pyro-vi": PyroHead}
+
+
+@pytest.fixture(scope="module", params=list(HEADS))
+def fitted(request):
+    X, y = clusters(600, 0)
+    Xv, yv = clusters(200, 1)
+    return HEADS[request.param](**FAST[request.param]).fit(X, y, Xv, yv)
+
+
+def test_separable_clusters_are_learned(fitted) -> None:
+    X, y = clusters(400, 2)
+    prediction = fitted.predict(X, n_samples=50)
+    assert ((prediction.p_ai >= 0.5) == y).mean() >= 0.95
+    assert fitted.history_["train_loss"][-1] < fitted.history_["train_loss"][0]
+
+
+def test_monte_carlo_samples_differ_and_are_reproducible(fitted) -> None:
+    X, _ = clusters(50, 3, separation=0.5)
+    logits = fitted.sample_logits(X, n_samples=30)
+    assert logits.shape == (30, 50, 2)
+    assert np.std(logits[..., 1] - logits[..., 0], axis=0).mean() > 1e-3
+    first, again = fitted.predict(X, 30, seed=7), fitted.predict(X, 30, seed=7)
+    np.testing.assert_array_equal(first.p_ai, again.p_ai)
+    assert (first.p_ai_std > 0).all() and (first.mutual_info >= 0).all()
+    # A row's answer does not depend on the rows beside it.
+    alone = fitted.predict(X[5:6], 30, seed=7)
+    np.testing.assert_allclose(alone.p_ai, first.p_ai[5:6], atol=1e-6)
+
+
+def test_doubt_is_higher_between_the_clusters(fitted) -> None:
+    X, y = clusters(300, 4)
+    middle = np.zeros((50, DIM), np.float32) + np.random.default_rng(5).normal(0, 0.1, (50, DIM)).astype(np.float32)
+    far_side = fitted.predict(X, 50)
+    between = fitted.predict(middle, 50)
+    assert between.entropy.mean() > far_side.entropy.mean()
+
+
+def test_far_inputs_get_high_ood_scores() -> None:
+    X, _ = clusters(500, 6)
+    ood = MahalanobisOOD(n_components=8).fit(X)
+    inside, _ = clusters(200, 7)
+    assert (ood.score(inside) <= ood.threshold_).mean() > 0.95
+    far = X[:20] + 25.0
+    assert (ood.score(far) > ood.threshold_).all()
+
+
+def test_temperature_scaling_repairs_overconfidence() -> None:
+    rng = np.random.default_rng(8)
+    y = rng.integers(0, 2, 2000)
+    true_margin = rng.normal(0, 1.5, 2000) + np.where(y == 1, 1.0, -1.0)
+    y = (rng.random(2000) < 1 / (1 + np.exp(-true_margin))).astype(int)
+    logits = np.zeros((1, 2000, 2))
+    logits[0, :, 1] = 4 * true_margin  # four times too sure
+    calibrator, report = fit_calibrator(logits, y)
+    assert calibrator.temperature == pytest.approx(4, rel=0.2)
+    assert report["after"]["ece"] < report["before"]["ece"] / 2
+    assert expected_calibration_error(calibrator(logits).mean(0), y) < 0.03
+
+
+def test_thresholds_bound_real_called_ai() -> None:
+    rng = np.random.default_rng(9)
+    y = rng.integers(0, 2, 1000)
+    p = np.clip(rng.normal(np.where(y == 1, 0.75, 0.25), 0.2), 0, 1)
+    thresholds, band = choose_thresholds(p, y, np.zeros(1000), 1.0, 0.01, 0.05)
+    assert band["real_called_ai_rate"] <= 0.01 and band["ai_called_real_rate"] <= 0.05
+    assert 0.0 < band["coverage"] < 1.0
+    assert rates(decide(p, np.zeros(1000), thresholds), y) == band
+    ood = np.where(np.arange(1000) < 10, 99.0, 0.0)
+    assert (decide(p, ood, thresholds)[:10] == "uncertain").all()
+
+
+@pytest.fixture(scope="module")
+def saved_model(tmp_path_factory) -> Path:
+    X, y = clusters(500, 10)
+    Xv, yv = clusters(200, 11)
+    model, report = fit_model(X, y, Xv, yv, "mc-dropout", FAST["mc-dropout"], n_samples=40,
+                              info={"embedding": {"fingerprint": "a" * 64, "backbone": "test"}})
+    assert report["calibration"]["method"] in ("temperature", "platt")
+    folder = tmp_path_factory.mktemp("model")
+    model.save(folder)
+    return folder
+
+
+def test_model_round_trip_gives_identical_scores(saved_model: Path) -> None:
+    X, _ = clusters(64, 12)
+    model = FaceauditModel.load(saved_model)
+    again = FaceauditModel.load(saved_model)
+    first, second = model.score(X), again.score(X)
+    np.testing.assert_array_equal(first.prediction.p_ai, second.prediction.p_ai)
+    assert list(first.verdict) == list(second.verdict)
+    assert set(first.verdict) <= {"ai_generated", "real", "uncertain"}
+
+
+def test_a_pickle_payload_is_refused(saved_model: Path, tmp_path: Path) -> None:
+    import shutil
+
+    tampered = tmp_path / "tampered"
+    shutil.copytree(saved_model, tampered)
+
+    class Exploit:
+        def __reduce__(self):
+            return (exec, ("open('/tmp/faceaudit-pwned', 'w').write('x')",))
+
+    (tampered / "model.safetensors").write_bytes(pickle.dumps(Exploit()))
+    with pytest.raises(ModelError, match="not a valid safetensors file"):
+        FaceauditModel.load(tampered)
+    assert not Path("/tmp/faceaudit-pwned").exists()
+
+
+def test_vectors_of_another_embedding_are_refused(saved_model: Path) -> None:
+    model = FaceauditModel.load(saved_model)
+    with pytest.raises(ModelError, match="trained on vectors of embedding aaaaaaaaaaaaaaaa"):
+        model.check_fingerprint("b" * 64)
