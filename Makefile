@@ -26,6 +26,7 @@ test: setup
 
 bench: setup
 	$(BIN)/python bench/embed.py
+	$(BIN)/python bench/heads.py
 
 lint: setup
 	$(BIN)/ruff check .
