@@ -142,6 +142,7 @@ VARIANTS = {
     "cls+mean, last layer": ("cls+mean", (12,)),
     "cls, layers 4,8,12": ("cls", (4, 8, 12)),
     "cls+mean, layers 4,8,12": ("cls+mean", (4, 8, 12)),
+    "cls+mean+std, layers 4,8,12": ("cls+mean+std", (4, 8, 12)),
     "cls+mean, layers 3,6,9,12": ("cls+mean", (3, 6, 9, 12)),
     "cls+mean, all 12 layers": ("cls+mean", tuple(range(1, 13))),
 }
@@ -183,7 +184,9 @@ def probe_features(records, base: EmbeddingSpec, pre: Preprocess) -> dict[str, n
 
     import torch
 
-    key = hashlib.sha256(("|".join(r.sha256 for r in records) + repr(pre) + type(pre).__name__).encode())
+    key = hashlib.sha256(
+        ("|".join(r.sha256 for r in records) + repr(pre) + type(pre).__name__ + repr(VARIANTS)).encode()
+    )
     cache = cache_root() / "bench" / f"probe-{key.hexdigest()[:16]}.npz"
     if cache.is_file():
         with np.load(cache) as stored:

@@ -36,9 +36,7 @@ def naive_mc_dropout(head: MCDropoutHead, X: np.ndarray, samples: int) -> float:
 
     net = head._network(X.shape[1])
     state = {}
-    for index, (name, part) in enumerate(
-        [(f"{i}", p) for i in (0, 3, 6) for p in ("weight", "bias")]
-    ):
+    for index, (name, part) in enumerate([(f"{i}", p) for i in (0, 3, 6) for p in ("weight", "bias")]):
         key = {"weight": "w", "bias": "b"}[part] + str(index // 2 + 1)
         state[f"{name}.{part}"] = torch.from_numpy(head.weights_[key])
     net.load_state_dict(state)
@@ -52,7 +50,9 @@ def naive_mc_dropout(head: MCDropoutHead, X: np.ndarray, samples: int) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--train", type=int, default=2500)
     parser.add_argument("--predict", type=int, default=10000)
     parser.add_argument("--samples", type=int, default=200)
@@ -71,13 +71,17 @@ def main() -> None:
         prediction = head.predict(Xp, args.samples)
         predict_seconds = time.perf_counter() - started
         accuracy = ((head.predict(Xv, args.samples).p_ai >= 0.5) == yv).mean()
-        print(f"  {head.kind:10}  fit {fit_seconds:6.1f} s ({len(head.history_['train_loss'])} epochs, "
-              f"validation accuracy {accuracy:.3f}; target < 120 s)   "
-              f"predict {predict_seconds:5.2f} s (target < 2 s); mean MI {prediction.mutual_info.mean():.4f}")
+        print(
+            f"  {head.kind:10}  fit {fit_seconds:6.1f} s ({len(head.history_['train_loss'])} epochs, "
+            f"validation accuracy {accuracy:.3f}; target < 120 s)   "
+            f"predict {predict_seconds:5.2f} s (target < 2 s); mean MI {prediction.mutual_info.mean():.4f}"
+        )
         if isinstance(head, MCDropoutHead):
             naive = naive_mc_dropout(head, Xp, args.samples)
-            print(f"  {'':10}  naive loop of {args.samples} forward calls: {naive:5.2f} s "
-                  f"(vectorised is {naive / predict_seconds:.1f}x faster)")
+            print(
+                f"  {'':10}  naive loop of {args.samples} forward calls: {naive:5.2f} s "
+                f"(vectorised is {naive / predict_seconds:.1f}x faster)"
+            )
 
 
 if __name__ == "__main__":

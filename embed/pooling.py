@@ -1,21 +1,22 @@
 """Turn a ViT's token sequences into one vector per image.
 
 Several layers can be read at once (early layers keep the low-level texture statistics that tell a
-generator's output from a camera's); each chosen layer gives its CLS token, its mean patch token, or both.
+generator's output from a camera's); each chosen layer gives its CLS token, its mean patch token, both,
+or both plus the patch tokens' standard deviation (how uniform the image's texture is across patches).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-KINDS = ("cls", "mean", "cls+mean")
+KINDS = ("cls", "mean", "cls+mean", "cls+mean+std")
 
 
 @dataclass(frozen=True)
 class Pooling:
     """Which layers (1-based, the last is the model's depth) and which tokens make the vector."""
 
-    kind: str = "cls+mean"
+    kind: str = "cls+mean+std"
     layers: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
@@ -34,7 +35,7 @@ class Pooling:
         return Pooling(self.kind, tuple(layers))
 
     def dim(self, hidden_size: int) -> int:
-        return hidden_size * len(self.layers) * (2 if self.kind == "cls+mean" else 1)
+        return hidden_size * len(self.layers) * len(self.kind.split("+"))
 
     def __call__(self, hidden_states, num_prefix_tokens: int, norm):
         """Pool `hidden_states` (embeddings first, then one tensor per layer) into (batch, dim).
@@ -47,10 +48,14 @@ class Pooling:
         parts = []
         for layer in self.layers:
             tokens = norm(hidden_states[layer])
-            if self.kind in ("cls", "cls+mean"):
-                parts.append(tokens[:, 0])
-            if self.kind in ("mean", "cls+mean"):
-                parts.append(tokens[:, num_prefix_tokens:].mean(dim=1))
+            patches = tokens[:, num_prefix_tokens:]
+            for statistic in self.kind.split("+"):
+                if statistic == "cls":
+                    parts.append(tokens[:, 0])
+                elif statistic == "mean":
+                    parts.append(patches.mean(dim=1))
+                else:
+                    parts.append(patches.std(dim=1))
         return torch.cat(parts, dim=1)
 
     def describe(self) -> dict:

@@ -13,7 +13,7 @@ from embed.preprocess import Preprocess
 
 # Chosen by bench/embed.py's probe on ../shared/data (see README, "Choosing the default features").
 DEFAULT_PREPROCESS = "crop"
-DEFAULT_POOLING = "cls+mean"
+DEFAULT_POOLING = "cls+mean+std"
 
 
 @dataclass(frozen=True)

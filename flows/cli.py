@@ -13,6 +13,9 @@ import typer
 
 from flows.defaults import default_store_dir
 
+HEAD_KINDS = ("mc-dropout", "pyro-vi")
+POOLINGS = ("cls", "mean", "cls+mean", "cls+mean+std")
+
 app = typer.Typer(
     name="faceaudit",
     help="Tell real face photographs from AI-generated faces, with calibrated doubt and a picture of why.",
@@ -82,7 +85,12 @@ def embed(
     preprocess: Annotated[
         str, typer.Option(help="'crop': native pixels, center crop; 'resize': whole image to the input size.")
     ] = "crop",
-    pooling: Annotated[str, typer.Option(help="'cls', 'mean' (of patch tokens) or 'cls+mean'.")] = "cls+mean",
+    pooling: Annotated[
+        str,
+        typer.Option(
+            help="'cls', 'mean' (of patch tokens), 'cls+mean', or 'cls+mean+std' (patch spread too)."
+        ),
+    ] = "cls+mean+std",
     layers: Annotated[
         str | None, typer.Option(help="Layers to pool, e.g. 4,8,12 [default: thirds of the depth].")
     ] = None,
@@ -101,7 +109,7 @@ def embed(
     except ValueError as exc:
         raise fail(str(exc)) from None
     _check_choice(preprocess, ("crop", "resize"), "--preprocess")
-    _check_choice(pooling, ("cls", "mean", "cls+mean"), "--pooling")
+    _check_choice(pooling, POOLINGS, "--pooling")
     store_dir = store or default_store_dir()
 
     from flows.embed_flow import embed_flow
@@ -125,9 +133,6 @@ def embed(
         _print_embed_summary(summary)
 
 
-HEAD_KINDS = ("mc-dropout", "pyro-vi")
-
-
 @app.command()
 def train(
     data_dir: Annotated[
@@ -140,7 +145,9 @@ def train(
     store: StoreOption = None,
     backbone: Annotated[str, typer.Option(help="Backbone (see `faceaudit embed --help`).")] = "dinov2-s14",
     preprocess: Annotated[str, typer.Option(help="'crop' or 'resize'.")] = "crop",
-    pooling: Annotated[str, typer.Option(help="'cls', 'mean' or 'cls+mean'.")] = "cls+mean",
+    pooling: Annotated[
+        str, typer.Option(help="'cls', 'mean', 'cls+mean' or 'cls+mean+std'.")
+    ] = "cls+mean+std",
     layers: Annotated[str | None, typer.Option(help="Layers to pool [default: thirds of the depth].")] = None,
     max_real_called_ai: Annotated[
         float, typer.Option(min=0.0, max=1.0, help="Bound on real faces called AI among confident verdicts.")
@@ -160,7 +167,7 @@ def train(
     _existing_dir(data_dir, "data folder")
     _check_choice(head, HEAD_KINDS, "--head")
     _check_choice(preprocess, ("crop", "resize"), "--preprocess")
-    _check_choice(pooling, ("cls", "mean", "cls+mean"), "--pooling")
+    _check_choice(pooling, POOLINGS, "--pooling")
     try:
         layer_list = list(parse_layers(layers))
     except ValueError as exc:

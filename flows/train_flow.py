@@ -14,6 +14,7 @@ from data.version import code_version
 from embed.spec import DEFAULT_POOLING, DEFAULT_PREPROCESS, make_spec
 from flows.embed_flow import DEFAULT_BATCH_SIZE, DEFAULT_WORKERS
 from flows.labelled import DataError, LabelledSet, load_labelled
+from flows.model_card import write_model_card
 from flows.orchestration import call
 from head.fit import fit_model
 from head.metrics import metrics_by_group
@@ -107,6 +108,7 @@ def train_flow(
     out = Path(model_out)
     model.save(out)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    write_model_card(out, json.loads((out / "model.json").read_text()), metrics, data_dir)
     write_plots(out / "plots", data.y[test], scores.prediction, scores.verdict, model.head.history_, "(test)")
     return {"model": str(out), "metrics": model.info["metrics"], "unreadable": data.embed_summary.unreadable}
 

@@ -21,11 +21,11 @@ class MCDropoutHead(Head):
         self,
         hidden: tuple[int, int] = (128, 64),
         dropout: float = 0.3,
-        lr: float = 1e-3,
-        weight_decay: float = 1e-4,
+        lr: float = 3e-4,
+        weight_decay: float = 0.1,
         batch_size: int = 64,
         max_epochs: int = 300,
-        patience: int = 20,
+        patience: int = 40,
         seed: int = 0,
     ) -> None:
         self.hidden = tuple(hidden)

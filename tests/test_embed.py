@@ -24,7 +24,7 @@ def run(folder: Path, store: Path, backbone: Path, **options) -> dict:
     return embed_flow.fn(str(folder), str(store), backbone=str(backbone), batch_size=4, workers=0, **options)
 
 
-def reference_vectors(backbone: Path, paths: list[Path], pooling: str = "cls+mean") -> np.ndarray:
+def reference_vectors(backbone: Path, paths: list[Path], pooling: str = "cls+mean+std") -> np.ndarray:
     """The same vectors computed the plain transformers way, to check the pipeline against."""
     from transformers import AutoModel
 
@@ -40,6 +40,8 @@ def reference_vectors(backbone: Path, paths: list[Path], pooling: str = "cls+mea
             parts.append(t[:, 0])
         if "mean" in pooling:
             parts.append(t[:, 1:].mean(1))
+        if "std" in pooling:
+            parts.append(t[:, 1:].std(1))
     return torch.cat(parts, 1).numpy()
 
 
@@ -54,7 +56,7 @@ def test_vectors_match_a_plain_transformers_forward(kind: str, request, tmp_path
     spec = make_spec(str(backbone))
     stored = FeatureStore(tmp_path / "store", spec.fingerprint).get([r.sha256 for r in records])
     expected = reference_vectors(backbone, [r.path for r in records])
-    assert stored.shape == (10, 32 * 2 * 2)
+    assert stored.shape == (10, 32 * 3 * 2)
     np.testing.assert_allclose(stored, expected, atol=1e-5)
 
 

@@ -67,7 +67,9 @@ def test_monte_carlo_samples_differ_and_are_reproducible(fitted) -> None:
 
 def test_doubt_is_higher_between_the_clusters(fitted) -> None:
     X, y = clusters(300, 4)
-    middle = np.zeros((50, DIM), np.float32) + np.random.default_rng(5).normal(0, 0.1, (50, DIM)).astype(np.float32)
+    middle = np.zeros((50, DIM), np.float32) + np.random.default_rng(5).normal(0, 0.1, (50, DIM)).astype(
+        np.float32
+    )
     far_side = fitted.predict(X, 50)
     between = fitted.predict(middle, 50)
     assert between.entropy.mean() > far_side.entropy.mean()
@@ -111,8 +113,16 @@ def test_thresholds_bound_real_called_ai() -> None:
 def saved_model(tmp_path_factory) -> Path:
     X, y = clusters(500, 10)
     Xv, yv = clusters(200, 11)
-    model, report = fit_model(X, y, Xv, yv, "mc-dropout", FAST["mc-dropout"], n_samples=40,
-                              info={"embedding": {"fingerprint": "a" * 64, "backbone": "test"}})
+    model, report = fit_model(
+        X,
+        y,
+        Xv,
+        yv,
+        "mc-dropout",
+        FAST["mc-dropout"],
+        n_samples=40,
+        info={"embedding": {"fingerprint": "a" * 64, "backbone": "test"}},
+    )
     assert report["calibration"]["method"] in ("temperature", "platt")
     folder = tmp_path_factory.mktemp("model")
     model.save(folder)

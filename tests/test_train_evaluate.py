@@ -33,7 +33,9 @@ def make_learnable_folder(root: Path) -> Path:
 
 
 def faceaudit(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "flows.cli", *args], cwd=ROOT, capture_output=True, text=True)
+    return subprocess.run(
+        [sys.executable, "-m", "flows.cli", *args], cwd=ROOT, capture_output=True, text=True
+    )
 
 
 @pytest.fixture(scope="module")
@@ -41,8 +43,18 @@ def trained(tiny_vit: Path, tmp_path_factory) -> dict:
     base = tmp_path_factory.mktemp("train")
     data = make_learnable_folder(base / "data")
     store, model = base / "store", base / "model"
-    result = faceaudit("train", str(data), "--model-out", str(model), "--store", str(store),
-                       "--backbone", str(tiny_vit), "--samples", "50")
+    result = faceaudit(
+        "train",
+        str(data),
+        "--model-out",
+        str(model),
+        "--store",
+        str(store),
+        "--backbone",
+        str(tiny_vit),
+        "--samples",
+        "50",
+    )
     assert result.returncode == 0, result.stderr
     return {"data": data, "store": store, "model": model, "stdout": result.stdout, "base": base}
 
@@ -57,21 +69,52 @@ def test_train_writes_a_complete_model_folder(trained: dict) -> None:
     assert card["calibration"]["method"] in ("temperature", "platt")
     assert len(card["training_data"]["sha256"]) == 64
     metrics = json.loads((model / "metrics.json").read_text())
-    for key in ("accuracy", "roc_auc", "ece", "brier", "nll", "per_class", "confusion_matrix", "coverage",
-                "selective_accuracy", "real_called_ai_rate", "mutual_info_auroc_wrong", "groups", "linear_probe"):
+    for key in (
+        "accuracy",
+        "roc_auc",
+        "ece",
+        "brier",
+        "nll",
+        "per_class",
+        "confusion_matrix",
+        "coverage",
+        "selective_accuracy",
+        "real_called_ai_rate",
+        "mutual_info_auroc_wrong",
+        "groups",
+        "linear_probe",
+    ):
         assert key in metrics
     assert set(metrics["groups"]) == {"alpha", "beta"}
     assert metrics["accuracy"] >= 0.9
     plots = {p.name for p in (model / "plots").iterdir()}
-    assert {"roc.png", "precision_recall.png", "reliability.png", "confusion_matrix.png", "risk_coverage.png",
-            "training_loss.png"} <= plots
+    assert {
+        "roc.png",
+        "precision_recall.png",
+        "reliability.png",
+        "confusion_matrix.png",
+        "risk_coverage.png",
+        "training_loss.png",
+    } <= plots
     assert "test: accuracy" in trained["stdout"]
 
 
 def test_evaluate_reports_groups_and_perturbations(trained: dict) -> None:
     out = trained["base"] / "eval"
-    result = faceaudit("evaluate", str(trained["data"]), "--model", str(trained["model"]), "--out", str(out),
-                       "--store", str(trained["store"]), "--perturb", "jpeg:75,blur:1", "--samples", "20")
+    result = faceaudit(
+        "evaluate",
+        str(trained["data"]),
+        "--model",
+        str(trained["model"]),
+        "--out",
+        str(out),
+        "--store",
+        str(trained["store"]),
+        "--perturb",
+        "jpeg:75,blur:1",
+        "--samples",
+        "20",
+    )
     assert result.returncode == 0, result.stderr
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["n"] == 4 * PER_CLASS

@@ -1,0 +1,101 @@
+"""The README written into every model folder: what the model is, what it was trained on, how well it
+does per source, and how it was made, so a reviewer needs nothing else to judge it."""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from pathlib import Path
+
+
+def _pct(value) -> str:
+    return "n/a" if value is None else f"{100 * value:.1f}%"
+
+
+def _num(value) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
+
+
+def _metrics_table(metrics: dict) -> list[str]:
+    lines = [
+        "| scope | n | accuracy | ROC-AUC | ECE | coverage | selective accuracy | real called AI | MI AUROC (wrong) |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    rows = [("all", metrics)] + list(metrics.get("groups", {}).items())
+    for name, m in rows:
+        lines.append(
+            f"| {name} | {m['n']} | {_pct(m['accuracy'])} | {_num(m['roc_auc'])} | {_num(m['ece'])} | "
+            f"{_pct(m['coverage'])} | {_pct(m['selective_accuracy'])} | {_pct(m['real_called_ai_rate'])} | "
+            f"{_num(m['mutual_info_auroc_wrong'])} |"
+        )
+    return lines
+
+
+def write_model_card(
+    folder: Path, card: dict, metrics: dict, data_dir: str, extra: list[str] | None = None
+) -> None:
+    embedding = card["embedding"]
+    thresholds = card["thresholds"]
+    calibration = metrics["validation"]["calibration"]
+    lines = [
+        f"# faceaudit model: {card['head']['kind']} head on {embedding['backbone']}",
+        "",
+        "Tells real face photographs from AI-generated faces. Output per image: calibrated P(AI-generated), its",
+        "spread over Monte Carlo samples, predictive entropy, mutual information, an out-of-distribution score,",
+        "and a verdict (`ai_generated`, `real`, `uncertain`).",
+        "",
+        "## How it was made",
+        "",
+        "```sh",
+        " ".join(shlex.quote(a) for a in ["faceaudit", *sys.argv[1:]])
+        if sys.argv[1:2] == ["train"]
+        else f"faceaudit train {shlex.quote(data_dir)} --model-out {shlex.quote(str(folder))} --head {card['head']['kind']}",
+        "```",
+        "",
+        f"- faceaudit {card['faceaudit_version']}, {card['created_at']}",
+        f"- embedding fingerprint `{embedding['fingerprint']}`: backbone `{embedding['backbone']}` "
+        f"(weights sha256 `{embedding['weights_sha256'][:16]}...`), preprocessing {embedding['preprocess']}, "
+        f"pooling {embedding['pooling']}, {embedding['dim']} dimensions",
+        f"- head {card['head']['kind']} with {card['head']['params']}",
+        f"- training data `{data_dir}`, sha256 of (content hash, label) pairs `{card['training_data']['sha256']}`; "
+        "train / validation / test splits by content hash (70 / 15 / 15%)",
+        "",
+        "## Data",
+        "",
+        "| group / class | train | val | test |",
+        "|---|---|---|---|",
+    ]
+    for key, counts in sorted(card["training_data"]["counts"].items()):
+        lines.append(
+            f"| {key} | {counts.get('train', 0)} | {counts.get('val', 0)} | {counts.get('test', 0)} |"
+        )
+    notes = Path(data_dir) / "README.md"
+    if notes.is_file():
+        lines += ["", f"The data folder's own notes (`{notes.name}`), quoted:", ""]
+        lines += ["> " + line if line else ">" for line in notes.read_text().splitlines()]
+    lines += [
+        "",
+        "## Results on the test split",
+        "",
+        *_metrics_table(metrics),
+        "",
+        f"Linear probe (logistic regression on the same vectors and splits): accuracy "
+        f"{_pct(metrics['linear_probe']['accuracy'])}, ROC-AUC {_num(metrics['linear_probe']['roc_auc'])}, "
+        f"ECE {_num(metrics['linear_probe']['ece'])}; per group: "
+        + ", ".join(f"{g} {_pct(m['accuracy'])}" for g, m in metrics["linear_probe"]["groups"].items())
+        + ".",
+        "",
+        "## Calibration and the uncertain band",
+        "",
+        f"- calibration: {calibration['method']} (validation ECE {calibration['before']['ece']:.3f} before, "
+        f"{calibration['after']['ece']:.3f} after; NLL {calibration['before']['nll']:.3f} -> "
+        f"{calibration['after']['nll']:.3f})",
+        f"- verdict `ai_generated` when P(AI) >= {thresholds['ai']:.4f}; `real` when P(AI) <= {thresholds['real']:.4f}; "
+        f"otherwise, or when the OOD score exceeds {thresholds['ood']:.3f}, `uncertain`",
+        f"- chosen on the validation split so that at most {_pct(thresholds['max_real_called_ai'])} of confidently "
+        f"judged real faces are called AI-generated and at most {_pct(thresholds['max_ai_called_real'])} of "
+        "confidently judged AI faces pass as real, with the highest coverage that allows",
+    ]
+    if extra:
+        lines += ["", *extra]
+    (folder / "README.md").write_text("\n".join(lines) + "\n")
