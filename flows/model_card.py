@@ -18,10 +18,11 @@ def _num(value) -> str:
 
 def _metrics_table(metrics: dict) -> list[str]:
     lines = [
-        "| scope | n | accuracy | ROC-AUC | ECE | coverage | selective accuracy | real called AI | MI AUROC (wrong) |",
+        "| scope | n | accuracy | ROC-AUC | ECE | coverage | selective accuracy | real called AI "
+        "| MI AUROC (wrong) |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
-    rows = [("all", metrics)] + list(metrics.get("groups", {}).items())
+    rows = [("all", metrics), *metrics.get("groups", {}).items()]
     for name, m in rows:
         lines.append(
             f"| {name} | {m['n']} | {_pct(m['accuracy'])} | {_num(m['roc_auc'])} | {_num(m['ece'])} | "
@@ -31,25 +32,28 @@ def _metrics_table(metrics: dict) -> list[str]:
     return lines
 
 
-def write_model_card(
-    folder: Path, card: dict, metrics: dict, data_dir: str, extra: list[str] | None = None
-) -> None:
+def _command(data_dir: str, folder: Path, head: str) -> str:
+    """The command that made the model: the real one when run from the command line."""
+    if sys.argv[1:2] == ["train"]:
+        return " ".join(shlex.quote(a) for a in ["faceaudit", *sys.argv[1:]])
+    return f"faceaudit train {shlex.quote(data_dir)} --model-out {shlex.quote(str(folder))} --head {head}"
+
+
+def write_model_card(folder: Path, card: dict, metrics: dict, data_dir: str) -> None:
     embedding = card["embedding"]
     thresholds = card["thresholds"]
     calibration = metrics["validation"]["calibration"]
     lines = [
         f"# faceaudit model: {card['head']['kind']} head on {embedding['backbone']}",
         "",
-        "Tells real face photographs from AI-generated faces. Output per image: calibrated P(AI-generated), its",
-        "spread over Monte Carlo samples, predictive entropy, mutual information, an out-of-distribution score,",
-        "and a verdict (`ai_generated`, `real`, `uncertain`).",
+        "Tells real face photographs from AI-generated faces. Output per image: calibrated P(AI-generated),",
+        "its spread over Monte Carlo samples, predictive entropy, mutual information, an out-of-distribution",
+        "score, and a verdict (`ai_generated`, `real`, `uncertain`).",
         "",
         "## How it was made",
         "",
         "```sh",
-        " ".join(shlex.quote(a) for a in ["faceaudit", *sys.argv[1:]])
-        if sys.argv[1:2] == ["train"]
-        else f"faceaudit train {shlex.quote(data_dir)} --model-out {shlex.quote(str(folder))} --head {card['head']['kind']}",
+        _command(data_dir, folder, card["head"]["kind"]),
         "```",
         "",
         f"- faceaudit {card['faceaudit_version']}, {card['created_at']}",
@@ -57,8 +61,9 @@ def write_model_card(
         f"(weights sha256 `{embedding['weights_sha256'][:16]}...`), preprocessing {embedding['preprocess']}, "
         f"pooling {embedding['pooling']}, {embedding['dim']} dimensions",
         f"- head {card['head']['kind']} with {card['head']['params']}",
-        f"- training data `{data_dir}`, sha256 of (content hash, label) pairs `{card['training_data']['sha256']}`; "
-        "train / validation / test splits by content hash (70 / 15 / 15%)",
+        f"- training data `{data_dir}`, sha256 of (content hash, label) pairs "
+        f"`{card['training_data']['sha256']}`;",
+        "  train / validation / test splits by content hash (70 / 15 / 15%)",
         "",
         "## Data",
         "",
@@ -90,12 +95,12 @@ def write_model_card(
         f"- calibration: {calibration['method']} (validation ECE {calibration['before']['ece']:.3f} before, "
         f"{calibration['after']['ece']:.3f} after; NLL {calibration['before']['nll']:.3f} -> "
         f"{calibration['after']['nll']:.3f})",
-        f"- verdict `ai_generated` when P(AI) >= {thresholds['ai']:.4f}; `real` when P(AI) <= {thresholds['real']:.4f}; "
-        f"otherwise, or when the OOD score exceeds {thresholds['ood']:.3f}, `uncertain`",
-        f"- chosen on the validation split so that at most {_pct(thresholds['max_real_called_ai'])} of confidently "
-        f"judged real faces are called AI-generated and at most {_pct(thresholds['max_ai_called_real'])} of "
-        "confidently judged AI faces pass as real, with the highest coverage that allows",
+        f"- verdict `ai_generated` when P(AI) >= {thresholds['ai']:.4f}; `real` when P(AI) <= "
+        f"{thresholds['real']:.4f}; otherwise, or when the OOD score exceeds {thresholds['ood']:.3f}, "
+        "`uncertain`",
+        f"- chosen on the validation split so that at most {_pct(thresholds['max_real_called_ai'])} of "
+        f"confidently judged real faces are called AI-generated and at most "
+        f"{_pct(thresholds['max_ai_called_real'])} of confidently judged AI faces pass as real,",
+        "  with the highest coverage that allows",
     ]
-    if extra:
-        lines += ["", *extra]
     (folder / "README.md").write_text("\n".join(lines) + "\n")

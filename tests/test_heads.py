@@ -66,7 +66,7 @@ def test_monte_carlo_samples_differ_and_are_reproducible(fitted) -> None:
 
 
 def test_doubt_is_higher_between_the_clusters(fitted) -> None:
-    X, y = clusters(300, 4)
+    X, _ = clusters(300, 4)
     middle = np.zeros((50, DIM), np.float32) + np.random.default_rng(5).normal(0, 0.1, (50, DIM)).astype(
         np.float32
     )
