@@ -244,8 +244,10 @@ class _Index:
         keys: np.ndarray,
         files: np.ndarray,
         rows: np.ndarray,
+        fingerprints: list[str] | None = None,
     ) -> None:
         self.paths = paths
+        self.fingerprints = fingerprints or [""] * len(paths)
         self.hashes = hashes
         self.keys = keys
         self.files = files
@@ -280,12 +282,17 @@ class _Index:
             return cls([], [], empty, np.zeros(0, np.int32), np.zeros(0, np.int64))
         all_keys = np.concatenate(keys)
         order = np.argsort(all_keys, kind="stable")
-        index = cls(paths, hashes, all_keys[order], np.concatenate(files)[order], np.concatenate(rows)[order])
-        index.fingerprints = fingerprints
-        return index
+        return cls(
+            paths,
+            hashes,
+            all_keys[order],
+            np.concatenate(files)[order],
+            np.concatenate(rows)[order],
+            fingerprints,
+        )
 
     def check_fingerprint(self, fingerprint: str) -> None:
-        for path, found in zip(self.paths, getattr(self, "fingerprints", []), strict=False):
+        for path, found in zip(self.paths, self.fingerprints, strict=True):
             if found and found != fingerprint:
                 raise StoreError(f"{path} holds vectors of fingerprint {found[:16]}, not {fingerprint[:16]}")
 

@@ -79,10 +79,8 @@ def embed_records(
     for record, is_stored in zip(readable, stored, strict=True):
         if is_stored:
             summary.already_stored += 1
-        elif record.sha256 in todo:
-            summary.duplicates += 1
         else:
-            todo[record.sha256] = record
+            todo.setdefault(record.sha256, record)
     embedded, failed, summary.embed_seconds = call(
         embed_new_images, list(todo.values()), spec, str(store_dir), batch_size, workers
     )
