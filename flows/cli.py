@@ -257,6 +257,51 @@ def evaluate(
         typer.echo(f"  perturbed {name}: accuracy {accuracy:.3f}")
 
 
+@app.command()
+def score(
+    input_dir: Annotated[Path, typer.Argument(help="Folder of images to judge, walked recursively.")],
+    out: Annotated[
+        Path, typer.Option("--out", help="Folder for verdicts.csv, run.json, maps/ and report.html.")
+    ],
+    model: Annotated[Path | None, typer.Option(help="Model folder [default: the built-in model].")] = None,
+    store: StoreOption = None,
+    explain: Annotated[
+        str, typer.Option(help="Occlusion maps for 'flagged' (ai_generated and uncertain), 'all' or 'none'.")
+    ] = "flagged",
+    samples: Annotated[
+        int | None, typer.Option(min=2, max=10000, help="Monte Carlo samples [model's].")
+    ] = None,
+    batch_size: Annotated[int, typer.Option(min=1, max=1024, help="Images per forward pass.")] = 16,
+    workers: Annotated[int, typer.Option(min=0, max=64, help="DataLoader processes decoding ahead.")] = 1,
+    prefect: PrefectOption = None,
+    progress: ProgressOption = None,
+) -> None:
+    """Judge every file under INPUT_DIR: one CSV row each, maps for flagged images, an audit report."""
+    _existing_dir(input_dir, "input folder")
+    _check_choice(explain, ("flagged", "all", "none"), "--explain")
+    from flows.score_flow import score_flow
+
+    run = _run_guarded(
+        score_flow,
+        prefect,
+        progress,
+        input_dir=str(input_dir),
+        out_dir=str(out),
+        store_dir=str(store or default_store_dir()),
+        model_dir=str(model) if model else None,
+        explain=explain,
+        samples=samples,
+        batch_size=batch_size,
+        workers=workers,
+    )
+    counts = ", ".join(f"{count} {verdict}" for verdict, count in run["counts"].items())
+    typer.echo(
+        f"{run['files']} files: {counts}; {run['newly_embedded']} newly embedded, "
+        f"{run['timings']['total_s']:.1f} s"
+    )
+    typer.echo(f"report: {Path(out) / 'report.html'}")
+
+
 def _run_guarded(flow_fn, prefect: bool | None, progress: bool | None, **params):
     """Run a flow; the errors a user can fix become one-line reasons and exit code 2."""
     from embed.backbone import BackboneError

@@ -1,0 +1,41 @@
+"""report.html: one self-contained page to audit a run (thumbnails inline, maps beside it in maps/)."""
+
+from __future__ import annotations
+
+import base64
+import io
+from pathlib import Path
+
+from data.decode import UnreadableImage, decode_image
+from flows.outputs import write_atomic
+
+_TEMPLATE = Path(__file__).resolve().parent / "templates" / "report.html.j2"
+THUMBNAIL_PX = 64
+
+
+def thumbnail(path: Path) -> str:
+    """A small inline JPEG as a data URI, or '' when the file cannot be drawn."""
+    try:
+        image = decode_image(path.read_bytes())
+    except (UnreadableImage, OSError):
+        return ""
+    image.thumbnail((THUMBNAIL_PX, THUMBNAIL_PX))
+    buffer = io.BytesIO()
+    image.save(buffer, format="JPEG", quality=70)
+    return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def write_report(path: Path, rows: list[dict], run: dict, records) -> None:
+    import jinja2
+
+    environment = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
+    template = environment.from_string(_TEMPLATE.read_text())
+    thumbs: dict[str, str] = {}
+    for record in records:
+        if record.ok and record.sha256 not in thumbs:
+            thumbs[record.sha256] = thumbnail(record.path)
+    shown = []
+    for row in rows:
+        display = row["path"].encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+        shown.append({**row, "display_path": display, "thumbnail": thumbs.get(row["sha256"], "")})
+    write_atomic(path, template.render(rows=shown, run=run))
