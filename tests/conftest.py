@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -81,3 +83,50 @@ def prefect_harness():
 
     with prefect_test_harness(server_startup_timeout=120):
         yield
+
+
+PER_CLASS = 40
+
+
+def make_learnable_folder(root: Path) -> Path:
+    """'real' images are smooth, 'ai' images carry a fine checkerboard: a tiny ViT can tell them apart."""
+    rng = np.random.default_rng(0)
+    for source in ("alpha", "beta"):
+        for label in ("real", "ai"):
+            for i in range(PER_CLASS):
+                base = rng.normal(128, 30, (1, 1, 3)) + rng.normal(0, 8, (40, 40, 3))
+                if label == "ai":
+                    yy, xx = np.mgrid[0:40, 0:40]
+                    base = base + 60 * (((yy + xx) % 2)[..., None] - 0.5)
+                path = root / source / label / f"{label}{i:03d}.png"
+                path.parent.mkdir(parents=True, exist_ok=True)
+                Image.fromarray(np.clip(base, 0, 255).astype(np.uint8)).save(path)
+    return root
+
+
+def faceaudit(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "flows.cli", *args], cwd=ROOT, capture_output=True, text=True
+    )
+
+
+@pytest.fixture(scope="session")
+def trained(tiny_vit: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """A model trained by `faceaudit train` on a tiny backbone: the store already holds its data."""
+    base = tmp_path_factory.mktemp("train")
+    data = make_learnable_folder(base / "data")
+    store, model = base / "store", base / "model"
+    result = faceaudit(
+        "train",
+        str(data),
+        "--model-out",
+        str(model),
+        "--store",
+        str(store),
+        "--backbone",
+        str(tiny_vit),
+        "--samples",
+        "50",
+    )
+    assert result.returncode == 0, result.stderr
+    return {"data": data, "store": store, "model": model, "stdout": result.stdout, "base": base}

@@ -1,0 +1,121 @@
+"""`faceaudit score` as users run it every night: a folder in, one trustworthy row per file out."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import faceaudit
+
+HOSTILE_NAMES = [
+    "=cmd|' -C calc'!A0.png",
+    "+1 plus.png",
+    "-minus.png",
+    "@at.png",
+    "comma, in name.png",
+    'quote " in name.png',
+    "new\nline.png",
+    "<script>alert(1)<\\script>.png".replace("\\", ""),
+]
+
+
+@pytest.fixture(scope="module")
+def dump(trained: dict, tmp_path_factory) -> Path:
+    """Some training images under awkward names, plus files that cannot be read."""
+    folder = tmp_path_factory.mktemp("dump")
+    sources = sorted((trained["data"] / "alpha").rglob("*.png"))
+    for i, name in enumerate(HOSTILE_NAMES):
+        shutil.copyfile(sources[i * 9], folder / name)
+    for source in sources[-6:]:
+        shutil.copyfile(source, folder / source.name)
+    (folder / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really")
+    (folder / "notes.txt").write_text("not an image")
+    return folder
+
+
+def score(dump: Path, out: Path, trained: dict, store: Path | None = None, *extra: str):
+    result = faceaudit(
+        "score",
+        str(dump),
+        "--out",
+        str(out),
+        "--model",
+        str(trained["model"]),
+        "--store",
+        str(store or trained["store"]),
+        "--samples",
+        "40",
+        *extra,
+    )
+    assert result.returncode == 0, result.stderr
+    with open(out / "verdicts.csv", newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    return rows, json.loads((out / "run.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def first_run(dump: Path, trained: dict, tmp_path_factory):
+    out = tmp_path_factory.mktemp("out")
+    rows, run = score(dump, out, trained, None, "--explain", "all")
+    return out, rows, run
+
+
+def test_every_file_is_one_row_and_counts_add_up(first_run, dump: Path) -> None:
+    out, rows, run = first_run
+    assert len(rows) == len(list(dump.iterdir())) == run["files"]
+    assert sum(run["counts"].values()) == run["files"]
+    by_path = {r["path"]: r for r in rows}
+    assert by_path["broken.jpg"]["verdict"] == "unreadable" and by_path["broken.jpg"]["error"]
+    assert by_path["notes.txt"]["error"] == "not an image: text"
+    readable = [r for r in rows if r["verdict"] != "unreadable"]
+    assert {r["verdict"] for r in readable} <= {"ai_generated", "real", "uncertain"}
+    assert all(0.0 <= float(r["p_ai"]) <= 1.0 for r in readable)
+    assert all(r["model_id"] == run["model"]["id"] for r in rows)
+    # every readable image was explained (--explain all), and its map is on disk
+    assert all(r["occlusion_map"] and (out / r["occlusion_map"]).is_file() for r in readable)
+    assert run["embedding"]["weights_sha256"] and run["thresholds"]["ai"] >= 0.5
+
+
+def test_formula_cells_are_neutralised_and_names_survive(first_run) -> None:
+    _, rows, _ = first_run
+    paths = [r["path"] for r in rows]
+    for dangerous in ("=cmd|' -C calc'!A0.png", "+1 plus.png", "-minus.png", "@at.png"):
+        assert "'" + dangerous in paths
+    assert "comma, in name.png" in paths and 'quote " in name.png' in paths and "new\nline.png" in paths
+    assert not any(p.startswith(("=", "+", "-", "@")) for p in paths)
+
+
+def test_rescoring_unchanged_input_embeds_and_draws_nothing(first_run, dump: Path, trained: dict) -> None:
+    out, rows, _ = first_run
+    maps = {p: p.stat().st_mtime_ns for p in (out / "maps").iterdir()}
+    again_rows, again = score(dump, out, trained, None, "--explain", "all")
+    assert again["newly_embedded"] == 0
+    strip = [{k: v for k, v in r.items() if k != "scored_at"} for r in rows]
+    assert strip == [{k: v for k, v in r.items() if k != "scored_at"} for r in again_rows]
+    assert {p: p.stat().st_mtime_ns for p in (out / "maps").iterdir()} == maps
+
+
+def test_separate_stores_give_the_same_scores(first_run, dump: Path, trained: dict, tmp_path: Path) -> None:
+    _, rows, _ = first_run
+    other_rows, other = score(dump, tmp_path / "out", trained, tmp_path / "fresh-store", "--explain", "none")
+    assert other["newly_embedded"] > 0
+    for mine, theirs in zip(rows, other_rows, strict=True):
+        assert mine["verdict"] == theirs["verdict"]
+        if mine["p_ai"]:
+            assert abs(float(mine["p_ai"]) - float(theirs["p_ai"])) <= 1e-6
+
+
+def test_report_has_one_row_per_csv_row_and_escapes_names(first_run) -> None:
+    out, rows, _ = first_run
+    html = (out / "report.html").read_text()
+    assert html.count('<tr class="v-') == len(rows)
+    assert "<script>alert(1)" not in html and "&lt;script&gt;alert(1)" in html
+
+
+def test_bad_explain_choice_is_refused(tmp_path: Path) -> None:
+    result = faceaudit("score", str(tmp_path), "--out", str(tmp_path / "o"), "--explain", "some")
+    assert result.returncode == 2 and "--explain must be one of flagged, all, none" in result.stderr
