@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.chromium import Page, chromium_path
 from tests.conftest import faceaudit
 
 HOSTILE_NAMES = [
@@ -119,3 +120,36 @@ def test_report_has_one_row_per_csv_row_and_escapes_names(first_run) -> None:
 def test_bad_explain_choice_is_refused(tmp_path: Path) -> None:
     result = faceaudit("score", str(tmp_path), "--out", str(tmp_path / "o"), "--explain", "some")
     assert result.returncode == 2 and "--explain must be one of flagged, all, none" in result.stderr
+
+
+@pytest.mark.skipif(
+    chromium_path() is None, reason="no Chromium found (Debian's `chromium`; .ci/run installs it)"
+)
+def test_report_in_real_chromium(first_run) -> None:
+    """Loaded from file://, the page shows one row per CSV row; a filter click hides the others."""
+    out, rows, run = first_run
+    page = Page((out / "report.html").resolve().as_uri())
+    try:
+        visible = "Array.from(document.querySelectorAll('#verdicts tbody tr')).filter(r => !r.hidden).length"
+        assert page.evaluate(visible) == len(rows)
+        assert page.evaluate("document.querySelector('td.path').textContent.length > 0")
+        page.evaluate("document.querySelector('#filters button[data-verdict=unreadable]').click()")
+        assert page.evaluate(visible) == run["counts"]["unreadable"] == 2
+        shown = page.evaluate(
+            "Array.from(document.querySelectorAll('#verdicts tbody tr')).filter(r => !r.hidden)"
+            ".map(r => r.getAttribute('data-verdict'))"
+        )
+        assert set(shown) == {"unreadable"}
+        # The hostile name is shown as text, not run: no alert() element or script was created from it.
+        assert page.evaluate("document.querySelectorAll('script').length") == 1
+        assert page.evaluate(
+            "Array.from(document.querySelectorAll('td.path')).some(td => td.textContent.includes('<script>'))"
+        )
+        # Sorting by P(AI) puts the highest first on the second click.
+        page.evaluate("document.querySelector('#filters button[data-verdict=all]').click()")
+        page.evaluate("document.querySelectorAll('#verdicts th')[3].click()")
+        page.evaluate("document.querySelectorAll('#verdicts th')[3].click()")
+        first = page.evaluate("document.querySelector('#verdicts tbody tr').cells[3].textContent")
+        assert float(first) == max(float(r["p_ai"]) for r in rows if r["p_ai"])
+    finally:
+        page.close()
