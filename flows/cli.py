@@ -320,21 +320,23 @@ def _run_guarded(flow_fn, prefect: bool | None, progress: bool | None, **params)
 
 @app.command()
 def demo(
-    out: Annotated[Path, typer.Option(help="Where the sample images and the demo store go.")] = Path(
+    out: Annotated[Path, typer.Option(help="Where the sample images, the store and the report go.")] = Path(
         "demo-out"
     ),
     progress: ProgressOption = None,
 ) -> None:
-    """Run the pipeline on sample images the project draws itself (no dataset needed)."""
+    """Score sample faces the project draws itself with the built-in model (no dataset needed)."""
     from flows import progress as progress_mod
     from flows.demo import write_sample_folder
-    from flows.embed_flow import embed_flow
+    from flows.score_flow import score_flow
 
     progress_mod.enable(progress)
     images = write_sample_folder(out / "images")
     typer.echo(f"sample images: {images}")
-    summary = embed_flow.fn(str(images), str(out / "store"))
-    _print_embed_summary(summary)
+    run = score_flow.fn(str(images), str(out / "report"), str(out / "store"), explain="flagged")
+    counts = ", ".join(f"{count} {verdict}" for verdict, count in run["counts"].items())
+    typer.echo(f"{run['files']} files: {counts}")
+    typer.echo(f"report: {(out / 'report' / 'report.html').resolve()}")
 
 
 def _check_choice(value: str, choices: tuple[str, ...], flag: str) -> None:
