@@ -319,6 +319,79 @@ def _run_guarded(flow_fn, prefect: bool | None, progress: bool | None, **params)
 
 
 @app.command()
+def nightly(
+    dumps_root: Annotated[Path, typer.Argument(help="Folder whose subfolders are the dumps to score.")],
+    out: Annotated[Path, typer.Option("--out", help="Reports root: one report folder per dump.")],
+    model: Annotated[Path | None, typer.Option(help="Model folder [default: the built-in model].")] = None,
+    store: StoreOption = None,
+    explain: Annotated[str, typer.Option(help="'flagged', 'all' or 'none'.")] = "flagged",
+    samples: Annotated[
+        int | None, typer.Option(min=2, max=10000, help="Monte Carlo samples [model's].")
+    ] = None,
+    prefect: PrefectOption = None,
+    progress: ProgressOption = None,
+) -> None:
+    """Score every dump under DUMPS_ROOT without a complete, current report; one store for all."""
+    _existing_dir(dumps_root, "dumps folder")
+    _check_choice(explain, ("flagged", "all", "none"), "--explain")
+    from flows.nightly_flow import nightly_flow
+
+    done = _run_guarded(
+        nightly_flow,
+        prefect,
+        progress,
+        dumps_root=str(dumps_root),
+        reports_root=str(out),
+        store_dir=str(store or default_store_dir()),
+        model_dir=str(model) if model else None,
+        explain=explain,
+        samples=samples,
+    )
+    for name, counts in done["scored"].items():
+        typer.echo(f"scored {name}: " + ", ".join(f"{c} {v}" for v, c in counts.items()))
+    typer.echo(f"{len(done['scored'])} dumps scored, {len(done['up_to_date'])} already up to date")
+
+
+@app.command()
+def serve(
+    dumps_root: Annotated[Path, typer.Argument(help="Folder whose subfolders are the dumps to score.")],
+    out: Annotated[Path, typer.Option("--out", help="Reports root: one report folder per dump.")],
+    cron: Annotated[str | None, typer.Option(help="Cron schedule, e.g. '0 2 * * *' (02:00 daily).")] = None,
+    interval: Annotated[
+        int | None, typer.Option(min=1, help="Run every N seconds instead of a cron schedule.")
+    ] = None,
+    model: Annotated[Path | None, typer.Option(help="Model folder [default: the built-in model].")] = None,
+    store: StoreOption = None,
+    name: Annotated[str, typer.Option(help="Deployment name shown in the Prefect UI.")] = "faceaudit-nightly",
+) -> None:
+    """Register the nightly flow as a Prefect deployment on a schedule and serve it until stopped.
+
+    Needs a Prefect server: `prefect server start`, then
+    `prefect config set PREFECT_API_URL=http://127.0.0.1:4200/api`; watch runs at http://127.0.0.1:4200.
+    """
+    _existing_dir(dumps_root, "dumps folder")
+    if (cron is None) == (interval is None):
+        raise fail("give exactly one of --cron or --interval")
+    if cron is not None and len(cron.split()) != 5:
+        raise fail(f"--cron needs five fields (minute hour day month weekday), not {cron!r}")
+    from flows.nightly_flow import nightly_flow
+    from flows.orchestration import api_configured
+
+    if not api_configured():
+        raise fail("serving needs a Prefect server: run `prefect server start` and set PREFECT_API_URL")
+    parameters = {
+        "dumps_root": str(dumps_root.resolve()),
+        "reports_root": str(out.resolve()),
+        "store_dir": str((store or default_store_dir()).resolve()),
+        "model_dir": str(model.resolve()) if model else None,
+    }
+    typer.echo(
+        f"serving deployment {name!r} ({'cron ' + cron if cron else f'every {interval} s'}); Ctrl-C stops"
+    )
+    nightly_flow.serve(name=name, cron=cron, interval=interval, parameters=parameters)
+
+
+@app.command()
 def demo(
     out: Annotated[Path, typer.Option(help="Where the sample images, the store and the report go.")] = Path(
         "demo-out"

@@ -43,6 +43,12 @@ COLUMNS = [
 EXPLAIN_CHOICES = ("flagged", "all", "none")
 
 
+def input_manifest(records) -> str:
+    """sha256 over every file's relative path and content hash (or error): changes when the dump does."""
+    lines = sorted(f"{r.rel}\0{r.sha256 or ''}\0{r.error or ''}" for r in records)
+    return hashlib.sha256("\n".join(lines).encode("utf-8", "surrogateescape")).hexdigest()
+
+
 def model_id(folder: Path) -> str:
     """Short content hash of a model's weights and card: names the exact model in every row."""
     digest = hashlib.sha256((folder / WEIGHTS_FILE).read_bytes())
@@ -124,6 +130,7 @@ def score_flow(
         "input_dir": str(input_dir),
         "out_dir": str(out),
         "files": len(rows),
+        "input_sha256": input_manifest(records),
         "counts": counts,
         "newly_embedded": embed_summary.new,
         "model": {
