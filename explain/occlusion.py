@@ -6,7 +6,8 @@ patches. Each pixel's value is the mean drop over the windows covering it: posit
 pushed the verdict towards AI-generated, negative where it pushed towards real.
 
 Faithfulness (a deletion check): P(AI) after hiding the 10% of the image the map ranks highest, beside
-P(AI) after hiding a random 10%. A map that means something moves the score more than chance does.
+P(AI) after hiding a random 10%, both as whole cells of the same size (the backbone's patches), so the
+two hide regions of the same shape. A map that means something moves the score more than chance does.
 """
 
 from __future__ import annotations
@@ -71,10 +72,14 @@ class Occlusion:
         window: int,
         stride: int,
         faithfulness: bool = True,
-        random_draws: int = 2,
+        cell: int | None = None,
+        random_draws: int = 1,
         seed: int = 0,
     ) -> OcclusionResult:
-        """Map for one image (`pixels` and `baseline` are (3, H, W), already normalised)."""
+        """Map for one image (`pixels` and `baseline` are (3, H, W), already normalised).
+
+        `cell` is the side of the squares the faithfulness check hides (default: the stride).
+        """
         _, height, width = pixels.shape
         boxes = [
             (top, left)
@@ -98,20 +103,33 @@ class Occlusion:
         values = total / np.maximum(count, 1)
         result = OcclusionResult(values, base, window, stride, passes=len(copies))
         if faithfulness:
-            self._faithfulness(result, pixels, baseline, random_draws, seed)
+            self._faithfulness(result, pixels, baseline, cell or stride, random_draws, seed)
         return result
 
-    def _faithfulness(self, result: OcclusionResult, pixels, baseline, draws: int, seed: int) -> None:
+    def _faithfulness(
+        self, result: OcclusionResult, pixels, baseline, cell: int, draws: int, seed: int
+    ) -> None:
+        height, width = result.values.shape
+        rows, cols = -(-height // cell), -(-width // cell)
+        cells = np.array(
+            [
+                [
+                    result.values[r * cell : (r + 1) * cell, c * cell : (c + 1) * cell].mean()
+                    for c in range(cols)
+                ]
+                for r in range(rows)
+            ]
+        )
         sign = 1.0 if result.p_ai >= 0.5 else -1.0
-        ranked = np.argsort(-(sign * result.values).ravel(), kind="stable")
-        count = max(1, int(0.1 * ranked.size))
+        ranked = np.argsort(-(sign * cells).ravel(), kind="stable")
+        count = max(1, round(0.1 * ranked.size))
         rng = np.random.default_rng(seed)
-        masks = [ranked[:count]] + [rng.choice(ranked.size, count, replace=False) for _ in range(draws)]
+        choices = [ranked[:count]] + [rng.choice(ranked.size, count, replace=False) for _ in range(draws)]
         copies = []
-        for chosen in masks:
-            flat = np.zeros(ranked.size, dtype=bool)
-            flat[chosen] = True
-            mask = flat.reshape(result.values.shape)
+        for chosen in choices:
+            grid = np.zeros(ranked.size, dtype=bool)
+            grid[chosen] = True
+            mask = np.kron(grid.reshape(rows, cols), np.ones((cell, cell), dtype=bool))[:height, :width]
             copies.append(np.where(mask[None], baseline, pixels))
         scores = self._run(copies)
         result.p_ai_top_hidden = float(scores[0])

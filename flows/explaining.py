@@ -34,7 +34,7 @@ class Explainer:
         patch = spec.backbone.patch_size
         self.window, self.stride = window_patches * patch, stride_patches * patch
         self.samples = samples
-        self.occlusion = Occlusion(self._forward)
+        self.occlusion = Occlusion(self._forward, batch_size=32)
 
     def _forward(self, pixels: np.ndarray) -> np.ndarray:
         vectors = self.embedder(pixels.astype(np.float32))
@@ -52,4 +52,5 @@ class Explainer:
         fitted = self.spec.preprocess.fit(image)
         pixels = self.spec.preprocess.normalise(fitted)
         baseline = self.spec.preprocess.normalise(self.baseline_image(fitted))
-        return fitted, self.occlusion.attribute(pixels, baseline, self.window, self.stride)
+        patch = self.spec.backbone.patch_size
+        return fitted, self.occlusion.attribute(pixels, baseline, self.window, self.stride, cell=patch)

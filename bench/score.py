@@ -1,0 +1,68 @@
+"""Scoring speed of already-stored images, printed (target: 1,000 images without maps under 10 s).
+
+Copies N images from the data folder into a scratch folder, scores it once (embedding what the store
+lacks), then times a second `faceaudit score --explain none` of the same folder as a whole command.
+
+    python bench/score.py [--data ../shared/data] [--count 1000] [--store DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from data.records import scan  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
+    parser.add_argument("--count", type=int, default=1000)
+    parser.add_argument("--store", type=Path, default=None)
+    args = parser.parse_args()
+    records = sorted((r for r in scan(args.data) if r.ok), key=lambda r: r.sha256)[: args.count]
+    with tempfile.TemporaryDirectory() as scratch:
+        folder = Path(scratch) / "dump"
+        for record in records:
+            target = folder / record.rel
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(record.path, target)
+        store = args.store or Path(scratch) / "store"
+        command = [
+            sys.executable,
+            "-m",
+            "flows.cli",
+            "score",
+            str(folder),
+            "--out",
+            str(Path(scratch) / "out"),
+            "--store",
+            str(store),
+            "--explain",
+            "none",
+            "--no-progress",
+        ]
+        subprocess.run(command, cwd=ROOT, check=True, capture_output=True)
+        started = time.perf_counter()
+        subprocess.run(command, cwd=ROOT, check=True, capture_output=True)
+        seconds = time.perf_counter() - started
+        run = json.loads((Path(scratch) / "out" / "run.json").read_text())
+    print(
+        f"re-scoring {run['files']} stored images without maps: {seconds:.2f} s as a whole command "
+        f"({run['timings']['total_s']:.2f} s in the flow, {run['newly_embedded']} embedded; target < 10 s)"
+    )
+
+
+if __name__ == "__main__":
+    main()
