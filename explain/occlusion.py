@@ -29,6 +29,7 @@ class OcclusionResult:
     passes: int  # forward passes spent, faithfulness included
     p_ai_top_hidden: float | None = None  # P(AI) with the map's top 10% hidden
     p_ai_random_hidden: float | None = None  # mean P(AI) with a random 10% hidden
+    method: str = "occlusion"
 
     @property
     def faithfulness(self) -> float | None:
@@ -103,12 +104,13 @@ class Occlusion:
         values = total / np.maximum(count, 1)
         result = OcclusionResult(values, base, window, stride, passes=len(copies))
         if faithfulness:
-            self._faithfulness(result, pixels, baseline, cell or stride, random_draws, seed)
+            self.check_faithfulness(result, pixels, baseline, cell or stride, random_draws, seed)
         return result
 
-    def _faithfulness(
-        self, result: OcclusionResult, pixels, baseline, cell: int, draws: int, seed: int
+    def check_faithfulness(
+        self, result: OcclusionResult, pixels, baseline, cell: int, draws: int = 1, seed: int = 0
     ) -> None:
+        """Fill in the deletion check for any map (occlusion or gradient) of this image."""
         height, width = result.values.shape
         rows, cols = -(-height // cell), -(-width // cell)
         cells = np.array(

@@ -26,13 +26,20 @@ def render_map(image: Image.Image, result: OcclusionResult, path: Path, verdict:
     shown = axes[1].imshow(result.values, cmap="RdBu_r", vmin=-limit, vmax=limit, alpha=0.55)
     faith = result.faithfulness
     axes[1].set_title(
-        f"occlusion, window {result.window}px" + ("" if faith is None else f"; faithfulness {faith:+.3f}"),
+        (
+            f"occlusion, window {result.window}px"
+            if result.method == "occlusion"
+            else "gradient x input, per patch"
+        )
+        + ("" if faith is None else f"; faithfulness {faith:+.3f}"),
         fontsize=9,
     )
     for axis in axes:
         axis.axis("off")
     bar = fig.colorbar(shown, ax=axes[1], fraction=0.046, pad=0.04)
-    bar.set_label("drop in P(AI) when hidden", fontsize=8)
+    bar.set_label(
+        "drop in P(AI) when hidden" if result.method == "occlusion" else "gradient x input", fontsize=8
+    )
     fig.suptitle(f"{verdict}  ·  P(AI-generated) = {result.p_ai:.3f}", fontsize=11)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -268,6 +268,9 @@ def score(
     explain: Annotated[
         str, typer.Option(help="Occlusion maps for 'flagged' (ai_generated and uncertain), 'all' or 'none'.")
     ] = "flagged",
+    explain_method: Annotated[
+        str, typer.Option(help="'occlusion' (about 3 s an image), 'gradient' (0.5 s, noisier) or 'both'.")
+    ] = "occlusion",
     samples: Annotated[
         int | None, typer.Option(min=2, max=10000, help="Monte Carlo samples [model's].")
     ] = None,
@@ -279,6 +282,7 @@ def score(
     """Judge every file under INPUT_DIR: one CSV row each, maps for flagged images, an audit report."""
     _existing_dir(input_dir, "input folder")
     _check_choice(explain, ("flagged", "all", "none"), "--explain")
+    _check_choice(explain_method, ("occlusion", "gradient", "both"), "--explain-method")
     from flows.score_flow import score_flow
 
     run = _run_guarded(
@@ -293,6 +297,7 @@ def score(
         samples=samples,
         batch_size=batch_size,
         workers=workers,
+        explain_method=explain_method,
     )
     counts = ", ".join(f"{count} {verdict}" for verdict, count in run["counts"].items())
     typer.echo(

@@ -54,3 +54,50 @@ class Explainer:
         baseline = self.spec.preprocess.normalise(self.baseline_image(fitted))
         patch = self.spec.backbone.patch_size
         return fitted, self.occlusion.attribute(pixels, baseline, self.window, self.stride, cell=patch)
+
+
+class GradientExplainer:
+    """Gradient x input on the patch tokens: one forward and one backward pass per image.
+
+    The gradient of calibrated P(AI) (through the head's mean network) with respect to the tokens the
+    patch embedding produced, times those tokens, summed over channels: a patch-grid map of which
+    patches pushed the score up (positive) or down.
+    """
+
+    def __init__(self, explainer: Explainer) -> None:
+        self.base = explainer
+        self.spec, self.model = explainer.spec, explainer.model
+
+    def explain(self, image: Image.Image) -> tuple[Image.Image, OcclusionResult]:
+        import torch
+
+        backbone = self.base.embedder.backbone
+        fitted = self.spec.preprocess.fit(image)
+        pixels = self.spec.preprocess.normalise(fitted)
+        captured: dict = {}
+
+        def keep_tokens(module, inputs, output):
+            output.requires_grad_(True)  # a leaf: nothing upstream needs gradients
+            captured["tokens"] = output
+
+        handle = backbone.model.embeddings.register_forward_hook(keep_tokens)
+        try:
+            with torch.enable_grad():
+                states = backbone.hidden_states(torch.from_numpy(pixels[None]))
+                pooled = self.spec.pooling(states, self.spec.backbone.num_prefix_tokens, backbone.norm)
+                logits = self.model.head.mean_logits(pooled)
+                margin = logits[:, 1] - logits[:, 0]
+                calibration = self.model.calibrator
+                p_ai = torch.sigmoid(calibration.slope * margin + calibration.intercept)
+                p_ai.sum().backward()
+        finally:
+            handle.remove()
+        tokens = captured["tokens"]
+        relevance = (tokens.grad * tokens).sum(-1)[0, self.spec.backbone.num_prefix_tokens :].detach().numpy()
+        patch = self.spec.backbone.patch_size
+        side = pixels.shape[1] // patch
+        values = np.kron(relevance.reshape(side, side), np.ones((patch, patch)))
+        result = OcclusionResult(values, float(p_ai.detach()[0]), patch, patch, passes=1, method="gradient")
+        baseline = self.spec.preprocess.normalise(self.base.baseline_image(fitted))
+        self.base.occlusion.check_faithfulness(result, pixels, baseline, patch)
+        return fitted, result

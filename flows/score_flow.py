@@ -36,11 +36,14 @@ COLUMNS = [
     "ood_score",
     "occlusion_map",
     "faithfulness",
+    "gradient_map",
+    "gradient_faithfulness",
     "error",
     "model_id",
     "scored_at",
 ]
 EXPLAIN_CHOICES = ("flagged", "all", "none")
+METHOD_CHOICES = ("occlusion", "gradient", "both")
 
 
 def input_manifest(records) -> str:
@@ -66,10 +69,16 @@ def score_flow(
     samples: int | None = None,
     batch_size: int = DEFAULT_BATCH_SIZE,
     workers: int = DEFAULT_WORKERS,
+    explain_method: str = "occlusion",
 ) -> dict:
     """Score every file under `input_dir`; returns run.json's content."""
     if explain not in EXPLAIN_CHOICES:
         raise ValueError(f"--explain must be one of {', '.join(EXPLAIN_CHOICES)}, not {explain!r}")
+    if explain_method not in METHOD_CHOICES:
+        raise ValueError(
+            f"--explain-method must be one of {', '.join(METHOD_CHOICES)}, not {explain_method!r}"
+        )
+    methods = ("occlusion", "gradient") if explain_method == "both" else (explain_method,)
     started = time.perf_counter()
     scored_at = datetime.now(UTC).isoformat(timespec="seconds")
     folder = resolve_model(model_dir)
@@ -99,7 +108,7 @@ def score_flow(
     timings["predict_s"] = round(time.perf_counter() - started - timings["embed_s"], 3)
 
     out = Path(out_dir)
-    maps = _explain(readable, rows_by_hash, explain, model, spec, ident, out, samples)
+    maps = _explain(readable, rows_by_hash, explain, methods, model, spec, ident, out, samples)
     timings["explain_s"] = round(time.perf_counter() - started - timings["embed_s"] - timings["predict_s"], 3)
 
     rows = []
@@ -107,20 +116,12 @@ def score_flow(
         row = {"path": record.rel, "sha256": record.sha256 or "", "model_id": ident, "scored_at": scored_at}
         if record.ok:
             row.update(rows_by_hash[record.sha256])
-            row["occlusion_map"], row["faithfulness"] = maps.get(record.sha256, ("", ""))
+            drawn = maps.get(record.sha256, {})
+            row["occlusion_map"], row["faithfulness"] = drawn.get("occlusion", ("", ""))
+            row["gradient_map"], row["gradient_faithfulness"] = drawn.get("gradient", ("", ""))
             row["error"] = ""
         else:
-            row.update(
-                verdict="unreadable",
-                p_ai="",
-                p_ai_std="",
-                entropy="",
-                mutual_info="",
-                ood_score="",
-                occlusion_map="",
-                faithfulness="",
-                error=record.error,
-            )
+            row.update({column: "" for column in COLUMNS[3:-3]}, verdict="unreadable", error=record.error)
         rows.append(row)
     counts = {
         v: sum(1 for r in rows if r["verdict"] == v)
@@ -145,6 +146,7 @@ def score_flow(
         "calibration": model.calibrator.describe(),
         "samples": samples or model.n_samples,
         "explain": explain,
+        "explain_method": explain_method,
         "scored_at": scored_at,
         "faceaudit_version": code_version(),
         "timings": {**timings, "total_s": round(time.perf_counter() - started, 3)},
@@ -155,10 +157,8 @@ def score_flow(
     return run
 
 
-def _explain(
-    readable, rows_by_hash, explain, model, spec, ident, out: Path, samples
-) -> dict[str, tuple[str, str]]:
-    """Draw maps for the chosen images; returns (relative map path, faithfulness) by hash."""
+def _explain(readable, rows_by_hash, explain, methods, model, spec, ident, out: Path, samples) -> dict:
+    """Draw maps for the chosen images; returns {hash: {method: (relative map path, faithfulness)}}."""
     if explain == "none":
         return {}
     wanted = {}
@@ -166,27 +166,29 @@ def _explain(
         verdict = rows_by_hash[record.sha256]["verdict"]
         if explain == "all" or verdict in ("ai_generated", "uncertain"):
             wanted.setdefault(record.sha256, record)
-    done: dict[str, tuple[str, str]] = {}
+    done: dict[str, dict[str, tuple[str, str]]] = {}
     todo = []
     for digest, record in wanted.items():
-        rel = f"maps/{digest[:16]}-{ident[:8]}.png"
-        note = out / (rel + ".json")
-        if (out / rel).is_file() and note.is_file():  # already drawn for this image and model
-            done[digest] = (rel, note.read_text().strip())
-        else:
-            todo.append((digest, record, rel))
+        for method in methods:
+            rel = f"maps/{digest[:16]}-{ident[:8]}-{method}.png"
+            note = out / (rel + ".json")
+            if (out / rel).is_file() and note.is_file():  # already drawn for this image and model
+                done.setdefault(digest, {})[method] = (rel, note.read_text().strip())
+            else:
+                todo.append((digest, record, method, rel))
     if not todo:
         return done
     from explain.render import render_map
-    from flows.explaining import Explainer
+    from flows.explaining import Explainer, GradientExplainer
 
-    explainer = Explainer(model, spec, samples=samples)
+    occlusion = Explainer(model, spec, samples=samples)
+    explainers = {"occlusion": occlusion, "gradient": GradientExplainer(occlusion)}
     with progress_bar("explaining", total=len(todo)) as advance:
-        for digest, record, rel in todo:
-            fitted, result = explainer.explain(decode_image(record.path.read_bytes()))
+        for digest, record, method, rel in todo:
+            fitted, result = explainers[method].explain(decode_image(record.path.read_bytes()))
             render_map(fitted, result, out / rel, rows_by_hash[digest]["verdict"])
             faith = "" if result.faithfulness is None else f"{result.faithfulness:.6f}"
             write_atomic(out / (rel + ".json"), faith)
-            done[digest] = (rel, faith)
+            done.setdefault(digest, {})[method] = (rel, faith)
             advance(1)
     return done

@@ -86,7 +86,17 @@ class Head:
         p = self.predict(X, n_samples, seed).p_ai
         return np.stack([1 - p, p], axis=1)
 
+    def mean_logits(self, X):
+        """(n, 2) logits of the head's mean network, differentiable in torch (for gradient maps)."""
+        import torch
+
+        Z = (X - torch.from_numpy(self.mean_)) / torch.from_numpy(self.scale_)
+        return self._mean_logits(Z)
+
     # ---- for subclasses -------------------------------------------------------------------------
+
+    def _mean_logits(self, Z):
+        raise NotImplementedError
 
     def _fit(self, Z: np.ndarray, y: np.ndarray, val: tuple[np.ndarray, np.ndarray] | None) -> None:
         raise NotImplementedError

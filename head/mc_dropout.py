@@ -119,6 +119,15 @@ class MCDropoutHead(Head):
         h2 = torch.relu(torch.matmul(h1, w2) + w["b2"])  # (S, N, h2)
         return torch.matmul(h2, w3) + w["b3"]  # (S, N, 2)
 
+    def _mean_logits(self, Z):
+        """Dropout off, weights as trained: the usual deterministic approximation of the MC mean."""
+        import torch
+
+        w = {k: torch.from_numpy(v) for k, v in self.weights_.items()}
+        h1 = torch.relu(Z @ w["w1"].T + w["b1"])
+        h2 = torch.relu(h1 @ w["w2"].T + w["b2"])
+        return h2 @ w["w3"].T + w["b3"]
+
     def state_tensors(self) -> dict[str, np.ndarray]:
         return {"mean": self.mean_, "scale": self.scale_, **self.weights_}
 

@@ -186,6 +186,14 @@ class PyroHead(Head):
         hidden1 = torch.relu(Z @ w1.T + b1)
         return logits_from(hidden1, s["w2"], s["b2"], s["w3"], s["b3"])
 
+    def _mean_logits(self, Z):
+        """The network at the posterior means."""
+        import torch
+
+        w = {k: torch.from_numpy(v) for k, v in self.weights_.items()}
+        hidden1 = torch.relu(Z @ w["w1"].T + w["b1"])
+        return logits_from(hidden1, w["w2_loc"], w["b2_loc"], w["w3_loc"], w["b3_loc"])
+
     def sample_logits_standardized(self, Z: np.ndarray, n_samples: int, seed: int = 0) -> np.ndarray:
         import torch
 

@@ -61,7 +61,7 @@ def score(dump: Path, out: Path, trained: dict, store: Path | None = None, *extr
 @pytest.fixture(scope="module")
 def first_run(dump: Path, trained: dict, tmp_path_factory):
     out = tmp_path_factory.mktemp("out")
-    rows, run = score(dump, out, trained, None, "--explain", "all")
+    rows, run = score(dump, out, trained, None, "--explain", "all", "--explain-method", "both")
     return out, rows, run
 
 
@@ -76,8 +76,10 @@ def test_every_file_is_one_row_and_counts_add_up(first_run, dump: Path) -> None:
     assert {r["verdict"] for r in readable} <= {"ai_generated", "real", "uncertain"}
     assert all(0.0 <= float(r["p_ai"]) <= 1.0 for r in readable)
     assert all(r["model_id"] == run["model"]["id"] for r in rows)
-    # every readable image was explained (--explain all), and its map is on disk
-    assert all(r["occlusion_map"] and (out / r["occlusion_map"]).is_file() for r in readable)
+    # every readable image was explained (--explain all) both ways, and its maps are on disk
+    for column in ("occlusion_map", "gradient_map"):
+        assert all(r[column] and (out / r[column]).is_file() for r in readable)
+    assert all(r["faithfulness"] and r["gradient_faithfulness"] for r in readable)
     assert run["embedding"]["weights_sha256"] and run["thresholds"]["ai"] >= 0.5
 
 
@@ -93,7 +95,7 @@ def test_formula_cells_are_neutralised_and_names_survive(first_run) -> None:
 def test_rescoring_unchanged_input_embeds_and_draws_nothing(first_run, dump: Path, trained: dict) -> None:
     out, rows, _ = first_run
     maps = {p: p.stat().st_mtime_ns for p in (out / "maps").iterdir()}
-    again_rows, again = score(dump, out, trained, None, "--explain", "all")
+    again_rows, again = score(dump, out, trained, None, "--explain", "all", "--explain-method", "both")
     assert again["newly_embedded"] == 0
     strip = [{k: v for k, v in r.items() if k != "scored_at"} for r in rows]
     assert strip == [{k: v for k, v in r.items() if k != "scored_at"} for r in again_rows]
