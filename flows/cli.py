@@ -96,11 +96,22 @@ def embed(
     ] = None,
     batch_size: Annotated[int, typer.Option(min=1, max=1024, help="Images per forward pass.")] = 16,
     workers: Annotated[int, typer.Option(min=0, max=64, help="DataLoader processes decoding ahead.")] = 1,
+    dask_address: Annotated[
+        str | None, typer.Option(help="Embed partitions on an existing Dask cluster, e.g. tcp://host:8786.")
+    ] = None,
+    dask_workers: Annotated[
+        int | None,
+        typer.Option(min=1, max=256, help="Embed partitions on a local Dask cluster of N processes."),
+    ] = None,
     prefect: PrefectOption = None,
     progress: ProgressOption = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
 ) -> None:
-    """Embed every image under INPUT_DIR into the feature store; images already stored are skipped."""
+    """Embed every image under INPUT_DIR into the feature store; images already stored are skipped.
+
+    With --dask-address or --dask-workers, the images are split into partitions embedded in parallel
+    through Prefect's DaskTaskRunner, each writing its own store shard (a Prefect server is advised).
+    """
     from embed.pooling import parse_layers
 
     _existing_dir(input_dir, "input folder")
@@ -112,12 +123,9 @@ def embed(
     _check_choice(pooling, POOLINGS, "--pooling")
     store_dir = store or default_store_dir()
 
-    from flows.embed_flow import embed_flow
-
-    summary = _run_guarded(
-        embed_flow,
-        prefect,
-        progress,
+    if dask_address and dask_workers:
+        raise fail("give --dask-address or --dask-workers, not both")
+    common = dict(
         input_dir=str(input_dir),
         store_dir=str(store_dir),
         backbone=backbone,
@@ -125,8 +133,16 @@ def embed(
         pooling=pooling,
         layers=layer_list,
         batch_size=batch_size,
-        workers=workers,
     )
+    if dask_address or dask_workers:
+        from flows.distributed import dask_runner, embed_distributed_flow
+
+        runner = embed_distributed_flow.with_options(task_runner=dask_runner(dask_address, dask_workers))
+        summary = _run_guarded(runner, True, progress, partitions=dask_workers or 2, **common)
+    else:
+        from flows.embed_flow import embed_flow
+
+        summary = _run_guarded(embed_flow, prefect, progress, workers=workers, **common)
     if json_out:
         typer.echo(json.dumps(summary, indent=2))
     else:

