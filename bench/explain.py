@@ -17,9 +17,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from data.decode import decode_image
 from data.records import scan
-from flows.default_model import DEFAULT_MODEL_DIR
-from flows.evaluate_flow import spec_of
 from flows.explaining import Explainer
+from flows.models import DEFAULT_MODEL_DIR, spec_of
 from head.model import FaceauditModel
 
 

@@ -292,6 +292,13 @@ def score(
     ] = None,
     batch_size: Annotated[int, typer.Option(min=1, max=1024, help="Images per forward pass.")] = 16,
     workers: Annotated[int, typer.Option(min=0, max=64, help="DataLoader processes decoding ahead.")] = 1,
+    dask_address: Annotated[
+        str | None, typer.Option(help="Embed what is missing on an existing Dask cluster first.")
+    ] = None,
+    dask_workers: Annotated[
+        int | None,
+        typer.Option(min=1, max=256, help="Embed what is missing on N local Dask processes first."),
+    ] = None,
     prefect: PrefectOption = None,
     progress: ProgressOption = None,
 ) -> None:
@@ -299,7 +306,12 @@ def score(
     _existing_dir(input_dir, "input folder")
     _check_choice(explain, ("flagged", "all", "none"), "--explain")
     _check_choice(explain_method, ("occlusion", "gradient", "both"), "--explain-method")
+    if dask_address and dask_workers:
+        raise fail("give --dask-address or --dask-workers, not both")
     from flows.score_flow import score_flow
+
+    if dask_address or dask_workers:
+        _embed_on_dask(input_dir, store, model, dask_address, dask_workers, batch_size, progress)
 
     run = _run_guarded(
         score_flow,
@@ -321,6 +333,41 @@ def score(
         f"{run['timings']['total_s']:.1f} s"
     )
     typer.echo(f"report: {Path(out) / 'report.html'}")
+
+
+def _embed_on_dask(
+    input_dir: Path,
+    store: Path | None,
+    model: Path | None,
+    address: str | None,
+    workers: int | None,
+    batch_size: int,
+    progress: bool | None,
+) -> None:
+    """Embed what the store lacks for the model's embedding on a Dask cluster, before scoring."""
+    from embed.backbone import BackboneError
+    from flows.distributed import dask_runner, embed_distributed_flow
+    from flows.models import resolve_model, spec_of
+    from head.model import FaceauditModel, ModelError
+
+    try:
+        spec = spec_of(FaceauditModel.load(resolve_model(model)))
+    except (ModelError, BackboneError) as exc:
+        raise fail(str(exc)) from None
+    runner = embed_distributed_flow.with_options(task_runner=dask_runner(address, workers))
+    _run_guarded(
+        runner,
+        True,
+        progress,
+        input_dir=str(input_dir),
+        store_dir=str(store or default_store_dir()),
+        partitions=workers or 2,
+        backbone=spec.backbone.name,
+        preprocess=spec.preprocess.mode,
+        pooling=spec.pooling.kind,
+        layers=list(spec.pooling.layers),
+        batch_size=batch_size,
+    )
 
 
 def _run_guarded(flow_fn, prefect: bool | None, progress: bool | None, **params):

@@ -9,28 +9,14 @@ from prefect import flow
 
 from data.decode import decode_image
 from embed.runner import Embedder, embed_images
-from embed.spec import make_spec
-from flows.default_model import resolve_model
 from flows.embed_flow import DEFAULT_BATCH_SIZE, DEFAULT_WORKERS
 from flows.labelled import DataError, load_labelled
+from flows.models import resolve_model, spec_of
 from flows.perturb import parse_perturbations
 from flows.progress import progress_bar
 from head.metrics import metrics_by_group
 from head.model import FaceauditModel
 from head.plots import write_plots
-
-
-def spec_of(model: FaceauditModel):
-    """The embedding spec the model was trained on, rebuilt from its card."""
-    described = model.info["embedding"]["describe"]
-    spec = make_spec(
-        model.info["embedding"]["backbone"],
-        described["preprocess"]["mode"],
-        described["pooling"]["kind"],
-        tuple(described["pooling"]["layers"]),
-    )
-    model.check_fingerprint(spec.fingerprint)
-    return spec
 
 
 @flow(name="evaluate", log_prints=True)

@@ -11,8 +11,8 @@ from pathlib import Path
 
 from prefect import flow
 
-from flows.default_model import resolve_model
 from flows.embed_flow import scan_folder
+from flows.models import resolve_model
 from flows.orchestration import call
 from flows.score_flow import input_manifest, model_id, score_flow
 

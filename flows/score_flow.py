@@ -16,9 +16,8 @@ from prefect import flow
 from data.decode import decode_image
 from data.version import code_version
 from embed.store import FeatureStore
-from flows.default_model import resolve_model
 from flows.embed_flow import DEFAULT_BATCH_SIZE, DEFAULT_WORKERS, embed_records, scan_folder
-from flows.evaluate_flow import spec_of
+from flows.models import resolve_model, spec_of
 from flows.orchestration import call
 from flows.outputs import csv_text, json_text, write_atomic
 from flows.progress import progress_bar

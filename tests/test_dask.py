@@ -45,3 +45,27 @@ def test_two_dask_workers_give_the_vectors_of_a_sequential_run(tiny_vit: Path, t
 def test_both_dask_options_are_refused(tmp_path: Path) -> None:
     result = faceaudit("embed", str(tmp_path), "--dask-address", "tcp://127.0.0.1:1", "--dask-workers", "2")
     assert result.returncode == 2 and "not both" in result.stderr
+
+
+def test_score_can_embed_on_dask_first(trained: dict, tmp_path: Path) -> None:
+    dump = tmp_path / "dump"
+    dump.mkdir()
+    for image in sorted((trained["data"] / "alpha").rglob("*.png"))[:6]:
+        (dump / image.name).write_bytes(image.read_bytes())
+    result = faceaudit(
+        "score",
+        str(dump),
+        "--out",
+        str(tmp_path / "out"),
+        "--model",
+        str(trained["model"]),
+        "--store",
+        str(tmp_path / "store"),
+        "--dask-workers",
+        "2",
+        "--explain",
+        "none",
+    )
+    assert result.returncode == 0, result.stderr
+    run = json.loads((tmp_path / "out" / "run.json").read_text())
+    assert run["files"] == 6 and run["newly_embedded"] == 0  # the cluster had embedded them all
