@@ -18,7 +18,11 @@ POOLINGS = ("cls", "mean", "cls+mean", "cls+mean+std")
 
 app = typer.Typer(
     name="faceaudit",
-    help="Tell real face photographs from AI-generated faces, with calibrated doubt and a picture of why.",
+    help=(
+        "Tell real face photographs from AI-generated faces, with calibrated doubt and a picture of why.\n\n"
+        "Typical use: `faceaudit score DUMP --out REPORT` judges every file in DUMP with the built-in model "
+        "and writes verdicts.csv, run.json, maps/ and report.html. Every command takes --help."
+    ),
     no_args_is_help=True,
     invoke_without_command=True,
     add_completion=False,
@@ -31,11 +35,7 @@ app = typer.Typer(
 def _root(
     version: Annotated[bool, typer.Option("--version", help="Print the version and exit.")] = False,
 ) -> None:
-    """Tell real face photographs from AI-generated faces, with calibrated doubt and a picture of why.
-
-    Typical use: `faceaudit embed DUMP` fills the feature store; later stages train heads and score
-    folders from it. Every command takes --help.
-    """
+    """Options that apply before any command."""
     if version:
         from data.version import code_version
 
