@@ -287,6 +287,9 @@ def score(
     explain_method: Annotated[
         str, typer.Option(help="'occlusion' (about 3 s an image), 'gradient' (0.5 s, noisier) or 'both'.")
     ] = "occlusion",
+    occlusion_baseline: Annotated[
+        str, typer.Option(help="What hides a window: 'blur' (a blurred copy) or 'mean' (the mean colour).")
+    ] = "blur",
     samples: Annotated[
         int | None, typer.Option(min=2, max=10000, help="Monte Carlo samples [model's].")
     ] = None,
@@ -306,6 +309,7 @@ def score(
     _existing_dir(input_dir, "input folder")
     _check_choice(explain, ("flagged", "all", "none"), "--explain")
     _check_choice(explain_method, ("occlusion", "gradient", "both"), "--explain-method")
+    _check_choice(occlusion_baseline, ("blur", "mean"), "--occlusion-baseline")
     if dask_address and dask_workers:
         raise fail("give --dask-address or --dask-workers, not both")
     from flows.score_flow import score_flow
@@ -326,6 +330,7 @@ def score(
         batch_size=batch_size,
         workers=workers,
         explain_method=explain_method,
+        occlusion_baseline=occlusion_baseline,
     )
     counts = ", ".join(f"{count} {verdict}" for verdict, count in run["counts"].items())
     typer.echo(

@@ -69,6 +69,7 @@ def score_flow(
     batch_size: int = DEFAULT_BATCH_SIZE,
     workers: int = DEFAULT_WORKERS,
     explain_method: str = "occlusion",
+    occlusion_baseline: str = "blur",
 ) -> dict:
     """Score every file under `input_dir`; returns run.json's content."""
     if explain not in EXPLAIN_CHOICES:
@@ -107,7 +108,9 @@ def score_flow(
     timings["predict_s"] = round(time.perf_counter() - started - timings["embed_s"], 3)
 
     out = Path(out_dir)
-    maps = _explain(readable, rows_by_hash, explain, methods, model, spec, ident, out, samples)
+    maps = _explain(
+        readable, rows_by_hash, explain, methods, model, spec, ident, out, samples, occlusion_baseline
+    )
     timings["explain_s"] = round(time.perf_counter() - started - timings["embed_s"] - timings["predict_s"], 3)
 
     rows = []
@@ -146,6 +149,7 @@ def score_flow(
         "samples": samples or model.n_samples,
         "explain": explain,
         "explain_method": explain_method,
+        "occlusion_baseline": occlusion_baseline,
         "scored_at": scored_at,
         "faceaudit_version": code_version(),
         "timings": {**timings, "total_s": round(time.perf_counter() - started, 3)},
@@ -156,7 +160,9 @@ def score_flow(
     return run
 
 
-def _explain(readable, rows_by_hash, explain, methods, model, spec, ident, out: Path, samples) -> dict:
+def _explain(
+    readable, rows_by_hash, explain, methods, model, spec, ident, out: Path, samples, baseline: str
+) -> dict:
     """Draw maps for the chosen images; returns {hash: {method: (relative map path, faithfulness)}}."""
     if explain == "none":
         return {}
@@ -169,7 +175,8 @@ def _explain(readable, rows_by_hash, explain, methods, model, spec, ident, out: 
     todo = []
     for digest, record in wanted.items():
         for method in methods:
-            rel = f"maps/{digest[:16]}-{ident[:8]}-{method}.png"
+            name = method if method == "gradient" else f"{method}-{baseline}"
+            rel = f"maps/{digest[:16]}-{ident[:8]}-{name}.png"
             note = out / (rel + ".json")
             if (out / rel).is_file() and note.is_file():  # already drawn for this image and model
                 done.setdefault(digest, {})[method] = (rel, note.read_text().strip())
@@ -180,7 +187,7 @@ def _explain(readable, rows_by_hash, explain, methods, model, spec, ident, out: 
     from explain.render import render_map
     from flows.explaining import Explainer, GradientExplainer
 
-    occlusion = Explainer(model, spec, samples=samples)
+    occlusion = Explainer(model, spec, baseline=baseline, samples=samples)
     explainers = {"occlusion": occlusion, "gradient": GradientExplainer(occlusion)}
     with progress_bar("explaining", total=len(todo)) as advance:
         for digest, record, method, rel in todo:
