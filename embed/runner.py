@@ -123,8 +123,11 @@ def embed_missing(
         worker_init_fn=_worker_init if workers else None,
         prefetch_factor=2 if workers else None,
     )
+    # Start the decoding workers before the writer takes its run lock: forked workers would inherit the
+    # lock's file descriptor and, orphaned by a kill -9, keep the dead run looking alive.
+    batches = iter(loader)
     with store.writer(spec.provenance()) as writer:
-        for items in loader:
+        for items in batches:
             good = [item for item in items if item.pixels is not None]
             for item in items:
                 if item.error is not None:
