@@ -112,6 +112,7 @@ def embed_missing(
 
     result = EmbedResult()
     if not records:
+        store.compact()  # nothing new, but batches left by runs that died are merged all the same
         return result
     embedder = embedder or Embedder(spec)
     started = time.perf_counter()

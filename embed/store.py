@@ -118,7 +118,8 @@ class FeatureStore:
         Serialised by a lock, and the new shard is renamed into place before any batch is deleted,
         so a crash here at worst leaves duplicates that the next compaction drops.
         """
-        self.folder.mkdir(parents=True, exist_ok=True)
+        if not self.folder.is_dir():
+            return 0
         with _exclusive_lock(self.folder / "compact.lock"):
             batches: list[Path] = []
             dead: set[str] = set()

@@ -17,7 +17,7 @@ from data.records import ImageRecord
 from embed.runner import embed_missing
 from embed.spec import DEFAULT_POOLING, DEFAULT_PREPROCESS, EmbeddingSpec, make_spec
 from embed.store import FeatureStore
-from flows.embed_flow import DEFAULT_BATCH_SIZE, EmbedSummary, scan_folder
+from flows.embed_flow import DEFAULT_BATCH_SIZE, plan_embedding, scan_folder, settle_embedding
 
 
 @task(name="embed-partition", cache_policy=NO_CACHE, retries=1)
@@ -56,13 +56,8 @@ def embed_distributed_flow(
     started = time.perf_counter()
     spec = make_spec(backbone, preprocess, pooling, tuple(layers or ()))
     records = scan_folder(input_dir)
-    summary = EmbedSummary(
-        input_dir=input_dir, store=store_dir, fingerprint=spec.fingerprint, files=len(records)
-    )
-    readable = [r for r in records if r.ok]
-    stored = FeatureStore(store_dir, spec.fingerprint).contains([r.sha256 for r in readable])
-    todo = list({r.sha256: r for r, s in zip(readable, stored, strict=True) if not s}.values())
-    summary.already_stored = int(stored.sum()) if len(readable) else 0
+    summary, todo = plan_embedding(records, spec, store_dir)
+    summary.input_dir = input_dir
     embed_started = time.perf_counter()
     futures = [
         embed_partition.submit(todo[i::partitions], spec, store_dir, batch_size)
@@ -75,10 +70,6 @@ def embed_distributed_flow(
         summary.new += outcome["embedded"]
         failed.update(outcome["failed"])
     summary.embed_seconds = time.perf_counter() - embed_started
-    for record in records:
-        if record.ok and record.sha256 in failed:
-            record.error = failed[record.sha256]
-    summary.duplicates = sum(1 for r in readable if r.ok) - summary.already_stored - summary.new
-    summary.unreadable = [(r.rel, r.error) for r in records if not r.ok]
+    settle_embedding(summary, records, failed)
     summary.seconds = time.perf_counter() - started
     return summary.as_dict()

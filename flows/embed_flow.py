@@ -61,6 +61,39 @@ def embed_new_images(
     return result.embedded, failed, result.seconds
 
 
+def plan_embedding(
+    records: list[ImageRecord], spec: EmbeddingSpec, store_dir: str
+) -> tuple[EmbedSummary, list]:
+    """Start a summary and list the records to embed: readable, not stored yet, one per content hash."""
+    summary = EmbedSummary(
+        input_dir="", store=str(store_dir), fingerprint=spec.fingerprint, files=len(records)
+    )
+    readable = [r for r in records if r.ok]
+    stored = (
+        FeatureStore(store_dir, spec.fingerprint).contains([r.sha256 for r in readable]) if readable else []
+    )
+    todo: dict[str, ImageRecord] = {}
+    for record, is_stored in zip(readable, stored, strict=True):
+        if is_stored:
+            summary.already_stored += 1
+        else:
+            todo.setdefault(record.sha256, record)
+    return summary, list(todo.values())
+
+
+def settle_embedding(
+    summary: EmbedSummary, records: list[ImageRecord], failed: dict[str, str]
+) -> EmbedSummary:
+    """Mark files whose decoding failed (duplicates of them too) and finish the counts."""
+    readable = [r for r in records if r.ok]
+    for record in readable:
+        if record.sha256 in failed:
+            record.error = failed[record.sha256]
+    summary.duplicates = sum(1 for r in readable if r.ok) - summary.already_stored - summary.new
+    summary.unreadable = [(r.rel, r.error) for r in records if not r.ok]
+    return summary
+
+
 def embed_records(
     records: list[ImageRecord],
     spec: EmbeddingSpec,
@@ -69,29 +102,11 @@ def embed_records(
     workers: int = DEFAULT_WORKERS,
 ) -> EmbedSummary:
     """Embed what the store lacks among `records`, marking newly found unreadable files in place."""
-    summary = EmbedSummary(
-        input_dir="", store=str(store_dir), fingerprint=spec.fingerprint, files=len(records)
+    summary, todo = plan_embedding(records, spec, store_dir)
+    summary.new, failed, summary.embed_seconds = call(
+        embed_new_images, todo, spec, str(store_dir), batch_size, workers
     )
-    store = FeatureStore(store_dir, spec.fingerprint)
-    readable = [r for r in records if r.ok]
-    stored = store.contains([r.sha256 for r in readable]) if readable else []
-    todo: dict[str, ImageRecord] = {}
-    for record, is_stored in zip(readable, stored, strict=True):
-        if is_stored:
-            summary.already_stored += 1
-        else:
-            todo.setdefault(record.sha256, record)
-    embedded, failed, summary.embed_seconds = call(
-        embed_new_images, list(todo.values()), spec, str(store_dir), batch_size, workers
-    )
-    summary.new = embedded
-    for record in records:
-        if record.ok and record.sha256 in failed:
-            record.error = failed[record.sha256]
-    # A duplicate of a file that failed to decode fails too; it is no longer counted as a duplicate.
-    summary.duplicates = sum(1 for r in readable if r.ok) - summary.already_stored - summary.new
-    summary.unreadable = [(r.rel, r.error) for r in records if not r.ok]
-    return summary
+    return settle_embedding(summary, records, failed)
 
 
 @flow(name="embed", log_prints=True)
