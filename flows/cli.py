@@ -65,6 +65,13 @@ ProgressOption = Annotated[
     bool | None,
     typer.Option("--progress/--no-progress", help="Draw progress bars [default: when stderr is a terminal]."),
 ]
+BatchOption = Annotated[int, typer.Option(min=1, max=1024, help="Images per forward pass.")]
+WorkersOption = Annotated[int, typer.Option(min=0, max=64, help="DataLoader processes decoding ahead.")]
+ModelOption = Annotated[Path | None, typer.Option(help="Model folder [default: the built-in model].")]
+SamplesOption = Annotated[int | None, typer.Option(min=2, max=10000, help="Monte Carlo samples [model's].")]
+DaskAddressOption = Annotated[
+    str | None, typer.Option(help="Embed on an existing Dask cluster, e.g. tcp://host:8786.")
+]
 PrefectOption = Annotated[
     bool | None,
     typer.Option(
@@ -94,11 +101,9 @@ def embed(
     layers: Annotated[
         str | None, typer.Option(help="Layers to pool, e.g. 4,8,12 [default: thirds of the depth].")
     ] = None,
-    batch_size: Annotated[int, typer.Option(min=1, max=1024, help="Images per forward pass.")] = 16,
-    workers: Annotated[int, typer.Option(min=0, max=64, help="DataLoader processes decoding ahead.")] = 1,
-    dask_address: Annotated[
-        str | None, typer.Option(help="Embed partitions on an existing Dask cluster, e.g. tcp://host:8786.")
-    ] = None,
+    batch_size: BatchOption = 16,
+    workers: WorkersOption = 1,
+    dask_address: DaskAddressOption = None,
     dask_workers: Annotated[
         int | None,
         typer.Option(min=1, max=256, help="Embed partitions on a local Dask cluster of N processes."),
@@ -172,8 +177,8 @@ def train(
         float, typer.Option(min=0.0, max=1.0, help="Bound on AI faces called real among confident verdicts.")
     ] = 0.05,
     samples: Annotated[int, typer.Option(min=2, max=10000, help="Monte Carlo samples per prediction.")] = 200,
-    batch_size: Annotated[int, typer.Option(min=1, max=1024, help="Images per forward pass.")] = 16,
-    workers: Annotated[int, typer.Option(min=0, max=64, help="DataLoader processes decoding ahead.")] = 1,
+    batch_size: BatchOption = 16,
+    workers: WorkersOption = 1,
     prefect: PrefectOption = None,
     progress: ProgressOption = None,
 ) -> None:
@@ -225,7 +230,7 @@ def train(
 def evaluate(
     data_dir: Annotated[Path, typer.Argument(help="Labelled folder to evaluate on.")],
     out: Annotated[Path, typer.Option("--out", help="Folder for metrics.json and plots.")],
-    model: Annotated[Path | None, typer.Option(help="Model folder [default: the built-in model].")] = None,
+    model: ModelOption = None,
     store: StoreOption = None,
     split: Annotated[
         str, typer.Option(help="'all', or only one hash split: 'train', 'val', 'test'.")
@@ -233,9 +238,9 @@ def evaluate(
     perturb: Annotated[
         str | None, typer.Option(help="Also evaluate perturbed copies, e.g. jpeg:75,resize:0.5,blur:1.")
     ] = None,
-    samples: Annotated[int | None, typer.Option(min=2, max=10000, help="Monte Carlo samples.")] = None,
-    batch_size: Annotated[int, typer.Option(min=1, max=1024, help="Images per forward pass.")] = 16,
-    workers: Annotated[int, typer.Option(min=0, max=64, help="DataLoader processes decoding ahead.")] = 1,
+    samples: SamplesOption = None,
+    batch_size: BatchOption = 16,
+    workers: WorkersOption = 1,
     prefect: PrefectOption = None,
     progress: ProgressOption = None,
 ) -> None:
@@ -279,7 +284,7 @@ def score(
     out: Annotated[
         Path, typer.Option("--out", help="Folder for verdicts.csv, run.json, maps/ and report.html.")
     ],
-    model: Annotated[Path | None, typer.Option(help="Model folder [default: the built-in model].")] = None,
+    model: ModelOption = None,
     store: StoreOption = None,
     explain: Annotated[
         str, typer.Option(help="Occlusion maps for 'flagged' (ai_generated and uncertain), 'all' or 'none'.")
@@ -290,14 +295,10 @@ def score(
     occlusion_baseline: Annotated[
         str, typer.Option(help="What hides a window: 'blur' (a blurred copy) or 'mean' (the mean colour).")
     ] = "blur",
-    samples: Annotated[
-        int | None, typer.Option(min=2, max=10000, help="Monte Carlo samples [model's].")
-    ] = None,
-    batch_size: Annotated[int, typer.Option(min=1, max=1024, help="Images per forward pass.")] = 16,
-    workers: Annotated[int, typer.Option(min=0, max=64, help="DataLoader processes decoding ahead.")] = 1,
-    dask_address: Annotated[
-        str | None, typer.Option(help="Embed what is missing on an existing Dask cluster first.")
-    ] = None,
+    samples: SamplesOption = None,
+    batch_size: BatchOption = 16,
+    workers: WorkersOption = 1,
+    dask_address: DaskAddressOption = None,
     dask_workers: Annotated[
         int | None,
         typer.Option(min=1, max=256, help="Embed what is missing on N local Dask processes first."),
@@ -395,12 +396,10 @@ def _run_guarded(flow_fn, prefect: bool | None, progress: bool | None, **params)
 def nightly(
     dumps_root: Annotated[Path, typer.Argument(help="Folder whose subfolders are the dumps to score.")],
     out: Annotated[Path, typer.Option("--out", help="Reports root: one report folder per dump.")],
-    model: Annotated[Path | None, typer.Option(help="Model folder [default: the built-in model].")] = None,
+    model: ModelOption = None,
     store: StoreOption = None,
     explain: Annotated[str, typer.Option(help="'flagged', 'all' or 'none'.")] = "flagged",
-    samples: Annotated[
-        int | None, typer.Option(min=2, max=10000, help="Monte Carlo samples [model's].")
-    ] = None,
+    samples: SamplesOption = None,
     prefect: PrefectOption = None,
     progress: ProgressOption = None,
 ) -> None:
@@ -433,7 +432,7 @@ def serve(
     interval: Annotated[
         int | None, typer.Option(min=1, help="Run every N seconds instead of a cron schedule.")
     ] = None,
-    model: Annotated[Path | None, typer.Option(help="Model folder [default: the built-in model].")] = None,
+    model: ModelOption = None,
     store: StoreOption = None,
     name: Annotated[str, typer.Option(help="Deployment name shown in the Prefect UI.")] = "faceaudit-nightly",
 ) -> None:
