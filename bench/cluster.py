@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import sys
 import tempfile
 import time
@@ -20,7 +19,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
-from data.records import scan  # noqa: E402
+from images import copy_images, first_images  # noqa: E402
+
 from embed.spec import make_spec  # noqa: E402
 from embed.store import FeatureStore  # noqa: E402
 
@@ -36,13 +36,9 @@ def main() -> None:
     from flows.distributed import dask_runner, embed_distributed_flow
     from flows.embed_flow import embed_flow
 
-    records = sorted((r for r in scan(args.data) if r.ok), key=lambda r: r.sha256)[: args.count]
+    records = first_images(args.data, args.count)
     with tempfile.TemporaryDirectory() as scratch:
-        folder = Path(scratch) / "images"
-        for record in records:
-            target = folder / record.rel
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(record.path, target)
+        folder = copy_images(records, Path(scratch) / "images")
         started = time.perf_counter()
         embed_flow.fn(str(folder), str(Path(scratch) / "sequential"))
         sequential = time.perf_counter() - started

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import sys
 import tempfile
 import time
@@ -26,8 +25,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from images import copy_images, first_images
+
 from data.decode import decode_image
-from data.records import scan
 from embed.default_backbone import cache_root
 from embed.pooling import Pooling
 from embed.preprocess import Preprocess
@@ -49,10 +49,7 @@ def main() -> None:
     args = parser.parse_args()
     if not args.data.is_dir():
         sys.exit(f"no data folder at {args.data}; pass --data")
-    records = [r for r in scan(args.data) if r.ok]
-    records.sort(key=lambda r: r.sha256)
-    if args.limit:
-        records = records[: args.limit]
+    records = first_images(args.data, args.limit)
     print(f"{len(records)} images from {args.data}")
     if not args.skip_throughput:
         throughput(records, args)
@@ -80,11 +77,7 @@ def throughput(records, args) -> None:
     with tempfile.TemporaryDirectory() as scratch:
         folder = args.data
         if args.limit:
-            folder = Path(scratch) / "images"
-            for r in records:
-                target = folder / r.rel
-                target.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copyfile(r.path, target)
+            folder = copy_images(records, Path(scratch) / "images")
         started = time.perf_counter()
         summary = embed_flow.fn(
             str(folder), str(Path(scratch) / "store"), batch_size=args.batch_size, workers=args.workers

@@ -15,8 +15,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from images import first_images
+
 from data.decode import decode_image
-from data.records import scan
 from flows.explaining import Explainer
 from flows.models import DEFAULT_MODEL_DIR, spec_of
 from head.model import FaceauditModel
@@ -47,7 +48,7 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=3)
     parser.add_argument("--reference-images", type=int, default=1)
     args = parser.parse_args()
-    records = sorted((r for r in scan(args.data) if r.ok), key=lambda r: r.sha256)[: args.images]
+    records = first_images(args.data, args.images)
     if not records:
         sys.exit(f"no images under {args.data}")
     model = FaceauditModel.load(DEFAULT_MODEL_DIR)
@@ -67,10 +68,12 @@ def main() -> None:
         reference_map(explainer, decode_image(r.path.read_bytes()))[1]
         for r in records[: args.reference_images]
     ]
-    mean_ours, mean_reference = float(np.mean(ours)), float(np.mean(reference))
+    mean_ours = float(np.mean(ours))
     print(f"occlusion at default settings: {mean_ours:.2f} s per image (target <= 3 s)")
-    print(f"reference per-window loop (729 windows): {mean_reference:.1f} s per image")
-    print(f"speed-up: {mean_reference / mean_ours:.1f}x (target >= 10x)")
+    if reference:
+        mean_reference = float(np.mean(reference))
+        print(f"reference per-window loop (729 windows): {mean_reference:.1f} s per image")
+        print(f"speed-up: {mean_reference / mean_ours:.1f}x (target >= 10x)")
 
 
 if __name__ == "__main__":

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -20,7 +19,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from data.records import scan  # noqa: E402
+from images import copy_images, first_images  # noqa: E402
 
 
 def main() -> None:
@@ -31,13 +30,9 @@ def main() -> None:
     parser.add_argument("--count", type=int, default=1000)
     parser.add_argument("--store", type=Path, default=None)
     args = parser.parse_args()
-    records = sorted((r for r in scan(args.data) if r.ok), key=lambda r: r.sha256)[: args.count]
+    records = first_images(args.data, args.count)
     with tempfile.TemporaryDirectory() as scratch:
-        folder = Path(scratch) / "dump"
-        for record in records:
-            target = folder / record.rel
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(record.path, target)
+        folder = copy_images(records, Path(scratch) / "dump")
         store = args.store or Path(scratch) / "store"
         command = [
             sys.executable,
