@@ -11,10 +11,7 @@ from typing import Annotated
 
 import typer
 
-from flows.defaults import default_store_dir
-
-HEAD_KINDS = ("mc-dropout", "pyro-vi")
-POOLINGS = ("cls", "mean", "cls+mean", "cls+mean+std")
+from flows.defaults import EXPLAIN_CHOICES, EXPLAIN_METHODS, OCCLUSION_BASELINES, default_store_dir
 
 app = typer.Typer(
     name="faceaudit",
@@ -124,8 +121,7 @@ def embed(
         layer_list = list(parse_layers(layers))
     except ValueError as exc:
         raise fail(str(exc)) from None
-    _check_choice(preprocess, ("crop", "resize"), "--preprocess")
-    _check_choice(pooling, POOLINGS, "--pooling")
+    _check_embedding_choices(preprocess, pooling)
     store_dir = store or default_store_dir()
 
     if dask_address and dask_workers:
@@ -186,9 +182,10 @@ def train(
     from embed.pooling import parse_layers
 
     _existing_dir(data_dir, "data folder")
-    _check_choice(head, HEAD_KINDS, "--head")
-    _check_choice(preprocess, ("crop", "resize"), "--preprocess")
-    _check_choice(pooling, POOLINGS, "--pooling")
+    from head.model import HEADS
+
+    _check_choice(head, tuple(HEADS), "--head")
+    _check_embedding_choices(preprocess, pooling)
     try:
         layer_list = list(parse_layers(layers))
     except ValueError as exc:
@@ -308,9 +305,9 @@ def score(
 ) -> None:
     """Judge every file under INPUT_DIR: one CSV row each, maps for flagged images, an audit report."""
     _existing_dir(input_dir, "input folder")
-    _check_choice(explain, ("flagged", "all", "none"), "--explain")
-    _check_choice(explain_method, ("occlusion", "gradient", "both"), "--explain-method")
-    _check_choice(occlusion_baseline, ("blur", "mean"), "--occlusion-baseline")
+    _check_choice(explain, EXPLAIN_CHOICES, "--explain")
+    _check_choice(explain_method, EXPLAIN_METHODS, "--explain-method")
+    _check_choice(occlusion_baseline, OCCLUSION_BASELINES, "--occlusion-baseline")
     if dask_address and dask_workers:
         raise fail("give --dask-address or --dask-workers, not both")
     from flows.score_flow import score_flow
@@ -405,7 +402,7 @@ def nightly(
 ) -> None:
     """Score every dump under DUMPS_ROOT without a complete, current report; one store for all."""
     _existing_dir(dumps_root, "dumps folder")
-    _check_choice(explain, ("flagged", "all", "none"), "--explain")
+    _check_choice(explain, EXPLAIN_CHOICES, "--explain")
     from flows.nightly_flow import nightly_flow
 
     done = _run_guarded(
@@ -482,6 +479,14 @@ def demo(
     counts = ", ".join(f"{count} {verdict}" for verdict, count in run["counts"].items())
     typer.echo(f"{run['files']} files: {counts}")
     typer.echo(f"report: {(out / 'report' / 'report.html').resolve()}")
+
+
+def _check_embedding_choices(preprocess: str, pooling: str) -> None:
+    from embed.pooling import KINDS
+    from embed.preprocess import MODES
+
+    _check_choice(preprocess, MODES, "--preprocess")
+    _check_choice(pooling, KINDS, "--pooling")
 
 
 def _check_choice(value: str, choices: tuple[str, ...], flag: str) -> None:

@@ -5,6 +5,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+# Choices the command line checks before any heavy import, and the flows check again for Python callers.
+EXPLAIN_CHOICES = ("flagged", "all", "none")
+EXPLAIN_METHODS = ("occlusion", "gradient", "both")
+OCCLUSION_BASELINES = ("blur", "mean")
+
 
 def default_store_dir() -> Path:
     """$FACEAUDIT_STORE, else `faceaudit/store` in the platform's user data dir."""

@@ -9,9 +9,8 @@ from PIL import Image, ImageFilter
 from embed.runner import Embedder
 from embed.spec import EmbeddingSpec
 from explain.occlusion import Occlusion, OcclusionResult
+from flows.defaults import OCCLUSION_BASELINES
 from head.model import FaceauditModel
-
-BASELINES = ("blur", "mean")
 
 
 class Explainer:
@@ -27,8 +26,8 @@ class Explainer:
         baseline: str = "blur",
         samples: int | None = None,
     ) -> None:
-        if baseline not in BASELINES:
-            raise ValueError(f"unknown baseline {baseline!r}; choose one of {', '.join(BASELINES)}")
+        if baseline not in OCCLUSION_BASELINES:
+            raise ValueError(f"unknown baseline {baseline!r}; choose one of {', '.join(OCCLUSION_BASELINES)}")
         self.model, self.spec, self.baseline = model, spec, baseline
         self.embedder = embedder or Embedder(spec)
         patch = spec.backbone.patch_size

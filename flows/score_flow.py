@@ -16,6 +16,7 @@ from prefect import flow
 from data.decode import decode_image
 from data.version import code_version
 from embed.store import FeatureStore
+from flows.defaults import EXPLAIN_CHOICES, EXPLAIN_METHODS
 from flows.embed_flow import DEFAULT_BATCH_SIZE, DEFAULT_WORKERS, embed_records, scan_folder
 from flows.models import resolve_model, spec_of
 from flows.orchestration import call
@@ -41,8 +42,6 @@ COLUMNS = [
     "model_id",
     "scored_at",
 ]
-EXPLAIN_CHOICES = ("flagged", "all", "none")
-METHOD_CHOICES = ("occlusion", "gradient", "both")
 
 
 def input_manifest(records) -> str:
@@ -74,9 +73,9 @@ def score_flow(
     """Score every file under `input_dir`; returns run.json's content."""
     if explain not in EXPLAIN_CHOICES:
         raise ValueError(f"--explain must be one of {', '.join(EXPLAIN_CHOICES)}, not {explain!r}")
-    if explain_method not in METHOD_CHOICES:
+    if explain_method not in EXPLAIN_METHODS:
         raise ValueError(
-            f"--explain-method must be one of {', '.join(METHOD_CHOICES)}, not {explain_method!r}"
+            f"--explain-method must be one of {', '.join(EXPLAIN_METHODS)}, not {explain_method!r}"
         )
     methods = ("occlusion", "gradient") if explain_method == "both" else (explain_method,)
     started = time.perf_counter()
