@@ -510,7 +510,9 @@ def _print_embed_summary(summary: dict) -> None:
 
 def _printable(path: str) -> str:
     """A path safe to print on one line, whatever bytes its name has."""
-    return os.fsencode(path).decode("utf-8", "backslashreplace").encode("unicode_escape").decode("ascii")
+    from flows.outputs import display_name
+
+    return display_name(path).encode("unicode_escape").decode("ascii")
 
 
 def main() -> None:

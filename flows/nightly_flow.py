@@ -46,14 +46,7 @@ def nightly_flow(
         if is_up_to_date(report, input_manifest(call(scan_folder, str(dump))), ident):
             done["up_to_date"].append(dump.name)
             continue
-        runner = score_flow if _orchestrated() else score_flow.fn
-        run = runner(str(dump), str(report), store_dir, model_dir, explain, samples)
+        run = call(score_flow, str(dump), str(report), store_dir, model_dir, explain, samples)
         done["scored"][dump.name] = run["counts"]
         print(f"{dump.name}: {run['counts']} -> {report / 'report.html'}")
     return done
-
-
-def _orchestrated() -> bool:
-    from flows.orchestration import in_flow_run
-
-    return in_flow_run()

@@ -28,7 +28,7 @@ def in_flow_run() -> bool:
 
 
 def call(task_fn, *args: Any, **kwargs: Any):
-    """Call a Prefect task as a task inside a flow run, or as its plain function outside one."""
+    """Call a Prefect task (or subflow) as such inside a flow run, or as its plain function outside one."""
     if in_flow_run():
         return task_fn(*args, **kwargs)
     return task_fn.fn(*args, **kwargs)

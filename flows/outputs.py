@@ -23,9 +23,14 @@ def write_atomic(path: Path, text: str) -> None:
     os.replace(scratch, path)
 
 
+def display_name(path: str) -> str:
+    """A file name as valid UTF-8 text whatever its bytes: undecodable bytes become \\xNN escapes."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
+
+
 def safe_text(value: str) -> str:
     """Text for a CSV cell: valid UTF-8 whatever the file name's bytes, and never a formula."""
-    text = os.fsencode(value).decode("utf-8", "backslashreplace") if isinstance(value, str) else str(value)
+    text = display_name(value) if isinstance(value, str) else str(value)
     if text.startswith(_FORMULA_STARTS):
         return "'" + text
     return text

@@ -7,7 +7,7 @@ import io
 from pathlib import Path
 
 from data.decode import UnreadableImage, decode_image
-from flows.outputs import write_atomic
+from flows.outputs import display_name, write_atomic
 
 _TEMPLATE = Path(__file__).resolve().parent / "templates" / "report.html.j2"
 THUMBNAIL_PX = 64
@@ -36,6 +36,7 @@ def write_report(path: Path, rows: list[dict], run: dict, records) -> None:
             thumbs[record.sha256] = thumbnail(record.path)
     shown = []
     for row in rows:
-        display = row["path"].encode("utf-8", "surrogateescape").decode("utf-8", "replace")
-        shown.append({**row, "display_path": display, "thumbnail": thumbs.get(row["sha256"], "")})
+        shown.append(
+            {**row, "display_path": display_name(row["path"]), "thumbnail": thumbs.get(row["sha256"], "")}
+        )
     write_atomic(path, template.render(rows=shown, run=run))
