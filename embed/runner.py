@@ -10,6 +10,7 @@ import hashlib
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 import numpy as np
 
@@ -79,6 +80,12 @@ class Embedder:
         return pooled.numpy().astype(np.float32, copy=False)
 
 
+@lru_cache(maxsize=2)
+def shared_embedder(spec: EmbeddingSpec) -> Embedder:
+    """One loaded backbone per spec and process: embedding, maps and perturbed copies in one run share it."""
+    return Embedder(spec)
+
+
 @dataclass
 class EmbedResult:
     """How many records were embedded, why others failed (by position), and the loop's seconds."""
@@ -114,7 +121,7 @@ def embed_missing(
     if not records:
         store.compact()  # nothing new, but batches left by runs that died are merged all the same
         return result
-    embedder = embedder or Embedder(spec)
+    embedder = embedder or shared_embedder(spec)
     started = time.perf_counter()
     loader = DataLoader(
         DecodedImages(records, spec),

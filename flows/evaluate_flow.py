@@ -8,7 +8,7 @@ from pathlib import Path
 from prefect import flow
 
 from data.decode import decode_image
-from embed.runner import Embedder, embed_images
+from embed.runner import embed_images, shared_embedder
 from flows.embed_flow import DEFAULT_BATCH_SIZE, DEFAULT_WORKERS
 from flows.labelled import DataError, load_labelled
 from flows.models import resolve_model, spec_of
@@ -50,7 +50,7 @@ def evaluate_flow(
     write_plots(out / "plots", data.y, scores.prediction, scores.verdict, title=f"({split})")
     if perturbations:
         metrics["perturbations"] = {}
-        embedder = Embedder(spec)
+        embedder = shared_embedder(spec)
         for name, apply in perturbations:
             images = []
             with progress_bar(f"perturbed {name}", total=len(data.records)) as advance:

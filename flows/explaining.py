@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image, ImageFilter
 
-from embed.runner import Embedder
+from embed.runner import Embedder, shared_embedder
 from embed.spec import EmbeddingSpec
 from explain.occlusion import Occlusion, OcclusionResult
 from flows.defaults import OCCLUSION_BASELINES
@@ -29,7 +29,7 @@ class Explainer:
         if baseline not in OCCLUSION_BASELINES:
             raise ValueError(f"unknown baseline {baseline!r}; choose one of {', '.join(OCCLUSION_BASELINES)}")
         self.model, self.spec, self.baseline = model, spec, baseline
-        self.embedder = embedder or Embedder(spec)
+        self.embedder = embedder or shared_embedder(spec)
         patch = spec.backbone.patch_size
         self.window, self.stride = window_patches * patch, stride_patches * patch
         self.samples = samples
