@@ -69,13 +69,16 @@ def test_kill_nine_five_times_then_finish(tiny_vit: Path, tmp_path: Path) -> Non
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        # Wait until this run has committed something, then kill it a random moment later.
+        # Kill after a random number of newly committed batches (progress, not wall time, so a fast
+        # machine cannot finish the run first), plus a random sliver so some kills land mid-write.
+        wanted = rng.randint(1, 6)
         deadline = time.monotonic() + 120
         while process.poll() is None and time.monotonic() < deadline:
-            if store.folder.exists() and {p.name for p in store.folder.glob("batch-*.h5*")} - seen:
-                break
-            time.sleep(0.01)
-        time.sleep(rng.uniform(0.0, 0.3))
+            if store.folder.exists():
+                if len({p.name for p in store.folder.glob("batch-*.h5*")} - seen) >= wanted:
+                    break
+            time.sleep(0.002)
+        time.sleep(rng.uniform(0.0, 0.02))
         if process.poll() is None:
             os.kill(process.pid, signal.SIGKILL)
             interrupted += 1
