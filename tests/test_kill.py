@@ -74,9 +74,10 @@ def test_kill_nine_five_times_then_finish(tiny_vit: Path, tmp_path: Path) -> Non
         wanted = rng.randint(1, 6)
         deadline = time.monotonic() + 120
         while process.poll() is None and time.monotonic() < deadline:
-            if store.folder.exists():
-                if len({p.name for p in store.folder.glob("batch-*.h5*")} - seen) >= wanted:
-                    break
+            committed = {p.name for p in store.folder.glob("batch-*.h5*")} if store.folder.exists() else set()
+            fresh = committed - seen
+            if len(fresh) >= wanted:
+                break
             time.sleep(0.002)
         time.sleep(rng.uniform(0.0, 0.02))
         if process.poll() is None:
