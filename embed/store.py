@@ -137,34 +137,33 @@ class FeatureStore:
             return added
 
     def _merge(self, batches: list[Path], run_id: str) -> int:
-        shards_only = [p for p in self.files() if p.name.startswith("shard-")]
-        known = _Index.build_from(shards_only).hash_set()
-        hashes: list[bytes] = []
-        vectors: list[np.ndarray] = []
+        """Copy the rows of `batches` not yet in a shard into one new shard, a batch at a time."""
+        stored = _Index.build_from([p for p in self.files() if p.name.startswith("shard-")])
+        plan: list[tuple[Path, np.ndarray]] = []
+        taken: set[bytes] = set()
         attrs: dict = {}
         for path in batches:
             with h5py.File(path, "r", locking=False) as handle:
                 attrs = attrs or dict(handle.attrs)
                 batch_hashes = handle["sha256"][()]
-                keep = [i for i, h in enumerate(batch_hashes) if h not in known]
-                for i in keep:
-                    known.add(batch_hashes[i])
-                if keep:
-                    hashes.extend(batch_hashes[keep])
-                    vectors.append(handle["vectors"][keep])
-        if hashes:
+            in_shards = stored.locate([h.decode() for h in batch_hashes])[0] >= 0
+            keep = [i for i, h in enumerate(batch_hashes) if not in_shards[i] and h not in taken]
+            taken.update(batch_hashes[keep])
+            plan.append((path, np.array(keep, dtype=np.int64)))
+        total = sum(len(keep) for _, keep in plan)
+        if total:
             target = self.folder / f"shard-{run_id}.h5"
             suffix = 1
             while target.exists():
                 target = self.folder / f"shard-{run_id}-{suffix}.h5"
                 suffix += 1
             attrs.update(created_at=_now(), run_id=run_id)
-            _write_atomic(target, [h.decode() for h in hashes], np.concatenate(vectors), attrs)
+            _write_atomic_from(target, plan, total, int(attrs["dim"]), attrs)
         for path in batches:
             with contextlib.suppress(FileNotFoundError):
                 path.unlink()
         _fsync_dir(self.folder)
-        return len(hashes)
+        return total
 
     def _remove_leftovers(self, dead_runs: set[str]) -> None:
         """Delete temporary files and lock files of runs that are no longer alive."""
@@ -346,6 +345,34 @@ def _write_atomic(target: Path, hashes: list[str], vectors: np.ndarray, attrs: d
         handle.create_dataset("vectors", data=vectors.astype(np.float32, copy=False))
         for key, value in attrs.items():
             handle.attrs[key] = value
+    _commit(scratch, target)
+
+
+def _write_atomic_from(
+    target: Path, plan: list[tuple[Path, np.ndarray]], total: int, dim: int, attrs: dict
+) -> None:
+    """Like `_write_atomic`, copying the chosen rows of each batch file in turn (memory: one batch)."""
+    scratch = target.with_name(target.name + ".tmp")
+    with h5py.File(scratch, "w", locking=False) as out:
+        sha = out.create_dataset("sha256", shape=(total,), dtype="S64")
+        key = out.create_dataset("key", shape=(total,), dtype=np.uint64)
+        vectors = out.create_dataset("vectors", shape=(total, dim), dtype=np.float32)
+        at = 0
+        for path, keep in plan:
+            if len(keep) == 0:
+                continue
+            with h5py.File(path, "r", locking=False) as batch:
+                sha[at : at + len(keep)] = batch["sha256"][()][keep]
+                key[at : at + len(keep)] = batch["key"][()][keep]
+                vectors[at : at + len(keep)] = batch["vectors"][()][keep]
+            at += len(keep)
+        for name, value in attrs.items():
+            out.attrs[name] = value
+    _commit(scratch, target)
+
+
+def _commit(scratch: Path, target: Path) -> None:
+    """Flush a finished scratch file to disk and rename it into place."""
     fd = os.open(scratch, os.O_RDONLY)
     try:
         os.fsync(fd)

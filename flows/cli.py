@@ -380,12 +380,13 @@ def _run_guarded(flow_fn, prefect: bool | None, progress: bool | None, **params)
     from flows import progress as progress_mod
     from flows.labelled import DataError
     from flows.orchestration import run_flow
+    from flows.outputs import OutputBusy
     from head.model import ModelError
 
     progress_mod.enable(progress)
     try:
         return run_flow(flow_fn, prefect, **params)
-    except (BackboneError, StoreError, DataError, ModelError, ValueError) as exc:
+    except (BackboneError, StoreError, DataError, ModelError, OutputBusy, ValueError) as exc:
         raise fail(str(exc)) from None
 
 

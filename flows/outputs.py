@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import errno
+import fcntl
 import io
 import json
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 # A cell starting with one of these runs as a formula in Excel, LibreOffice or Google Sheets.
@@ -21,6 +25,44 @@ def write_atomic(path: Path, text: str) -> None:
         handle.flush()
         os.fsync(handle.fileno())
     os.replace(scratch, path)
+
+
+LOCK_FILE = ".faceaudit.lock"
+
+
+class OutputBusy(Exception):
+    """Another run is writing the same output folder."""
+
+
+@contextlib.contextmanager
+def output_lock(out: Path) -> Iterator[None]:
+    """Hold `out` for one run, so two runs never interleave their files in it; a second is refused.
+
+    The lock is an flock, so it ends with the process however it ends; scratch files a killed run
+    left behind are removed once the lock is ours.
+    """
+    out.mkdir(parents=True, exist_ok=True)
+    fd = os.open(out / LOCK_FILE, os.O_CREAT | os.O_RDWR, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as exc:
+        holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+        os.close(fd)
+        if exc.errno in (errno.EWOULDBLOCK, errno.EACCES):
+            raise OutputBusy(
+                f"{out} is being written by another faceaudit run (pid {holder}); "
+                "wait for it to finish or choose another --out"
+            ) from None
+        raise
+    try:
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        for scratch in [*out.glob(".*.tmp"), *out.glob("maps/*.tmp")]:
+            with contextlib.suppress(FileNotFoundError):
+                scratch.unlink()
+        yield
+    finally:
+        os.close(fd)
 
 
 def display_name(path: str) -> str:

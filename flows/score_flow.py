@@ -20,10 +20,12 @@ from flows.defaults import EXPLAIN_CHOICES, EXPLAIN_METHODS
 from flows.embed_flow import DEFAULT_BATCH_SIZE, DEFAULT_WORKERS, embed_records, scan_folder
 from flows.models import resolve_model, spec_of
 from flows.orchestration import call
-from flows.outputs import csv_text, json_text, write_atomic
+from flows.outputs import csv_text, json_text, output_lock, write_atomic
 from flows.progress import progress_bar
 from flows.report import write_report
 from head.model import CARD_FILE, WEIGHTS_FILE, FaceauditModel
+
+PREDICT_CHUNK = 2048  # images whose vectors are scored together
 
 COLUMNS = [
     "path",
@@ -77,6 +79,34 @@ def score_flow(
         raise ValueError(
             f"--explain-method must be one of {', '.join(EXPLAIN_METHODS)}, not {explain_method!r}"
         )
+    with output_lock(Path(out_dir)):
+        return _score(
+            input_dir,
+            out_dir,
+            store_dir,
+            model_dir,
+            explain,
+            samples,
+            batch_size,
+            workers,
+            explain_method,
+            occlusion_baseline,
+        )
+
+
+def _score(
+    input_dir: str,
+    out_dir: str,
+    store_dir: str,
+    model_dir: str | None,
+    explain: str,
+    samples: int | None,
+    batch_size: int,
+    workers: int,
+    explain_method: str,
+    occlusion_baseline: str,
+) -> dict:
+    """The body of `score_flow`, run while this process holds the output folder."""
     methods = ("occlusion", "gradient") if explain_method == "both" else (explain_method,)
     started = time.perf_counter()
     scored_at = datetime.now(UTC).isoformat(timespec="seconds")
@@ -91,11 +121,12 @@ def score_flow(
     readable = [r for r in records if r.ok]
     unique = list(dict.fromkeys(r.sha256 for r in readable))
     rows_by_hash: dict[str, dict] = {}
-    if unique:
-        X = FeatureStore(store_dir, spec.fingerprint).get(unique)
-        scores = model.score(X, samples)
+    store = FeatureStore(store_dir, spec.fingerprint)
+    for start in range(0, len(unique), PREDICT_CHUNK):  # in chunks: memory stays flat however big the dump
+        chunk = unique[start : start + PREDICT_CHUNK]
+        scores = model.score(store.get(chunk), samples)
         p = scores.prediction
-        for i, digest in enumerate(unique):
+        for i, digest in enumerate(chunk):
             rows_by_hash[digest] = {
                 "verdict": str(scores.verdict[i]),
                 "p_ai": round(float(p.p_ai[i]), 6),
@@ -153,9 +184,10 @@ def score_flow(
         "faceaudit_version": code_version(),
         "timings": {**timings, "total_s": round(time.perf_counter() - started, 3)},
     }
+    # run.json goes last: it names what the other two hold, so `nightly` trusts them only once it is there.
+    write_report(out / "report.html", rows, run, records)
     write_atomic(out / "verdicts.csv", csv_text(COLUMNS, rows))
     write_atomic(out / "run.json", json_text(run))
-    write_report(out / "report.html", rows, run, records)
     return run
 
 
