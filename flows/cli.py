@@ -11,7 +11,13 @@ from typing import Annotated
 
 import typer
 
-from flows.defaults import EXPLAIN_CHOICES, EXPLAIN_METHODS, OCCLUSION_BASELINES, default_store_dir
+from flows.defaults import (
+    EXPLAIN_CHOICES,
+    EXPLAIN_METHODS,
+    OCCLUSION_BASELINES,
+    contain_library_state,
+    default_store_dir,
+)
 
 app = typer.Typer(
     name="faceaudit",
@@ -518,6 +524,7 @@ def _printable(path: str) -> str:
 
 def main() -> None:
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    contain_library_state()
     try:
         app()
     except KeyboardInterrupt:

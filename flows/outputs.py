@@ -38,13 +38,14 @@ class OutputBusy(Exception):
 def output_lock(out: Path) -> Iterator[None]:
     """Hold `out` for one run, so two runs never interleave their files in it; a second is refused.
 
-    The lock is an flock, so it ends with the process however it ends; scratch files a killed run
-    left behind are removed once the lock is ours.
+    The lock is a POSIX record lock: it ends with the process however it ends, and unlike an flock
+    it is not inherited by forked DataLoader workers, which can outlive a killed run by seconds.
+    Scratch files a killed run left behind are removed once the lock is ours.
     """
     out.mkdir(parents=True, exist_ok=True)
     fd = os.open(out / LOCK_FILE, os.O_CREAT | os.O_RDWR, 0o644)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError as exc:
         holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
         os.close(fd)

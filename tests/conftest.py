@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -104,10 +105,24 @@ def make_learnable_folder(root: Path) -> Path:
     return root
 
 
-def faceaudit(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "flows.cli", *args], cwd=ROOT, capture_output=True, text=True
-    )
+def unprivileged(command: list[str]) -> list[str] | None:
+    """`command` run so that file permissions bind it: as root, without the capabilities that bypass
+    them (via util-linux's setpriv). None when that is impossible here."""
+    if os.geteuid() != 0:
+        return command
+    if shutil.which("setpriv") is None:
+        return None
+    caps = "-dac_override,-dac_read_search"
+    return ["setpriv", f"--bounding-set={caps}", f"--inh-caps={caps}", *command]
+
+
+def faceaudit(*args: str, as_user: bool = False) -> subprocess.CompletedProcess:
+    """Run the real command line; `as_user`: bound by file permissions even when the tests run as root."""
+    command = [sys.executable, "-m", "flows.cli", *args]
+    if as_user:
+        command = unprivileged(command)
+        assert command is not None, "cannot drop root's read override here (no setpriv)"
+    return subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
 
 
 @pytest.fixture(scope="session")

@@ -12,7 +12,7 @@ from PIL import Image
 
 from data import UnreadableImage, decode_image, label_and_group, scan, split_of, walk
 from data.labels import class_of_folder
-from tests.conftest import write_image
+from tests.conftest import unprivileged, write_image
 
 
 def png_bytes(image: Image.Image, **kwargs) -> bytes:
@@ -160,12 +160,9 @@ def test_unreadable_file_is_a_record_not_a_crash(tmp_path: Path) -> None:
             "import sys; from data import scan; "
             "print('\\n'.join(f'{r.rel}|{r.error}' for r in scan(sys.argv[1])))"
         )
-        command = [sys.executable, "-c", code, str(folder)]
-        if os.geteuid() == 0:
-            if shutil.which("setpriv") is None:
-                pytest.skip("running as root without setpriv: cannot make a file unreadable")
-            caps = "-dac_override,-dac_read_search"
-            command = ["setpriv", f"--bounding-set={caps}", f"--inh-caps={caps}", *command]
+        command = unprivileged([sys.executable, "-c", code, str(folder)])
+        if command is None:
+            pytest.skip("running as root without setpriv: cannot make a file unreadable")
         result = subprocess.run(
             command, capture_output=True, text=True, check=True, cwd=Path(__file__).resolve().parent.parent
         )

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.conftest import faceaudit
+from tests.conftest import faceaudit, unprivileged
 
 
 def png(image: Image.Image, **kwargs) -> bytes:
@@ -72,6 +72,9 @@ def build_corpus(folder: Path, good: list[Path]) -> dict[str, str]:
     os.symlink("/etc/hostname", folder / "escape.jpg")
     expected["escape.jpg"] = "unreadable"
     (folder / "dir.jpg").mkdir()
+    if unprivileged(["true"]) is not None:  # root reads anything unless the run drops that power
+        put("locked.jpg", jpeg, "unreadable")
+        (folder / "locked.jpg").chmod(0)
     expected["dir.jpg"] = "unreadable"
     # (the issue's "=cmd|' /C calc'!A0" holds a slash, which no Linux file name can: "-C" here)
     for name in ("new\nline.png", "comma,name.png", 'quote"name.png', "=cmd|' -C calc'!A0.png"):
@@ -102,6 +105,7 @@ def scored(trained: dict, tmp_path_factory) -> tuple[dict[str, str], list[dict],
         "20",
         "--explain",
         "none",
+        as_user=unprivileged(["true"]) is not None,
     )
     assert result.returncode == 0, result.stderr
     with open(out / "verdicts.csv", newline="", encoding="utf-8") as handle:

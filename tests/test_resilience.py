@@ -1,0 +1,177 @@
+"""`faceaudit score` under kill -9 and beside other runs: nothing half-written, nothing lost or doubled."""
+
+from __future__ import annotations
+
+import csv
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import h5py
+import pytest
+
+from flows.outputs import output_lock
+from tests.conftest import ROOT, faceaudit
+
+VOLATILE = {"scored_at"}  # differs between any two runs
+
+
+def score_command(folder: Path, out: Path, store: Path, model: Path) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "flows.cli",
+        "score",
+        str(folder),
+        "--out",
+        str(out),
+        "--store",
+        str(store),
+        "--model",
+        str(model),
+        "--explain",
+        "all",
+        "--samples",
+        "20",
+        "--batch-size",
+        "4",
+        "--workers",
+        "1",
+        "--no-progress",
+    ]
+
+
+def read_rows(out: Path) -> list[dict]:
+    with open(out / "verdicts.csv", newline="", encoding="utf-8") as handle:
+        return list(csv.DictReader(handle))
+
+
+def comparable(rows: list[dict]) -> dict[str, dict]:
+    return {r["path"]: {k: v for k, v in r.items() if k not in VOLATILE} for r in rows}
+
+
+def stored_rows(store: Path) -> list[str]:
+    found = []
+    for path in store.rglob("*.h5"):
+        with h5py.File(path, "r") as handle:
+            found.extend(h.decode() for h in handle["sha256"][()])
+    return found
+
+
+def written(out: Path, store: Path) -> set[str]:
+    """Names of the files a run commits as it goes: store batches and maps."""
+    names = {p.name for p in store.rglob("batch-*.h5")}
+    return names | {p.name for p in (out / "maps").glob("*.png")} if (out / "maps").is_dir() else names
+
+
+def check_outputs_whole(out: Path, files: int) -> None:
+    """Whatever is visible in OUT is complete: a whole CSV, a whole page."""
+    if (out / "verdicts.csv").exists():
+        assert len(read_rows(out)) == files
+    if (out / "report.html").exists():
+        assert (out / "report.html").read_text(encoding="utf-8").rstrip().endswith("</html>")
+
+
+@pytest.fixture(scope="module")
+def folder(trained: dict, tmp_path_factory) -> Path:
+    """48 images from the training data, in their own folder."""
+    target = tmp_path_factory.mktemp("dump")
+    for source in sorted(trained["data"].rglob("*.png"))[::3][:48]:
+        shutil.copyfile(source, target / f"{source.parent.name}-{source.name}")
+    return target
+
+
+def test_kill_nine_five_times_then_resume_equals_an_uninterrupted_run(
+    trained: dict, folder: Path, tmp_path: Path
+) -> None:
+    model, files = trained["model"], len(list(folder.iterdir()))
+    clean_out, clean_store = tmp_path / "clean-out", tmp_path / "clean-store"
+    subprocess.run(score_command(folder, clean_out, clean_store, model), cwd=ROOT, check=True)
+
+    out, store = tmp_path / "out", tmp_path / "store"
+    rng = random.Random(4)
+    interrupted = 0
+    for _ in range(5):
+        seen = written(out, store)
+        process = subprocess.Popen(
+            score_command(folder, out, store, model),
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        # Kill once the run has committed a random number of new files (batches or maps): a moment
+        # tied to progress, so a fast machine cannot finish first; the sliver lands some kills mid-write.
+        wanted = rng.randint(1, 12)
+        deadline = time.monotonic() + 120
+        while process.poll() is None and time.monotonic() < deadline:
+            check_outputs_whole(out, files)
+            if len(written(out, store) - seen) >= wanted:
+                break
+            time.sleep(0.005)
+        time.sleep(rng.uniform(0.0, 0.05))
+        if process.poll() is None:
+            os.kill(process.pid, signal.SIGKILL)
+            interrupted += 1
+        process.wait()
+        check_outputs_whole(out, files)
+    assert interrupted >= 4, "the runs finished before they could be killed; the test proves nothing"
+
+    subprocess.run(score_command(folder, out, store, model), cwd=ROOT, check=True)
+    assert comparable(read_rows(out)) == comparable(read_rows(clean_out))
+    assert sorted(p.name for p in (out / "maps").iterdir()) == sorted(
+        p.name for p in (clean_out / "maps").iterdir()
+    )
+    stored = stored_rows(store)
+    assert sorted(stored) == sorted(set(stored)) and len(stored) == files  # each image once
+    leftovers = [p for p in [*out.rglob("*"), *store.rglob("*")] if p.name.endswith(".tmp")]
+    assert not leftovers and not list(store.rglob("batch-*"))
+
+
+def test_two_runs_share_one_store(trained: dict, folder: Path, tmp_path: Path) -> None:
+    """Started together on overlapping folders: both finish and every image is stored once."""
+    first, second = tmp_path / "first", tmp_path / "second"
+    images = sorted(folder.iterdir())
+    for target, picked in ((first, images[:32]), (second, images[16:])):
+        target.mkdir()
+        for path in picked:
+            shutil.copyfile(path, target / path.name)
+    store = tmp_path / "store"
+    runs = [
+        subprocess.Popen(
+            score_command(dump, tmp_path / f"{dump.name}-out", store, trained["model"]),
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for dump in (first, second)
+    ]
+    for run in runs:
+        _, err = run.communicate(timeout=300)
+        assert run.returncode == 0, err
+    stored = stored_rows(store)
+    assert len(stored) == len(set(stored)) == len(images)
+    one, two = (comparable(read_rows(tmp_path / f"{d}-out")) for d in ("first", "second"))
+    shared = set(one) & set(two)
+    assert len(shared) == 16 and all(one[name] == two[name] for name in shared)
+
+
+def test_a_second_run_on_the_same_out_is_refused(trained: dict, folder: Path, tmp_path: Path) -> None:
+    """While another run holds OUT, `score` on it stops at once with a reason and writes nothing there."""
+    out = tmp_path / "out"
+    with output_lock(out):
+        before = sorted(out.iterdir())
+        refused = faceaudit("score", str(folder), "--out", str(out), "--model", str(trained["model"]))
+        assert sorted(out.iterdir()) == before
+    assert refused.returncode == 2
+    assert f"{out} is being written by another faceaudit run (pid {os.getpid()})" in refused.stderr
+    assert len(refused.stderr.strip().splitlines()) == 1
+    after = faceaudit(
+        "score", str(folder), "--out", str(out), "--model", str(trained["model"]), "--explain", "none"
+    )
+    assert after.returncode == 0, after.stderr
