@@ -30,6 +30,7 @@ bench: setup
 	$(BIN)/python bench/explain.py
 	$(BIN)/python bench/score.py
 	$(BIN)/python bench/cluster.py
+	$(BIN)/python bench/load.py
 
 lint: setup
 	$(BIN)/ruff check .

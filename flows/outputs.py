@@ -9,19 +9,21 @@ import fcntl
 import io
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 # A cell starting with one of these runs as a formula in Excel, LibreOffice or Google Sheets.
 _FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "\n")
 
 
-def write_atomic(path: Path, text: str) -> None:
-    """Write under a temporary name, flush to disk, rename: readers see the old file or the new one."""
+def write_atomic(path: Path, text: str | Iterable[str]) -> None:
+    """Write under a temporary name, flush to disk, rename: readers see the old file or the new one.
+
+    `text` may come in pieces, so a big CSV or report never sits whole in memory."""
     path.parent.mkdir(parents=True, exist_ok=True)
     scratch = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     with open(scratch, "w", encoding="utf-8", newline="") as handle:
-        handle.write(text)
+        handle.writelines([text] if isinstance(text, str) else text)
         handle.flush()
         os.fsync(handle.fileno())
     os.replace(scratch, path)
@@ -79,13 +81,17 @@ def safe_text(value: str) -> str:
     return text
 
 
-def csv_text(columns: list[str], rows: list[dict]) -> str:
+def csv_lines(columns: list[str], rows: Iterable[dict]) -> Iterator[str]:
+    """The CSV a line at a time: the header, then one line per row, cells made safe."""
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=columns, quoting=csv.QUOTE_MINIMAL, lineterminator="\n")
     writer.writeheader()
     for row in rows:
         writer.writerow({k: (safe_text(v) if isinstance(v, str) else v) for k, v in row.items()})
-    return buffer.getvalue()
+        yield buffer.getvalue()
+        buffer.seek(0)
+        buffer.truncate()
+    yield buffer.getvalue()
 
 
 def json_text(data: dict) -> str:

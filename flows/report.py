@@ -26,17 +26,20 @@ def thumbnail(path: Path) -> str:
 
 
 def write_report(path: Path, rows: list[dict], run: dict, records) -> None:
+    """Render the page straight to disk, a row (and its thumbnail) at a time."""
     import jinja2
 
     environment = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
     template = environment.from_string(_TEMPLATE.read_text())
-    thumbs: dict[str, str] = {}
-    for record in records:
-        if record.ok and record.sha256 not in thumbs:
-            thumbs[record.sha256] = thumbnail(record.path)
-    shown = []
-    for row in rows:
-        shown.append(
-            {**row, "display_path": display_name(row["path"]), "thumbnail": thumbs.get(row["sha256"], "")}
-        )
-    write_atomic(path, template.render(rows=shown, run=run))
+    files = {record.rel: record.path for record in records if record.ok}
+
+    def shown():
+        for row in rows:
+            source = files.get(row["path"])
+            yield {
+                **row,
+                "display_path": display_name(row["path"]),
+                "thumbnail": thumbnail(source) if source else "",
+            }
+
+    write_atomic(path, template.generate(rows=shown(), run=run))

@@ -20,7 +20,7 @@ from flows.defaults import EXPLAIN_CHOICES, EXPLAIN_METHODS
 from flows.embed_flow import DEFAULT_BATCH_SIZE, DEFAULT_WORKERS, embed_records, scan_folder
 from flows.models import resolve_model, spec_of
 from flows.orchestration import call
-from flows.outputs import csv_text, json_text, output_lock, write_atomic
+from flows.outputs import csv_lines, json_text, output_lock, write_atomic
 from flows.progress import progress_bar
 from flows.report import write_report
 from head.model import CARD_FILE, WEIGHTS_FILE, FaceauditModel
@@ -186,7 +186,7 @@ def _score(
     }
     # run.json goes last: it names what the other two hold, so `nightly` trusts them only once it is there.
     write_report(out / "report.html", rows, run, records)
-    write_atomic(out / "verdicts.csv", csv_text(COLUMNS, rows))
+    write_atomic(out / "verdicts.csv", csv_lines(COLUMNS, rows))
     write_atomic(out / "run.json", json_text(run))
     return run
 

@@ -13,7 +13,7 @@ import numpy as np
 from head.uncertainty import Prediction, summarize
 
 # Rows per block when sampling: bounds memory at n_samples x block x width floats.
-_BLOCK = 2048
+_BLOCK = 256
 
 
 class Head:
