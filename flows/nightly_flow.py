@@ -14,7 +14,8 @@ from prefect import flow
 from flows.embed_flow import scan_folder
 from flows.models import resolve_model
 from flows.orchestration import call
-from flows.score_flow import input_manifest, model_id, score_flow
+from flows.score_flow import input_manifest, score_flow
+from flows.scoring import model_id
 
 
 def is_up_to_date(report: Path, manifest: str, model: str) -> bool:

@@ -54,29 +54,41 @@ class Page:
         page = next(t for t in targets if t.get("type") == "page")
         self.socket = connect(page["webSocketDebuggerUrl"], max_size=None, open_timeout=timeout)
         self._id = 0
-        while self.evaluate("document.readyState") != "complete":
-            if time.monotonic() > deadline:
-                raise RuntimeError("the page did not finish loading")
-            time.sleep(0.1)
+        # The first page target can still be about:blank, already "complete", before the URL loads.
+        loaded = "document.readyState === 'complete' && location.href !== 'about:blank'"
+        self.wait_for(loaded, deadline - time.monotonic(), "the page did not finish loading")
 
-    def evaluate(self, expression: str):
+    def send(self, method: str, params: dict | None = None) -> dict:
+        """One DevTools protocol command; returns its result."""
         self._id += 1
-        self.socket.send(
-            json.dumps(
-                {
-                    "id": self._id,
-                    "method": "Runtime.evaluate",
-                    "params": {"expression": expression, "returnByValue": True},
-                }
-            )
-        )
+        self.socket.send(json.dumps({"id": self._id, "method": method, "params": params or {}}))
         while True:
             message = json.loads(self.socket.recv(timeout=30))
             if message.get("id") == self._id:
-                result = message["result"]
-                if "exceptionDetails" in result:
-                    raise RuntimeError(str(result["exceptionDetails"]))
-                return result["result"].get("value")
+                if "error" in message:
+                    raise RuntimeError(f"{method}: {message['error']}")
+                return message["result"]
+
+    def evaluate(self, expression: str):
+        result = self.send("Runtime.evaluate", {"expression": expression, "returnByValue": True})
+        if "exceptionDetails" in result:
+            raise RuntimeError(str(result["exceptionDetails"]))
+        return result["result"].get("value")
+
+    def wait_for(self, expression: str, timeout: float, message: str):
+        """Evaluate `expression` until it is truthy; returns its value."""
+        deadline = time.monotonic() + timeout
+        while not (value := self.evaluate(expression)):
+            if time.monotonic() > deadline:
+                raise RuntimeError(message)
+            time.sleep(0.1)
+        return value
+
+    def set_files(self, selector: str, paths: list[str]) -> None:
+        """Choose files in an <input type=file>, as a user picking them would (fires its change event)."""
+        root = self.send("DOM.getDocument")["root"]["nodeId"]
+        node = self.send("DOM.querySelector", {"nodeId": root, "selector": selector})["nodeId"]
+        self.send("DOM.setFileInputFiles", {"nodeId": node, "files": paths})
 
     def close(self) -> None:
         if getattr(self, "socket", None) is not None:

@@ -1,0 +1,170 @@
+"""Judging images with one model: the steps `score` runs on a folder and `ui` on an upload.
+
+A `Scorer` is loaded once (weights, card, embedding spec, content id); every caller goes through the
+same steps: embed what the store lacks, predict in chunks, draw maps, assemble CSV rows.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from data.decode import decode_image
+from data.records import ImageRecord
+from embed.spec import EmbeddingSpec
+from embed.store import FeatureStore
+from flows.embed_flow import embed_records
+from flows.models import resolve_model, spec_of
+from flows.outputs import write_atomic
+from flows.progress import progress_bar
+from head.model import CARD_FILE, WEIGHTS_FILE, FaceauditModel
+
+PREDICT_CHUNK = 2048  # images whose vectors are scored together
+
+COLUMNS = [
+    "path",
+    "sha256",
+    "verdict",
+    "p_ai",
+    "p_ai_std",
+    "entropy",
+    "mutual_info",
+    "ood_score",
+    "occlusion_map",
+    "faithfulness",
+    "gradient_map",
+    "gradient_faithfulness",
+    "error",
+    "model_id",
+    "scored_at",
+]
+VERDICTS = ("ai_generated", "real", "uncertain", "unreadable")
+
+
+def model_id(folder: Path) -> str:
+    """Short content hash of a model's weights and card: names the exact model in every row."""
+    digest = hashlib.sha256((folder / WEIGHTS_FILE).read_bytes())
+    digest.update((folder / CARD_FILE).read_bytes())
+    return digest.hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class Scorer:
+    """A model ready to judge images: loaded once, used for any number of folders or uploads."""
+
+    folder: Path
+    model: FaceauditModel
+    spec: EmbeddingSpec
+    ident: str
+
+    @classmethod
+    def load(cls, model_dir: str | Path | None) -> Scorer:
+        folder = resolve_model(model_dir)
+        model = FaceauditModel.load(folder)
+        return cls(folder, model, spec_of(model), model_id(folder))
+
+    def embed(self, records: list[ImageRecord], store_dir: str, batch_size: int, workers: int):
+        """Embed what the store lacks; files found unreadable on the way are marked in `records`."""
+        return embed_records(records, self.spec, store_dir, batch_size, workers)
+
+    def predict(self, hashes: Sequence[str], store_dir: str, samples: int | None) -> dict[str, dict]:
+        """Verdict and figures per stored image hash, in chunks so memory stays flat for any dump."""
+        store = FeatureStore(store_dir, self.spec.fingerprint)
+        predicted: dict[str, dict] = {}
+        for start in range(0, len(hashes), PREDICT_CHUNK):
+            chunk = hashes[start : start + PREDICT_CHUNK]
+            scores = self.model.score(store.get(chunk), samples)
+            p = scores.prediction
+            for i, digest in enumerate(chunk):
+                predicted[digest] = {
+                    "verdict": str(scores.verdict[i]),
+                    "p_ai": round(float(p.p_ai[i]), 6),
+                    "p_ai_std": round(float(p.p_ai_std[i]), 6),
+                    "entropy": round(float(p.entropy[i]), 6),
+                    "mutual_info": round(float(p.mutual_info[i]), 6),
+                    "ood_score": round(float(scores.ood_score[i]), 6),
+                }
+        return predicted
+
+    def draw_maps(
+        self,
+        readable: list[ImageRecord],
+        predicted: dict[str, dict],
+        explain: str,
+        methods: Sequence[str],
+        out: Path,
+        samples: int | None,
+        baseline: str,
+    ) -> dict[str, dict[str, tuple[str, str]]]:
+        """Draw maps for the chosen images under `out`/maps, keeping any already drawn for this model;
+        returns {hash: {method: (map path relative to `out`, faithfulness)}}."""
+        if explain == "none":
+            return {}
+        wanted = {}
+        for record in readable:
+            verdict = predicted[record.sha256]["verdict"]
+            if explain == "all" or verdict in ("ai_generated", "uncertain"):
+                wanted.setdefault(record.sha256, record)
+        done: dict[str, dict[str, tuple[str, str]]] = {}
+        todo = []
+        for digest, record in wanted.items():
+            for method in methods:
+                name = method if method == "gradient" else f"{method}-{baseline}"
+                rel = f"maps/{digest[:16]}-{self.ident[:8]}-{name}.png"
+                note = out / (rel + ".json")
+                if (out / rel).is_file() and note.is_file():  # already drawn for this image and model
+                    done.setdefault(digest, {})[method] = (rel, note.read_text().strip())
+                else:
+                    todo.append((digest, record, method, rel))
+        if not todo:
+            return done
+        from explain.render import render_map
+        from flows.explaining import Explainer, GradientExplainer
+
+        occlusion = Explainer(self.model, self.spec, baseline=baseline, samples=samples)
+        explainers = {"occlusion": occlusion, "gradient": GradientExplainer(occlusion)}
+        with progress_bar("explaining", total=len(todo)) as advance:
+            for digest, record, method, rel in todo:
+                fitted, result = explainers[method].explain(decode_image(record.path.read_bytes()))
+                render_map(fitted, result, out / rel, predicted[digest]["verdict"])
+                faith = "" if result.faithfulness is None else f"{result.faithfulness:.6f}"
+                write_atomic(out / (rel + ".json"), faith)
+                done.setdefault(digest, {})[method] = (rel, faith)
+                advance(1)
+        return done
+
+    def rows(
+        self, records: list[ImageRecord], predicted: dict[str, dict], maps: dict, scored_at: str
+    ) -> list[dict]:
+        """One CSV row per file, in `records` order; unreadable files carry their reason."""
+        rows = []
+        for record in records:
+            row = {
+                "path": record.rel,
+                "sha256": record.sha256 or "",
+                "model_id": self.ident,
+                "scored_at": scored_at,
+            }
+            if record.ok:
+                row.update(predicted[record.sha256])
+                drawn = maps.get(record.sha256, {})
+                row["occlusion_map"], row["faithfulness"] = drawn.get("occlusion", ("", ""))
+                row["gradient_map"], row["gradient_faithfulness"] = drawn.get("gradient", ("", ""))
+                row["error"] = ""
+            else:
+                blank = {column: "" for column in COLUMNS[3:-3]}
+                row.update(blank, verdict="unreadable", error=record.error)
+            rows.append(row)
+        return rows
+
+    def describe(self) -> dict:
+        """The model's provenance, as run.json records it."""
+        return {
+            "id": self.ident,
+            "folder": str(self.folder),
+            "head": self.model.head.kind,
+            "trained": self.model.info.get("created_at"),
+            "training_data_sha256": self.model.info.get("training_data", {}).get("sha256"),
+        }
