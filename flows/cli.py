@@ -468,6 +468,47 @@ def serve(
 
 
 @app.command()
+def ui(
+    model: ModelOption = None,
+    store: StoreOption = None,
+    host: Annotated[
+        str, typer.Option(help="Address to listen on; anything but loopback exposes the page to the network.")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on.")] = 8765,
+    keep: Annotated[
+        Path | None, typer.Option(help="Keep each upload and its map in this folder [default: keep nothing].")
+    ] = None,
+    max_upload_mb: Annotated[
+        float, typer.Option(min=0.001, max=1024, help="Largest upload accepted, in MB.")
+    ] = 20,
+    samples: SamplesOption = None,
+) -> None:
+    """A local web page: drop face images, see each verdict, its uncertainty and its occlusion map.
+
+    Uses the same model, thresholds and code as `score`; the model loads once at start-up. Open
+    http://127.0.0.1:8765 (the default) in a browser; Ctrl-C stops the server.
+    """
+    from flows.ui import Judge, check_port_free, serve
+
+    problem = check_port_free(host, port)
+    if problem:
+        raise fail(f"{problem}; choose another with --port")
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        typer.echo(f"warning: listening on {host}: anyone who can reach it can upload images", err=True)
+    from embed.backbone import BackboneError
+    from flows.scoring import Scorer
+    from head.model import ModelError
+
+    try:
+        scorer = Scorer.load(model)
+    except (BackboneError, ModelError) as exc:
+        raise fail(str(exc)) from None
+    judge = Judge(scorer, str(store or default_store_dir()), samples, keep)
+    typer.echo(f"faceaudit ui: model {scorer.ident}; warming up, then serving on http://{host}:{port}")
+    serve(judge, host, port, int(max_upload_mb * 1e6))
+
+
+@app.command()
 def demo(
     out: Annotated[Path, typer.Option(help="Where the sample images, the store and the report go.")] = Path(
         "demo-out"

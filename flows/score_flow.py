@@ -19,7 +19,8 @@ from flows.embed_flow import DEFAULT_BATCH_SIZE, DEFAULT_WORKERS, scan_folder
 from flows.orchestration import call
 from flows.outputs import csv_lines, json_text, output_lock, write_atomic
 from flows.report import write_report
-from flows.scoring import COLUMNS, VERDICTS, Scorer
+from flows.scoring import COLUMNS, Scorer
+from head.thresholds import VERDICTS
 
 
 def input_manifest(records) -> str:

@@ -40,7 +40,8 @@ COLUMNS = [
     "model_id",
     "scored_at",
 ]
-VERDICTS = ("ai_generated", "real", "uncertain", "unreadable")
+
+MAP_COLUMNS = (("occlusion_map", "faithfulness"), ("gradient_map", "gradient_faithfulness"))
 
 
 def model_id(folder: Path) -> str:
@@ -150,8 +151,10 @@ class Scorer:
             if record.ok:
                 row.update(predicted[record.sha256])
                 drawn = maps.get(record.sha256, {})
-                row["occlusion_map"], row["faithfulness"] = drawn.get("occlusion", ("", ""))
-                row["gradient_map"], row["gradient_faithfulness"] = drawn.get("gradient", ("", ""))
+                for method, columns in (("occlusion", MAP_COLUMNS[0]), ("gradient", MAP_COLUMNS[1])):
+                    rel, faith = drawn.get(method, ("", ""))
+                    # a number, not text: a negative score is not a formula to neutralise in the CSV
+                    row[columns[0]], row[columns[1]] = rel, float(faith) if faith else ""
                 row["error"] = ""
             else:
                 blank = {column: "" for column in COLUMNS[3:-3]}

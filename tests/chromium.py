@@ -70,7 +70,8 @@ class Page:
                 return message["result"]
 
     def evaluate(self, expression: str):
-        result = self.send("Runtime.evaluate", {"expression": expression, "returnByValue": True})
+        params = {"expression": expression, "returnByValue": True, "awaitPromise": True}
+        result = self.send("Runtime.evaluate", params)
         if "exceptionDetails" in result:
             raise RuntimeError(str(result["exceptionDetails"]))
         return result["result"].get("value")

@@ -1,0 +1,210 @@
+"""`faceaudit ui`: a local page where an analyst drops an image and sees its verdict, at once.
+
+Each upload goes through the very `Scorer` that `score` uses (same backbone, head, thresholds, maps),
+loaded once at start-up. The upload is written to a temporary folder, scanned like any input (type
+from its bytes, size and pixel limits), judged, and the folder deleted with the answer unless
+`--keep` names a folder for uploads.
+
+One image is judged at a time, because the backbone already uses every core; a few more may wait
+their turn and the rest get an immediate "busy" reply, so a burst of uploads cannot pile up memory.
+"""
+
+from __future__ import annotations
+
+import base64
+import ctypes
+import ctypes.util
+import re
+import tempfile
+import threading
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from urllib.parse import unquote
+
+from fastapi import FastAPI, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import HTMLResponse, JSONResponse
+
+from data.records import scan
+from flows.defaults import OCCLUSION_BASELINES
+from flows.outputs import csv_lines, display_name
+from flows.scoring import COLUMNS, Scorer
+
+PAGE = Path(__file__).resolve().parent / "templates" / "ui.html.j2"
+# The page may load nothing from elsewhere: its own inline code, and images made in the browser.
+SELF_ONLY = "default-src 'self' 'unsafe-inline' data: blob:"
+
+
+class Busy(Exception):
+    """Every place in the queue is taken, or the wait ran out."""
+
+
+class Gate:
+    """Admits one running job plus `waiting` queued ones; anyone beyond is refused at once, and a
+    queued job that waits longer than `wait_s` gives up."""
+
+    def __init__(self, waiting: int = 4, wait_s: float = 60.0) -> None:
+        self.capacity, self.wait_s = 1 + waiting, wait_s
+        self._admitted = 0
+        self._count_lock = threading.Lock()
+        self._run_lock = threading.Lock()
+
+    def run(self, job, *args):
+        with self._count_lock:
+            if self._admitted >= self.capacity:
+                raise Busy(f"busy: {self._admitted} images are being judged or waiting; try again shortly")
+            self._admitted += 1
+        try:
+            if not self._run_lock.acquire(timeout=self.wait_s):
+                raise Busy(f"busy: waited {self.wait_s:.0f} s for a turn; try again shortly")
+            try:
+                return job(*args)
+            finally:
+                self._run_lock.release()
+        finally:
+            with self._count_lock:
+                self._admitted -= 1
+
+
+@dataclass
+class Judge:
+    """Judges one uploaded file with a loaded `Scorer`."""
+
+    scorer: Scorer
+    store_dir: str
+    samples: int | None = None
+    keep_dir: Path | None = None
+
+    def warm_up(self) -> None:
+        """Load the backbone and run one occlusion map on a blank image, so the first analyst does not
+        wait for it and memory is at its working level from the start. Nothing is stored."""
+        from PIL import Image
+
+        from flows.explaining import Explainer
+
+        Explainer(self.scorer.model, self.scorer.spec, samples=self.samples).explain(
+            Image.new("RGB", (256, 256), (128, 128, 128))
+        )
+
+    def judge(self, name: str, data: bytes) -> dict:
+        """The upload's CSV row (as `score` writes it), its map as a data URI, and what the page needs
+        to draw the verdict: the thresholds and whether the image is out of distribution."""
+        scored_at = datetime.now(UTC).isoformat(timespec="seconds")
+        with tempfile.TemporaryDirectory(prefix="faceaudit-ui-") as scratch:
+            folder, out = Path(scratch) / "in", Path(scratch) / "out"
+            folder.mkdir()
+            (folder / "upload").write_bytes(data)
+            records = scan(folder)
+            self.scorer.embed(records, self.store_dir, batch_size=1, workers=0)
+            readable = [r for r in records if r.ok]
+            predicted = self.scorer.predict([r.sha256 for r in readable], self.store_dir, self.samples)
+            maps = self.scorer.draw_maps(
+                readable, predicted, "all", ("occlusion",), out, self.samples, OCCLUSION_BASELINES[0]
+            )
+            row = self.scorer.rows(records, predicted, maps, scored_at)[0]
+            row["path"] = name
+            png = (out / row["occlusion_map"]).read_bytes() if row["occlusion_map"] else None
+            # The map column names a file only where one is kept; the page shows the map either way.
+            row["occlusion_map"] = self._keep(row, data, png) if self.keep_dir is not None else ""
+        map_uri = "data:image/png;base64," + base64.b64encode(png).decode("ascii") if png else ""
+        release_free_memory()
+        thresholds = self.scorer.model.thresholds
+        return {
+            "row": row,
+            "csv": "".join(csv_lines(COLUMNS, [row])).split("\n", 1)[1],
+            "map": map_uri,
+            "thresholds": {"ai": thresholds.ai, "real": thresholds.real},
+            "ood": bool(row["ood_score"] != "" and float(row["ood_score"]) > thresholds.ood),
+        }
+
+    def _keep(self, row: dict, data: bytes, png: bytes | None) -> str:
+        """Save the upload (and its map) under --keep; returns the map's path, or ''."""
+        self.keep_dir.mkdir(parents=True, exist_ok=True)
+        stem = f"{datetime.now(UTC):%Y%m%dT%H%M%S}-{(row['sha256'] or 'unreadable')[:16]}"
+        (self.keep_dir / f"{stem}-{safe_file_name(row['path'])}").write_bytes(data)
+        if png is None:
+            return ""
+        (self.keep_dir / f"{stem}-map.png").write_bytes(png)
+        return str(self.keep_dir / f"{stem}-map.png")
+
+
+def safe_file_name(name: str) -> str:
+    """A name that is safe to create in a folder: no path parts, no odd characters, not too long."""
+    cleaned = re.sub(r"[^A-Za-z0-9._-]+", "_", Path(name).name).strip("._") or "upload"
+    return cleaned[:80]
+
+
+def release_free_memory() -> None:
+    """Hand memory freed by the last job back to the system (glibc keeps it otherwise), so the server's
+    footprint returns to its resting level between bursts."""
+    name = ctypes.util.find_library("c")
+    if name:
+        libc = ctypes.CDLL(name)
+        if hasattr(libc, "malloc_trim"):
+            libc.malloc_trim(0)
+
+
+def create_app(judge: Judge, gate: Gate, max_upload_bytes: int):
+    """The FastAPI app: the page, one upload endpoint and a health check."""
+    import jinja2
+
+    app = FastAPI(title="faceaudit", docs_url=None, redoc_url=None, openapi_url=None)
+    environment = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
+    page = environment.from_string(PAGE.read_text()).render(
+        columns=",".join(COLUMNS),
+        model=judge.scorer.describe(),
+        backbone=judge.scorer.spec.backbone.name,
+        max_upload_mb=max_upload_bytes / 1e6,
+    )
+
+    @app.get("/", response_class=HTMLResponse)
+    def index() -> HTMLResponse:
+        return HTMLResponse(page, headers={"Content-Security-Policy": SELF_ONLY})
+
+    @app.get("/api/health")
+    def health() -> dict:
+        return {"ok": True, "model": judge.scorer.ident}
+
+    @app.post("/api/judge")
+    async def judge_upload(request: Request) -> JSONResponse:
+        name = display_name(unquote(request.headers.get("x-filename", "upload")))[:255] or "upload"
+        declared = request.headers.get("content-length")
+        too_big = f"{name}: larger than the {max_upload_bytes / 1e6:g} MB upload limit"
+        if declared is not None and declared.isdigit() and int(declared) > max_upload_bytes:
+            return JSONResponse({"error": too_big}, status_code=413)
+        body = bytearray()
+        async for chunk in request.stream():
+            body.extend(chunk)
+            if len(body) > max_upload_bytes:
+                return JSONResponse({"error": too_big}, status_code=413)
+        try:
+            answer = await run_in_threadpool(gate.run, judge.judge, name, bytes(body))
+        except Busy as exc:
+            return JSONResponse({"error": str(exc)}, status_code=503, headers={"Retry-After": "5"})
+        return JSONResponse(answer)
+
+    return app
+
+
+def serve(judge: Judge, host: str, port: int, max_upload_bytes: int, waiting: int = 4) -> None:
+    """Warm up, then serve until interrupted."""
+    import uvicorn
+
+    judge.warm_up()
+    release_free_memory()
+    app = create_app(judge, Gate(waiting=waiting), max_upload_bytes)
+    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
+
+
+def check_port_free(host: str, port: int) -> str | None:
+    """None when `host:port` can be bound, else the reason (so a taken port fails before the model loads)."""
+    import socket
+
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            return f"cannot listen on {host}:{port}: {exc.strerror or exc}"
+    return None

@@ -1,0 +1,154 @@
+"""`faceaudit ui`: the real server on a loopback port, driven by real headless Chromium and by a burst."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from flows.scoring import COLUMNS
+from tests.chromium import Page, chromium_path
+from tests.conftest import ROOT
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def resident_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmRSS")
+
+
+def post(url: str, data: bytes, name: str, timeout: float = 120) -> tuple[int, dict]:
+    request = urllib.request.Request(url + "api/judge", data=data, method="POST")
+    request.add_header("X-Filename", urllib.request.quote(name))
+    request.add_header("Content-Type", "application/octet-stream")
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+@pytest.fixture(scope="module")
+def server(trained: dict, tmp_path_factory):
+    """`faceaudit ui` as a user starts it, with its temporary files in a folder the tests can watch."""
+    base = tmp_path_factory.mktemp("ui")
+    scratch = base / "tmp"
+    scratch.mkdir()
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "flows.cli", "ui", "--model", str(trained["model"]),
+         "--store", str(base / "store"), "--port", str(port), "--samples", "20", "--max-upload-mb", "1"],
+        cwd=ROOT,
+        env={**os.environ, "TMPDIR": str(scratch)},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}/"
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            with urllib.request.urlopen(url + "api/health", timeout=2) as response:
+                assert json.loads(response.read())["ok"]
+                break
+        except OSError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                process.kill()
+                pytest.fail(f"the server did not start: {process.stderr.read()}")
+            time.sleep(0.3)
+    yield {"url": url, "process": process, "scratch": scratch}
+    process.terminate()
+    process.wait(timeout=30)
+
+
+@pytest.mark.skipif(
+    chromium_path() is None, reason="no Chromium found (Debian's `chromium`; .ci/run installs it)"
+)
+def test_two_images_and_a_broken_file_in_chromium(server: dict, trained: dict, tmp_path: Path) -> None:
+    images = sorted((trained["data"] / "alpha").rglob("*.png"))
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"\xff\xd8\xff\xe0 this is not a picture")
+    page = Page(server["url"])
+    try:
+        # Nothing on the page comes from anywhere but this server.
+        external = "Array.from(document.querySelectorAll('[src],[href]')).filter(e => /^(https?:)?\\/\\//"
+        external += ".test(e.getAttribute('src') || e.getAttribute('href'))).length"
+        assert page.evaluate(external) == 0
+        page.set_files("#files", [str(images[0]), str(images[-1]), str(broken)])
+        settled = "document.querySelectorAll('.result:not([data-state=pending])').length === 3"
+        page.wait_for(settled, 120, "three answers did not arrive")
+        done = page.evaluate(
+            "Array.from(document.querySelectorAll('.result[data-state=done]')).map(card => ({"
+            "verdict: card.dataset.verdict, name: card.querySelector('.name').textContent,"
+            "map: card.querySelector('img.map') ? card.querySelector('img.map').naturalWidth : 0,"
+            "interval: card.querySelector('.bar .interval') !== null,"
+            "figures: card.querySelector('.p-ai').textContent}))"
+        )
+        assert len(done) == 2
+        assert {d["name"] for d in done} == {images[0].name, images[-1].name}
+        assert all(d["verdict"] in ("ai_generated", "real", "uncertain") for d in done)
+        assert all(d["map"] > 0 and d["interval"] and d["figures"].startswith("P(AI) ") for d in done)
+        error = page.evaluate("document.querySelector('.result[data-state=error] .error').textContent")
+        assert error.startswith("cannot decode JPEG: ")  # a one-line reason from the decoder
+        # The download link carries the three answers as rows of verdicts.csv.
+        text = page.evaluate("fetch(document.getElementById('download').href).then(r => r.text())")
+        rows = list(csv.DictReader(io.StringIO(text)))
+        assert list(rows[0]) == COLUMNS and len(rows) == 3
+        by_name = {r["path"]: r for r in rows}
+        assert by_name["broken.jpg"]["verdict"] == "unreadable"
+        assert {by_name[d["name"]]["verdict"] for d in done} == {d["verdict"] for d in done}
+    finally:
+        page.close()
+    assert not list(server["scratch"].iterdir())  # the uploads were not kept
+
+
+def test_the_csv_download_matches_verdicts_csv(server: dict, trained: dict) -> None:
+    image = sorted((trained["data"] / "beta").rglob("*.png"))[0]
+    status, answer = post(server["url"], image.read_bytes(), "=cmd|' -C calc'!A0.png")
+    assert status == 200
+    cells = answer["csv"].rstrip("\n").split(",")
+    assert len(cells) == len(COLUMNS) and cells[0] == "'=cmd|' -C calc'!A0.png"
+    assert answer["row"]["verdict"] in ("ai_generated", "real", "uncertain")
+
+
+def test_a_too_large_upload_gets_a_reason_and_the_server_goes_on(server: dict, trained: dict) -> None:
+    status, answer = post(server["url"], b"\0" * 1_500_000, "huge.png")
+    assert status == 413 and answer["error"] == "huge.png: larger than the 1 MB upload limit"
+    image = sorted((trained["data"] / "alpha").rglob("*.png"))[3]
+    assert post(server["url"], image.read_bytes(), "after.png")[0] == 200
+
+
+def test_fifty_concurrent_uploads(server: dict, trained: dict) -> None:
+    """Each gets an answer or a clean 'busy'; the server stays up and its memory comes back."""
+    images = sorted(trained["data"].rglob("*.png"))[:50]
+    pid = server["process"].pid
+    assert post(server["url"], images[0].read_bytes(), "first.png")[0] == 200
+    before = resident_mib(pid)
+    with ThreadPoolExecutor(max_workers=50) as pool:
+        replies = list(pool.map(lambda p: post(server["url"], p.read_bytes(), p.name, 180), images))
+    statuses = [status for status, _ in replies]
+    assert len(replies) == 50 and set(statuses) <= {200, 503} and 200 in statuses
+    assert all(a["error"].startswith("busy: ") for s, a in replies if s == 503)
+    assert all(a["row"]["verdict"] in ("ai_generated", "real", "uncertain") for s, a in replies if s == 200)
+    assert server["process"].poll() is None
+    assert post(server["url"], images[1].read_bytes(), "after.png")[0] == 200
+    after = resident_mib(pid)
+    assert 0.8 * before <= after <= 1.2 * before, (before, after)
