@@ -31,6 +31,7 @@ bench: setup
 	$(BIN)/python bench/score.py
 	$(BIN)/python bench/cluster.py
 	$(BIN)/python bench/load.py
+	$(BIN)/python bench/ui.py
 
 lint: setup
 	$(BIN)/ruff check .
