@@ -191,6 +191,9 @@ def serve(judge: Judge, host: str, port: int, max_upload_bytes: int, waiting: in
     """Warm up, then serve until interrupted."""
     import uvicorn
 
+    from flows import progress
+
+    progress.enable(False)  # no bars per upload in the server's terminal
     judge.warm_up()
     release_free_memory()
     app = create_app(judge, Gate(waiting=waiting), max_upload_bytes)

@@ -152,3 +152,21 @@ def test_fifty_concurrent_uploads(server: dict, trained: dict) -> None:
     assert post(server["url"], images[1].read_bytes(), "after.png")[0] == 200
     after = resident_mib(pid)
     assert 0.8 * before <= after <= 1.2 * before, (before, after)
+
+
+def test_keep_saves_upload_and_map_and_without_it_nothing_stays(trained: dict, tmp_path: Path) -> None:
+    from flows.scoring import Scorer
+    from flows.ui import Judge
+
+    scorer = Scorer.load(trained["model"])
+    image = sorted((trained["data"] / "alpha").rglob("*.png"))[5]
+    kept = tmp_path / "kept"
+    answer = Judge(scorer, str(tmp_path / "store"), 20, kept).judge("../../etc/x y.png", image.read_bytes())
+    names = sorted(p.name for p in kept.iterdir())
+    assert len(names) == 2 and names[0].endswith("-map.png") and names[1].endswith("-x_y.png")
+    assert (kept / names[1]).read_bytes() == image.read_bytes()
+    assert answer["row"]["occlusion_map"] == str(kept / names[0])
+    assert answer["map"].startswith("data:image/png;base64,")
+    plain = Judge(scorer, str(tmp_path / "store"), 20).judge("x.png", image.read_bytes())
+    assert plain["row"]["occlusion_map"] == "" and plain["map"] == answer["map"]
+    assert sorted(p.name for p in kept.iterdir()) == names
