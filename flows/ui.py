@@ -169,15 +169,16 @@ def create_app(judge: Judge, gate: Gate, max_upload_bytes: int):
     @app.post("/api/judge")
     async def judge_upload(request: Request) -> JSONResponse:
         name = display_name(unquote(request.headers.get("x-filename", "upload")))[:255] or "upload"
-        declared = request.headers.get("content-length")
-        too_big = f"{name}: larger than the {max_upload_bytes / 1e6:g} MB upload limit"
-        if declared is not None and declared.isdigit() and int(declared) > max_upload_bytes:
-            return JSONResponse({"error": too_big}, status_code=413)
-        body = bytearray()
+        body, size = bytearray(), 0
+        # Read to the end even past the limit (keeping nothing beyond it): a reply sent while the
+        # client is still sending would reach it as a broken connection instead of the reason.
         async for chunk in request.stream():
-            body.extend(chunk)
-            if len(body) > max_upload_bytes:
-                return JSONResponse({"error": too_big}, status_code=413)
+            size += len(chunk)
+            if size <= max_upload_bytes:
+                body.extend(chunk)
+        if size > max_upload_bytes:
+            too_big = f"{name}: larger than the {max_upload_bytes / 1e6:g} MB upload limit"
+            return JSONResponse({"error": too_big}, status_code=413)
         try:
             answer = await run_in_threadpool(gate.run, judge.judge, name, bytes(body))
         except Busy as exc:

@@ -19,7 +19,7 @@ import pytest
 
 from flows.scoring import COLUMNS
 from tests.chromium import Page, chromium_path
-from tests.conftest import ROOT
+from tests.conftest import ROOT, SHARED_DATA
 
 
 def free_port() -> int:
@@ -83,7 +83,9 @@ def server(trained: dict, tmp_path_factory):
     chromium_path() is None, reason="no Chromium found (Debian's `chromium`; .ci/run installs it)"
 )
 def test_two_images_and_a_broken_file_in_chromium(server: dict, trained: dict, tmp_path: Path) -> None:
-    images = sorted((trained["data"] / "alpha").rglob("*.png"))
+    # Two face photos when ../shared/data is here (CI), else two of the generated training images.
+    photos = sorted(SHARED_DATA.glob("*/real/*.jpg")) + sorted(SHARED_DATA.glob("*/ai/*.jpg"))
+    images = photos or sorted((trained["data"] / "alpha").rglob("*.png"))
     broken = tmp_path / "broken.jpg"
     broken.write_bytes(b"\xff\xd8\xff\xe0 this is not a picture")
     page = Page(server["url"])
@@ -130,7 +132,7 @@ def test_the_csv_download_matches_verdicts_csv(server: dict, trained: dict) -> N
 
 
 def test_a_too_large_upload_gets_a_reason_and_the_server_goes_on(server: dict, trained: dict) -> None:
-    status, answer = post(server["url"], b"\0" * 1_500_000, "huge.png")
+    status, answer = post(server["url"], b"\0" * 4_000_000, "huge.png")
     assert status == 413 and answer["error"] == "huge.png: larger than the 1 MB upload limit"
     image = sorted((trained["data"] / "alpha").rglob("*.png"))[3]
     assert post(server["url"], image.read_bytes(), "after.png")[0] == 200
