@@ -42,6 +42,11 @@ _SHARD = re.compile(r"^shard-(?P<run>.+?)(?:-\d+)?\.h5$")
 _TMP = re.compile(r"^(?:batch|shard)-(?:merge-)?(?P<run>\d{8}T\d{6}-\d+-[0-9a-f]{6})")
 
 
+# More shards than this under this many rows each are folded into one at the next compaction.
+MAX_SMALL_SHARDS = 16
+SMALL_SHARD_ROWS = 4096
+
+
 class StoreError(Exception):
     """The store cannot be used as asked (wrong fingerprint, missing vectors); one-line reason."""
 
@@ -89,11 +94,16 @@ class FeatureStore:
 
     def get(self, hashes: Sequence[str]) -> np.ndarray:
         """(len(hashes), dim) float32 vectors in the order asked; StoreError if any is missing."""
-        files, rows = self.index.locate(hashes)
-        if (files < 0).any():
-            missing = int((files < 0).sum())
-            raise StoreError(f"{missing} of {len(hashes)} images have no vector in {self.folder}")
-        return self.index.read(files, rows)
+        for _ in range(5):
+            files, rows = self.index.locate(hashes)
+            if (files < 0).any():
+                missing = int((files < 0).sum())
+                raise StoreError(f"{missing} of {len(hashes)} images have no vector in {self.folder}")
+            try:
+                return self.index.read(files, rows)
+            except FileNotFoundError:  # a compaction replaced a file since the index was built
+                self.refresh()
+        raise StoreError(f"the store at {self.folder} kept changing while being read")
 
     def hashes(self) -> list[str]:
         """Every stored hash, once each."""
@@ -133,16 +143,31 @@ class FeatureStore:
             if batches:
                 added = self._merge(batches, run_id=own_run or f"merge-{_new_run_id()}")
             self._remove_leftovers(dead)
+            self._fold_small_shards()
             self.refresh()
             return added
 
-    def _merge(self, batches: list[Path], run_id: str) -> int:
-        """Copy the rows of `batches` not yet in a shard into one new shard, a batch at a time."""
-        stored = _Index.build_from([p for p in self.files() if p.name.startswith("shard-")])
+    def _fold_small_shards(self) -> None:
+        """Fold many small shards into one: short runs (each `ui` upload is one) would otherwise leave
+        a file each, and every look-up opens every file."""
+        small = []
+        for path in self.files():
+            if path.name.startswith("shard-"):
+                with h5py.File(path, "r", locking=False) as handle:
+                    if len(handle["key"]) < SMALL_SHARD_ROWS:
+                        small.append(path)
+        if len(small) > MAX_SMALL_SHARDS:
+            self._merge(small, run_id=f"merge-{_new_run_id()}")
+
+    def _merge(self, sources: list[Path], run_id: str) -> int:
+        """Copy the rows of `sources` (batches, or shards being folded) that no other shard holds into
+        one new shard, a file at a time, then delete the sources."""
+        others = [p for p in self.files() if p.name.startswith("shard-") and p not in sources]
+        stored = _Index.build_from(others)
         plan: list[tuple[Path, np.ndarray]] = []
         taken: set[bytes] = set()
         attrs: dict = {}
-        for path in batches:
+        for path in sources:
             with h5py.File(path, "r", locking=False) as handle:
                 attrs = attrs or dict(handle.attrs)
                 batch_hashes = handle["sha256"][()]
@@ -159,7 +184,7 @@ class FeatureStore:
                 suffix += 1
             attrs.update(created_at=_now(), run_id=run_id)
             _write_atomic_from(target, plan, total, int(attrs["dim"]), attrs)
-        for path in batches:
+        for path in sources:
             with contextlib.suppress(FileNotFoundError):
                 path.unlink()
         _fsync_dir(self.folder)

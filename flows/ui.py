@@ -77,15 +77,18 @@ class Judge:
     keep_dir: Path | None = None
 
     def warm_up(self) -> None:
-        """Load the backbone and run one occlusion map on a blank image, so the first analyst does not
-        wait for it and memory is at its working level from the start. Nothing is stored."""
+        """Judge one generated image end to end against a throwaway store, so the first analyst does not
+        wait for the backbone, matplotlib and h5py to load, and memory starts at its working level."""
+        import io
+
+        import numpy as np
         from PIL import Image
 
-        from flows.explaining import Explainer
-
-        Explainer(self.scorer.model, self.scorer.spec, samples=self.samples).explain(
-            Image.new("RGB", (256, 256), (128, 128, 128))
-        )
+        noise = np.random.default_rng(0).integers(0, 256, (256, 256, 3), dtype=np.uint8)
+        buffer = io.BytesIO()
+        Image.fromarray(noise).save(buffer, format="PNG")
+        with tempfile.TemporaryDirectory(prefix="faceaudit-ui-warm-") as scratch:
+            Judge(self.scorer, scratch, self.samples).judge("warm-up.png", buffer.getvalue())
 
     def judge(self, name: str, data: bytes) -> dict:
         """The upload's CSV row (as `score` writes it), its map as a data URI, and what the page needs

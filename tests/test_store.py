@@ -13,7 +13,7 @@ import h5py
 import numpy as np
 import pytest
 
-from embed.store import FeatureStore, StoreError
+from embed.store import MAX_SMALL_SHARDS, FeatureStore, StoreError
 
 FINGERPRINT = "f" * 64
 PROVENANCE = {"fingerprint": FINGERPRINT, "dim": 4, "backbone": "test"}
@@ -58,6 +58,20 @@ def test_merging_drops_hashes_already_stored(tmp_path: Path) -> None:
         writer.append(second, vectors_for(second))
     total = sum(h5py.File(p, "r")["sha256"].shape[0] for p in store.files())
     assert total == 30 and len(store) == 30
+
+
+def test_many_small_runs_are_folded_into_few_files(tmp_path: Path) -> None:
+    """One image per run (as each `ui` upload is): the files stay few, every vector stays right."""
+    store = FeatureStore(tmp_path, FINGERPRINT)
+    hashes = digests(MAX_SMALL_SHARDS * 3)
+    for digest in hashes:
+        with store.writer(PROVENANCE) as writer:
+            writer.append([digest], vectors_for([digest]))
+        assert len(store.files()) <= MAX_SMALL_SHARDS + 1
+    assert sorted(store.hashes()) == sorted(hashes)
+    rows = sum(h5py.File(p, "r")["sha256"].shape[0] for p in store.files())
+    assert rows == len(hashes)  # nothing doubled by folding
+    np.testing.assert_array_equal(store.get(hashes), vectors_for(hashes))
 
 
 def test_a_killed_writer_keeps_committed_batches_and_the_next_run_merges_them(tmp_path: Path) -> None:
