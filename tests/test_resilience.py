@@ -65,8 +65,8 @@ def stored_rows(store: Path) -> list[str]:
 
 def written(out: Path, store: Path) -> set[str]:
     """Names of the files a run commits as it goes: store batches and maps."""
-    names = {p.name for p in store.rglob("batch-*.h5")}
-    return names | {p.name for p in (out / "maps").glob("*.png")} if (out / "maps").is_dir() else names
+    maps = {p.name for p in (out / "maps").glob("*.png")} if (out / "maps").is_dir() else set()
+    return {p.name for p in store.rglob("batch-*.h5")} | maps
 
 
 def check_outputs_whole(out: Path, files: int) -> None:

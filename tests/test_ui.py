@@ -122,7 +122,7 @@ def test_two_images_and_a_broken_file_in_chromium(server: dict, trained: dict, t
     assert not list(server["scratch"].iterdir())  # the uploads were not kept
 
 
-def test_the_csv_download_matches_verdicts_csv(server: dict, trained: dict) -> None:
+def test_an_answer_carries_its_csv_row_with_formulas_neutralised(server: dict, trained: dict) -> None:
     image = sorted((trained["data"] / "beta").rglob("*.png"))[0]
     status, answer = post(server["url"], image.read_bytes(), "=cmd|' -C calc'!A0.png")
     assert status == 200
