@@ -15,7 +15,7 @@ from pathlib import Path
 import h5py
 import pytest
 
-from flows.outputs import output_lock
+from flows.outputs import LOCK_FILE
 from tests.conftest import ROOT, faceaudit
 
 VOLATILE = {"scored_at"}  # differs between any two runs
@@ -162,16 +162,36 @@ def test_two_runs_share_one_store(trained: dict, folder: Path, tmp_path: Path) -
 
 
 def test_a_second_run_on_the_same_out_is_refused(trained: dict, folder: Path, tmp_path: Path) -> None:
-    """While another run holds OUT, `score` on it stops at once with a reason and writes nothing there."""
-    out = tmp_path / "out"
-    with output_lock(out):
-        before = sorted(out.iterdir())
-        refused = faceaudit("score", str(folder), "--out", str(out), "--model", str(trained["model"]))
-        assert sorted(out.iterdir()) == before
-    assert refused.returncode == 2
-    assert f"{out} is being written by another faceaudit run (pid {os.getpid()})" in refused.stderr
-    assert len(refused.stderr.strip().splitlines()) == 1
-    after = faceaudit(
-        "score", str(folder), "--out", str(out), "--model", str(trained["model"]), "--explain", "none"
+    """Two real `score` runs on one OUT: the second stops at once with a reason, the first finishes."""
+    out, store = tmp_path / "out", tmp_path / "store"
+    command = [*score_command(folder, out, store, trained["model"]), "--explain-method", "both"]
+    first = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    lock = out / LOCK_FILE
+    deadline = time.monotonic() + 120
+    while not (lock.is_file() and lock.read_text().strip() == str(first.pid)):
+        assert first.poll() is None and time.monotonic() < deadline, "the first run never took OUT"
+        time.sleep(0.05)
+    second = faceaudit("score", str(folder), "--out", str(out), "--model", str(trained["model"]))
+    assert first.poll() is None, "the first run ended before the second tried: the test proves nothing"
+    assert second.returncode == 2
+    assert second.stderr.strip() == (
+        f"faceaudit: error: {out} is being written by another faceaudit run (pid {first.pid}); "
+        "wait for it to finish or choose another --out"
     )
-    assert after.returncode == 0, after.stderr
+    _, err = first.communicate(timeout=300)
+    assert first.returncode == 0, err
+    assert len(read_rows(out)) == len(list(folder.iterdir()))
+    # The lock died with its holder: the next run on OUT goes ahead.
+    again = faceaudit(
+        "score",
+        str(folder),
+        "--out",
+        str(out),
+        "--model",
+        str(trained["model"]),
+        "--store",
+        str(store),
+        "--explain",
+        "none",
+    )
+    assert again.returncode == 0, again.stderr
