@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import ctypes
 import ctypes.util
+import functools
 import re
 import tempfile
 import threading
@@ -141,11 +142,16 @@ def safe_file_name(name: str) -> str:
 def release_free_memory() -> None:
     """Hand memory freed by the last job back to the system (glibc keeps it otherwise), so the server's
     footprint returns to its resting level between bursts."""
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
+
+
+@functools.cache
+def _malloc_trim():
+    """glibc's malloc_trim, looked up once (find_library may run ldconfig); None elsewhere."""
     name = ctypes.util.find_library("c")
-    if name:
-        libc = ctypes.CDLL(name)
-        if hasattr(libc, "malloc_trim"):
-            libc.malloc_trim(0)
+    return getattr(ctypes.CDLL(name), "malloc_trim", None) if name else None
 
 
 def create_app(judge: Judge, gate: Gate, max_upload_bytes: int):
