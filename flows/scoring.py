@@ -41,7 +41,11 @@ COLUMNS = [
     "scored_at",
 ]
 
-MAP_COLUMNS = (("occlusion_map", "faithfulness"), ("gradient_map", "gradient_faithfulness"))
+# Each explanation method's two columns: the map's path and its faithfulness score.
+MAP_COLUMNS = {
+    "occlusion": ("occlusion_map", "faithfulness"),
+    "gradient": ("gradient_map", "gradient_faithfulness"),
+}
 
 
 def model_id(folder: Path) -> str:
@@ -151,10 +155,10 @@ class Scorer:
             if record.ok:
                 row.update(predicted[record.sha256])
                 drawn = maps.get(record.sha256, {})
-                for method, columns in (("occlusion", MAP_COLUMNS[0]), ("gradient", MAP_COLUMNS[1])):
+                for method, (map_column, faith_column) in MAP_COLUMNS.items():
                     rel, faith = drawn.get(method, ("", ""))
                     # a number, not text: a negative score is not a formula to neutralise in the CSV
-                    row[columns[0]], row[columns[1]] = rel, float(faith) if faith else ""
+                    row[map_column], row[faith_column] = rel, float(faith) if faith else ""
                 row["error"] = ""
             else:
                 blank = {column: "" for column in COLUMNS[3:-3]}
