@@ -164,7 +164,7 @@ def test_two_runs_share_one_store(trained: dict, folder: Path, tmp_path: Path) -
 def test_a_second_run_on_the_same_out_is_refused(trained: dict, folder: Path, tmp_path: Path) -> None:
     """Two real `score` runs on one OUT: the second stops at once with a reason, the first finishes."""
     out, store = tmp_path / "out", tmp_path / "store"
-    command = [*score_command(folder, out, store, trained["model"]), "--explain-method", "both"]
+    command = score_command(folder, out, store, trained["model"])
     first = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     lock = out / LOCK_FILE
     deadline = time.monotonic() + 120
