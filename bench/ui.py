@@ -25,21 +25,7 @@ sys.path.insert(0, str(ROOT))
 
 from images import first_images  # noqa: E402
 
-from tests.test_ui import free_port, post, resident_mib  # noqa: E402
-
-
-def wait_until_up(url: str, process: subprocess.Popen, timeout: float = 300) -> float:
-    import urllib.request
-
-    started = time.perf_counter()
-    while True:
-        try:
-            with urllib.request.urlopen(url + "api/health", timeout=2):
-                return time.perf_counter() - started
-        except OSError:
-            if process.poll() is not None or time.perf_counter() - started > timeout:
-                raise SystemExit("the server did not start") from None
-            time.sleep(0.3)
+from tests.test_ui import free_port, post, resident_mib, wait_for_server  # noqa: E402
 
 
 def main() -> None:
@@ -69,7 +55,7 @@ def main() -> None:
             stdout=subprocess.DEVNULL,
         )
         try:
-            print(f"start-up (model load and warm-up): {wait_until_up(url, process):.1f} s")
+            print(f"start-up (model load and warm-up): {wait_for_server(url, process, 300):.1f} s")
             seconds = []
             for record in records[: args.count]:
                 started = time.perf_counter()

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -145,3 +148,30 @@ def trained(tiny_vit: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
     )
     assert result.returncode == 0, result.stderr
     return {"data": data, "store": store, "model": model, "stdout": result.stdout, "base": base}
+
+
+def kill_after_progress(
+    command: list[str],
+    committed: Callable[[], set[str]],
+    wanted: int,
+    sliver: float,
+    watch: Callable[[], None] = lambda: None,
+) -> bool:
+    """Run `command` and kill -9 it once `committed()` names `wanted` new files, `sliver` seconds later.
+
+    The moment is tied to progress, not wall time, so a fast machine cannot finish the run first; the
+    sliver lands some kills mid-write. `watch` is called while waiting. True when the kill landed."""
+    seen = committed()
+    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while process.poll() is None and time.monotonic() < deadline:
+        watch()
+        if len(committed() - seen) >= wanted:
+            break
+        time.sleep(0.005)
+    time.sleep(sliver)
+    killed = process.poll() is None
+    if killed:
+        os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    return killed

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import os
 import random
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import h5py
@@ -16,7 +13,7 @@ import numpy as np
 from data import scan
 from embed.spec import make_spec
 from embed.store import FeatureStore
-from tests.conftest import make_labelled_folder
+from tests.conftest import kill_after_progress, make_labelled_folder
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -38,6 +35,10 @@ def embed_command(folder: Path, store: Path, backbone: Path) -> list[str]:
         "1",
         "--no-progress",
     ]
+
+
+def batches(store: FeatureStore) -> set[str]:
+    return {p.name for p in store.folder.glob("batch-*.h5*")} if store.folder.exists() else set()
 
 
 def stored_rows(store: FeatureStore) -> list[str]:
@@ -62,28 +63,10 @@ def test_kill_nine_five_times_then_finish(tiny_vit: Path, tmp_path: Path) -> Non
     store = FeatureStore(tmp_path / "killed", fingerprint)
     interrupted = 0
     for _ in range(5):
-        seen = {p.name for p in store.folder.glob("*.h5*")} if store.folder.exists() else set()
-        process = subprocess.Popen(
-            embed_command(folder, tmp_path / "killed", tiny_vit),
-            cwd=ROOT,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+        wanted, sliver = rng.randint(1, 6), rng.uniform(0.0, 0.02)
+        interrupted += kill_after_progress(
+            embed_command(folder, tmp_path / "killed", tiny_vit), lambda: batches(store), wanted, sliver
         )
-        # Kill after a random number of newly committed batches (progress, not wall time, so a fast
-        # machine cannot finish the run first), plus a random sliver so some kills land mid-write.
-        wanted = rng.randint(1, 6)
-        deadline = time.monotonic() + 120
-        while process.poll() is None and time.monotonic() < deadline:
-            committed = {p.name for p in store.folder.glob("batch-*.h5*")} if store.folder.exists() else set()
-            fresh = committed - seen
-            if len(fresh) >= wanted:
-                break
-            time.sleep(0.002)
-        time.sleep(rng.uniform(0.0, 0.02))
-        if process.poll() is None:
-            os.kill(process.pid, signal.SIGKILL)
-            interrupted += 1
-        process.wait()
         store.refresh()
         assert set(store.hashes()) <= set(hashes)  # the store opens after every kill
     assert interrupted >= 3, "the runs finished before they could be killed; the test proves nothing"

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import csv
-import os
 import random
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -16,7 +14,7 @@ import h5py
 import pytest
 
 from flows.outputs import LOCK_FILE
-from tests.conftest import ROOT, faceaudit
+from tests.conftest import ROOT, faceaudit, kill_after_progress
 
 VOLATILE = {"scored_at"}  # differs between any two runs
 
@@ -97,27 +95,14 @@ def test_kill_nine_five_times_then_resume_equals_an_uninterrupted_run(
     rng = random.Random(4)
     interrupted = 0
     for _ in range(5):
-        seen = written(out, store)
-        process = subprocess.Popen(
+        wanted, sliver = rng.randint(1, 12), rng.uniform(0.0, 0.05)
+        interrupted += kill_after_progress(
             score_command(folder, out, store, model),
-            cwd=ROOT,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+            lambda: written(out, store),
+            wanted,
+            sliver,
+            watch=lambda: check_outputs_whole(out, files),
         )
-        # Kill once the run has committed a random number of new files (batches or maps): a moment
-        # tied to progress, so a fast machine cannot finish first; the sliver lands some kills mid-write.
-        wanted = rng.randint(1, 12)
-        deadline = time.monotonic() + 120
-        while process.poll() is None and time.monotonic() < deadline:
-            check_outputs_whole(out, files)
-            if len(written(out, store) - seen) >= wanted:
-                break
-            time.sleep(0.005)
-        time.sleep(rng.uniform(0.0, 0.05))
-        if process.poll() is None:
-            os.kill(process.pid, signal.SIGKILL)
-            interrupted += 1
-        process.wait()
         check_outputs_whole(out, files)
     assert interrupted >= 4, "the runs finished before they could be killed; the test proves nothing"
 

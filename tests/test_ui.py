@@ -46,6 +46,20 @@ def post(url: str, data: bytes, name: str, timeout: float = 120) -> tuple[int, d
         return error.code, json.loads(error.read())
 
 
+def wait_for_server(url: str, process: subprocess.Popen, timeout: float) -> float:
+    """Poll the health check until the server answers; returns the seconds it took."""
+    started = time.monotonic()
+    while True:
+        try:
+            with urllib.request.urlopen(url + "api/health", timeout=2) as response:
+                assert json.loads(response.read())["ok"]
+                return time.monotonic() - started
+        except OSError:
+            if process.poll() is not None or time.monotonic() - started > timeout:
+                raise RuntimeError("the server did not start") from None
+            time.sleep(0.3)
+
+
 @pytest.fixture(scope="module")
 def server(trained: dict, tmp_path_factory):
     """`faceaudit ui` as a user starts it, with its temporary files in a folder the tests can watch."""
@@ -63,17 +77,11 @@ def server(trained: dict, tmp_path_factory):
         text=True,
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}/"
-    deadline = time.monotonic() + 120
-    while True:
-        try:
-            with urllib.request.urlopen(url + "api/health", timeout=2) as response:
-                assert json.loads(response.read())["ok"]
-                break
-        except OSError:
-            if process.poll() is not None or time.monotonic() > deadline:
-                process.kill()
-                pytest.fail(f"the server did not start: {process.stderr.read()}")
-            time.sleep(0.3)
+    try:
+        wait_for_server(url, process, timeout=120)
+    except RuntimeError:
+        process.kill()
+        pytest.fail(f"the server did not start: {process.stderr.read()}")
     yield {"url": url, "process": process, "scratch": scratch}
     process.terminate()
     process.wait(timeout=30)
