@@ -28,6 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from images import copy_images, first_images
 
 from data.decode import decode_image
+from embed.backbone import Backbone
 from embed.default_backbone import cache_root
 from embed.pooling import Pooling
 from embed.preprocess import Preprocess
@@ -109,7 +110,7 @@ def threads() -> int:
 
 
 def reference_loop(sample, spec: EmbeddingSpec) -> float:
-    """The reference design's embedding loop, timed; its model is ours so only the loop differs."""
+    """The reference design's loop, timed; its model is ours (every layer: it reads the last)."""
     import torch
     from PIL import Image
     from transformers import BitImageProcessor
@@ -117,7 +118,7 @@ def reference_loop(sample, spec: EmbeddingSpec) -> float:
 
     hf_logging.set_verbosity_error()
     processor = BitImageProcessor(size={"shortest_edge": 256}, crop_size={"height": 224, "width": 224})
-    model = Embedder(spec).backbone.model
+    model = Backbone(spec.backbone).model
     started = time.perf_counter()
     for start in range(0, len(sample), 16):
         batch = [Image.open(r.path).convert("RGB").resize((128, 128)) for r in sample[start : start + 16]]
@@ -136,6 +137,7 @@ VARIANTS = {
     "cls, layers 4,8,12": ("cls", (4, 8, 12)),
     "cls+mean, layers 4,8,12": ("cls+mean", (4, 8, 12)),
     "cls+mean+std, layers 4,8,12": ("cls+mean+std", (4, 8, 12)),
+    "cls+mean+std, layers 4,6,8": ("cls+mean+std", (4, 6, 8)),
     "cls+mean, layers 3,6,9,12": ("cls+mean", (3, 6, 9, 12)),
     "cls+mean, all 12 layers": ("cls+mean", tuple(range(1, 13))),
 }
@@ -184,15 +186,15 @@ def probe_features(records, base: EmbeddingSpec, pre: Preprocess) -> dict[str, n
     if cache.is_file():
         with np.load(cache) as stored:
             return {name: stored[f"v{i}"] for i, name in enumerate(VARIANTS)}
-    embedder = Embedder(base)
+    backbone = Backbone(base.backbone)  # every layer: the variants read up to the last
     out: dict[str, list[np.ndarray]] = {name: [] for name in VARIANTS}
     started = time.perf_counter()
     for start in range(0, len(records), 16):
         batch = np.stack([pre(decode_image(r.path.read_bytes())) for r in records[start : start + 16]])
         with torch.inference_mode():
-            states = embedder.backbone.hidden_states(torch.from_numpy(batch))
+            states = backbone.hidden_states(torch.from_numpy(batch))
             for name, (kind, layers) in VARIANTS.items():
-                pooled = Pooling(kind, layers)(states, 1, embedder.backbone.norm)
+                pooled = Pooling(kind, layers)(states, 1, backbone.norm)
                 out[name].append(pooled.numpy())
         done = start + len(batch)
         rate = done / (time.perf_counter() - started)

@@ -7,6 +7,7 @@ or both plus the patch tokens' standard deviation (how uniform the image's textu
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 KINDS = ("cls", "mean", "cls+mean", "cls+mean+std")
@@ -26,7 +27,8 @@ class Pooling:
     def resolved(self, depth: int) -> Pooling:
         """The same pooling with its layers spelled out for a model `depth` layers deep.
 
-        No layers given means thirds of the depth: 4, 8 and 12 for a 12-layer ViT.
+        No layers given means a third, a half and two thirds of the depth: 4, 6 and 8 for a 12-layer ViT
+        (chosen by the probe in bench/embed.py; the layers above 8 add nothing and cost a third).
         """
         layers = self.layers or default_layers(depth)
         bad = [layer for layer in layers if not 1 <= layer <= depth]
@@ -63,7 +65,7 @@ class Pooling:
 
 
 def default_layers(depth: int) -> tuple[int, ...]:
-    return tuple(sorted({max(1, round(depth * k / 3)) for k in (1, 2, 3)}))
+    return tuple(sorted({math.ceil(depth * k) for k in (1 / 3, 1 / 2, 2 / 3)}))
 
 
 def parse_layers(text: str | None) -> tuple[int, ...]:

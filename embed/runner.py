@@ -69,7 +69,7 @@ class Embedder:
 
     def __init__(self, spec: EmbeddingSpec, threads: int | None = None) -> None:
         self.spec = spec
-        self.backbone = Backbone(spec.backbone, threads=threads)
+        self.backbone = Backbone(spec.backbone, threads=threads, depth=max(spec.pooling.layers))
 
     def __call__(self, pixels: np.ndarray) -> np.ndarray:
         import torch

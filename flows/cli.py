@@ -102,7 +102,8 @@ def embed(
         ),
     ] = "cls+mean+std",
     layers: Annotated[
-        str | None, typer.Option(help="Layers to pool, e.g. 4,8,12 [default: thirds of the depth].")
+        str | None,
+        typer.Option(help="Layers to pool, e.g. 4,8,12 [default: 1/3, 1/2 and 2/3 of the depth: 4,6,8]."),
     ] = None,
     batch_size: BatchOption = 16,
     workers: WorkersOption = 1,
@@ -171,7 +172,9 @@ def train(
     pooling: Annotated[
         str, typer.Option(help="'cls', 'mean', 'cls+mean' or 'cls+mean+std'.")
     ] = "cls+mean+std",
-    layers: Annotated[str | None, typer.Option(help="Layers to pool [default: thirds of the depth].")] = None,
+    layers: Annotated[
+        str | None, typer.Option(help="Layers to pool [default: 1/3, 1/2 and 2/3 of the depth: 4,6,8].")
+    ] = None,
     max_real_called_ai: Annotated[
         float, typer.Option(min=0.0, max=1.0, help="Bound on real faces called AI among confident verdicts.")
     ] = 0.01,

@@ -126,13 +126,29 @@ def test_options_change_the_fingerprint_and_the_vector(tiny_vit: Path, tmp_path:
     assert summary["fingerprint"] == spec.fingerprint and spec.dim == 32
 
 
+def test_layers_past_the_deepest_pooled_one_are_not_run(tiny_dinov2: Path, tmp_path: Path) -> None:
+    from embed.backbone import Backbone
+    from embed.runner import Embedder
+
+    spec = make_spec(str(tiny_dinov2), layers=(1,))
+    embedder = Embedder(spec)
+    assert len(embedder.backbone.model.encoder.layer) == 1
+    full = Backbone(spec.backbone)
+    assert len(full.model.encoder.layer) == 2
+    paths = [write_image(tmp_path / f"{i}.jpg", seed=i) for i in range(3)]
+    pixels = np.stack([spec.preprocess(Image.open(p).convert("RGB")) for p in paths])
+    with torch.inference_mode():
+        expected = spec.pooling(full.hidden_states(torch.from_numpy(pixels)), 1, full.norm).numpy()
+    np.testing.assert_array_equal(embedder(pixels), expected)
+
+
 def test_layers_that_do_not_exist_are_refused(tiny_vit: Path) -> None:
     with pytest.raises(ValueError, match=r"layers \[5\] do not exist: the backbone has layers 1 to 2"):
         make_spec(str(tiny_vit), layers=(5,))
 
 
-def test_default_layers_are_thirds_of_the_depth() -> None:
-    assert Pooling().resolved(12).layers == (4, 8, 12)
+def test_default_layers_are_a_third_a_half_and_two_thirds_of_the_depth() -> None:
+    assert Pooling().resolved(12).layers == (4, 6, 8)
     assert Pooling().resolved(2).layers == (1, 2)
 
 
