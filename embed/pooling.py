@@ -7,7 +7,6 @@ or both plus the patch tokens' standard deviation (how uniform the image's textu
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 KINDS = ("cls", "mean", "cls+mean", "cls+mean+std")
@@ -65,7 +64,7 @@ class Pooling:
 
 
 def default_layers(depth: int) -> tuple[int, ...]:
-    return tuple(sorted({math.ceil(depth * k) for k in (1 / 3, 1 / 2, 2 / 3)}))
+    return tuple(sorted({-(-depth * num // den) for num, den in ((1, 3), (1, 2), (2, 3))}))  # ceilings
 
 
 def parse_layers(text: str | None) -> tuple[int, ...]:
