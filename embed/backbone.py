@@ -184,11 +184,9 @@ class Backbone:
             raise BackboneError(f"cannot load backbone from {info.folder}: {exc}") from None
         self.model.requires_grad_(False)
         self.norm = getattr(self.model, "layernorm", None) or torch.nn.Identity()
-        self.depth = info.depth
         layers = getattr(getattr(self.model, "encoder", None), "layer", None)
         if depth is not None and depth < info.depth and isinstance(layers, torch.nn.ModuleList):
             self.model.encoder.layer = layers[:depth]
-            self.depth = depth
 
     def hidden_states(self, pixel_values):
         """Embedding output followed by each kept layer's output (unnormalised), as a tuple."""
