@@ -20,10 +20,12 @@ VOLATILE = {"scored_at"}  # differs between any two runs
 
 
 def score_command(folder: Path, out: Path, store: Path, model: Path) -> list[str]:
+    return [sys.executable, "-m", "flows.cli", *score_args(folder, out, store, model)]
+
+
+def score_args(folder: Path, out: Path, store: Path, model: Path, explain: str = "all") -> list[str]:
+    """`faceaudit score` on the test's tiny model: small batches and few samples, no progress bars."""
     return [
-        sys.executable,
-        "-m",
-        "flows.cli",
         "score",
         str(folder),
         "--out",
@@ -33,7 +35,7 @@ def score_command(folder: Path, out: Path, store: Path, model: Path) -> list[str
         "--model",
         str(model),
         "--explain",
-        "all",
+        explain,
         "--samples",
         "20",
         "--batch-size",
@@ -167,16 +169,5 @@ def test_a_second_run_on_the_same_out_is_refused(trained: dict, folder: Path, tm
     assert first.returncode == 0, err
     assert len(read_rows(out)) == len(list(folder.iterdir()))
     # The lock died with its holder: the next run on OUT goes ahead.
-    again = faceaudit(
-        "score",
-        str(folder),
-        "--out",
-        str(out),
-        "--model",
-        str(trained["model"]),
-        "--store",
-        str(store),
-        "--explain",
-        "none",
-    )
+    again = faceaudit(*score_args(folder, out, store, trained["model"], explain="none"))
     assert again.returncode == 0, again.stderr
