@@ -1,7 +1,10 @@
 """Pixels in, normalised tensors out. No torchvision: Pillow and numpy do all of it.
 
-`crop` keeps native pixels (generator artifacts live in the high frequencies that downsizing erases);
-`resize` squeezes the whole image to the input size, as the reference design did.
+`scale` (the default) brings every image's short side to the input size and takes the centre square:
+a face reaches the backbone at one scale whether the file is 200 or 2,000 pixels wide, so the head
+cannot learn "large file means AI" and a 1024 px fake is not seen as a close-up of a nose.
+`crop` keeps native pixels (a centre crop, enlarging only small images); `resize` squeezes the whole
+image to the input size, as the reference design did.
 """
 
 from __future__ import annotations
@@ -14,14 +17,14 @@ from PIL import Image
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-MODES = ("crop", "resize")
+MODES = ("scale", "crop", "resize")
 
 
 @dataclass(frozen=True)
 class Preprocess:
     """How an RGB image becomes the backbone's input; part of the store's fingerprint."""
 
-    mode: str = "crop"
+    mode: str = "scale"
     size: int = 224
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
@@ -36,7 +39,12 @@ class Preprocess:
             return image.resize((self.size, self.size), Image.Resampling.BICUBIC)
         width, height = image.size
         short = min(width, height)
-        if short < self.size:
+        if self.mode == "scale" and short != self.size:
+            # Short side to the input size, long side in proportion (never below the input size).
+            scale = self.size / short
+            width, height = max(self.size, round(width * scale)), max(self.size, round(height * scale))
+            image = image.resize((width, height), Image.Resampling.BICUBIC)
+        elif short < self.size:
             # Enlarge only as far as the crop needs; never shrink.
             scale = self.size / short
             width, height = (
@@ -57,8 +65,8 @@ class Preprocess:
         return self.normalise(self.fit(image))
 
     def draft_size(self) -> tuple[int, int] | None:
-        """Size a JPEG may be decoded at, at least: only `resize` can use a reduced decode."""
-        return (self.size, self.size) if self.mode == "resize" else None
+        """Size a JPEG may be decoded at, at least: `scale` and `resize` shrink it anyway."""
+        return None if self.mode == "crop" else (self.size, self.size)
 
     def describe(self) -> dict:
         return asdict(self)

@@ -16,6 +16,7 @@ import numpy as np
 
 from data.decode import DEFAULT_MAX_PIXELS, UnreadableImage, decode_image
 from data.records import ImageRecord
+from embed.augment import Augmentation
 from embed.backbone import Backbone
 from embed.spec import EmbeddingSpec
 from embed.store import FeatureStore
@@ -30,15 +31,32 @@ class Decoded:
     error: str | None
 
 
+@dataclass(frozen=True)
+class Views:
+    """Augmented views to embed instead of the images themselves: view `numbers[i]` of `records[i]`."""
+
+    augmentation: Augmentation
+    numbers: Sequence[int]
+
+    def keys(self, records: Sequence[ImageRecord]) -> list[str]:
+        return [self.augmentation.key(r.sha256, n) for r, n in zip(records, self.numbers, strict=True)]
+
+
 class DecodedImages:
-    """A map-style dataset over records: reads, verifies, decodes and preprocesses one file per item."""
+    """A map-style dataset over records: reads, verifies, decodes and preprocesses one file per item
+    (or, given `views`, draws that item's augmented view of the file before preprocessing)."""
 
     def __init__(
-        self, records: Sequence[ImageRecord], spec: EmbeddingSpec, max_pixels: int = DEFAULT_MAX_PIXELS
+        self,
+        records: Sequence[ImageRecord],
+        spec: EmbeddingSpec,
+        max_pixels: int = DEFAULT_MAX_PIXELS,
+        views: Views | None = None,
     ) -> None:
         self.records = records
         self.preprocess = spec.preprocess
         self.max_pixels = max_pixels
+        self.views = views
 
     def __len__(self) -> int:
         return len(self.records)
@@ -53,7 +71,11 @@ class DecodedImages:
         if record.sha256 and hashlib.sha256(data).hexdigest() != record.sha256:
             return Decoded(index, None, "file changed while being processed")
         try:
-            image = decode_image(data, self.max_pixels, self.preprocess.draft_size())
+            if self.views is None:
+                image = decode_image(data, self.max_pixels, self.preprocess.draft_size())
+            else:  # a view is drawn from the full-resolution image
+                image = decode_image(data, self.max_pixels)
+                image = self.views.augmentation.apply(image, record.sha256, self.views.numbers[index])
             return Decoded(index, self.preprocess(image), None)
         except UnreadableImage as exc:
             return Decoded(index, None, str(exc))
@@ -109,11 +131,13 @@ def embed_missing(
     workers: int = 1,
     embedder: Embedder | None = None,
     on_batch: Callable[[int], None] | None = None,
+    views: Views | None = None,
 ) -> EmbedResult:
     """Embed `records` (readable, not yet stored, one per hash) and commit them batch by batch.
 
     Returns how many were embedded and, by position in `records`, the reason each failure had.
-    `on_batch` is told how many records each finished batch covered (for progress bars).
+    `on_batch` is told how many records each finished batch covered (for progress bars). With `views`,
+    item i is that view of `records[i]`, stored under the view's key.
     """
     from torch.utils.data import DataLoader
 
@@ -124,7 +148,7 @@ def embed_missing(
     embedder = embedder or shared_embedder(spec)
     started = time.perf_counter()
     loader = DataLoader(
-        DecodedImages(records, spec),
+        DecodedImages(records, spec, views=views),
         batch_size=batch_size,
         num_workers=workers,
         collate_fn=collate,
@@ -134,6 +158,7 @@ def embed_missing(
     # Start the decoding workers before the writer takes its run lock: forked workers would inherit the
     # lock's file descriptor and, orphaned by a kill -9, keep the dead run looking alive.
     batches = iter(loader)
+    keys = views.keys(records) if views is not None else [r.sha256 for r in records]
     with store.writer(spec.provenance()) as writer:
         for items in batches:
             good = [item for item in items if item.pixels is not None]
@@ -142,7 +167,7 @@ def embed_missing(
                     result.failed[item.index] = item.error
             if good:
                 vectors = embedder(np.stack([item.pixels for item in good]))
-                writer.append([records[item.index].sha256 for item in good], vectors)
+                writer.append([keys[item.index] for item in good], vectors)
                 result.embedded += len(good)
             if on_batch is not None:
                 on_batch(len(items))

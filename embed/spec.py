@@ -12,7 +12,7 @@ from embed.pooling import Pooling
 from embed.preprocess import Preprocess
 
 # Chosen by bench/embed.py's probe on ../shared/data (see README, "Choosing the default features").
-DEFAULT_PREPROCESS = "crop"
+DEFAULT_PREPROCESS = "scale"
 DEFAULT_POOLING = "cls+mean+std"
 
 

@@ -93,8 +93,12 @@ def embed(
         str, typer.Option(help="'dinov2-s14' (built in), a local transformers folder, or a hub id.")
     ] = "dinov2-s14",
     preprocess: Annotated[
-        str, typer.Option(help="'crop': native pixels, center crop; 'resize': whole image to the input size.")
-    ] = "crop",
+        str,
+        typer.Option(
+            help="'scale': short side to the input size, centre crop (faces at one scale); 'crop': native "
+            "pixels, centre crop; 'resize': whole image squeezed to the input size."
+        ),
+    ] = "scale",
     pooling: Annotated[
         str,
         typer.Option(
@@ -168,7 +172,9 @@ def train(
     ] = "mc-dropout",
     store: StoreOption = None,
     backbone: Annotated[str, typer.Option(help="Backbone (see `faceaudit embed --help`).")] = "dinov2-s14",
-    preprocess: Annotated[str, typer.Option(help="'crop' or 'resize'.")] = "crop",
+    preprocess: Annotated[
+        str, typer.Option(help="'scale', 'crop' or 'resize' (see `embed --help`).")
+    ] = "scale",
     pooling: Annotated[
         str, typer.Option(help="'cls', 'mean', 'cls+mean' or 'cls+mean+std'.")
     ] = "cls+mean+std",
@@ -182,12 +188,42 @@ def train(
         float, typer.Option(min=0.0, max=1.0, help="Bound on AI faces called real among confident verdicts.")
     ] = 0.05,
     samples: Annotated[int, typer.Option(min=2, max=10000, help="Monte Carlo samples per prediction.")] = 200,
+    augment: Annotated[
+        bool,
+        typer.Option(
+            "--augment/--no-augment",
+            help="Train on augmented views too (rescaled 0.5-2x, re-encoded at JPEG quality 60-95, sometimes "
+            "blurred), both classes alike; embedded once and kept in the store.",
+        ),
+    ] = True,
+    views: Annotated[int, typer.Option(min=0, max=16, help="Augmented views per training image.")] = 2,
+    unseen_sources: Annotated[
+        bool,
+        typer.Option(
+            "--unseen-sources/--no-unseen-sources",
+            help="Fit the uncertain band and OOD threshold against leave-one-source-out folds as well "
+            "(one extra head fit per source; needs two sources or more).",
+        ),
+    ] = True,
+    max_unseen_real_called_ai: Annotated[
+        float,
+        typer.Option(min=0.0, max=1.0, help="Bound, per left-out source, on its real faces called AI."),
+    ] = 0.02,
+    max_unseen_ai_called_real: Annotated[
+        float,
+        typer.Option(min=0.0, max=1.0, help="Bound, per left-out source, on its AI faces called real."),
+    ] = 0.10,
     batch_size: BatchOption = 16,
     workers: WorkersOption = 1,
     prefect: PrefectOption = None,
     progress: ProgressOption = None,
 ) -> None:
-    """Train a head on DATA_DIR's vectors (embedding what is missing) and write a model folder."""
+    """Train a head on DATA_DIR's vectors (embedding what is missing) and write a model folder.
+
+    Sources are the folders above the class folders (DATA/SOURCE/real, DATA/SOURCE/ai). With two or
+    more, the recipe is also trained once per source left out, and the uncertain band is set so that a
+    source never trained on is rarely judged wrongly (see --max-unseen-*).
+    """
     from embed.pooling import parse_layers
 
     _existing_dir(data_dir, "data folder")
@@ -218,6 +254,11 @@ def train(
         max_real_called_ai=max_real_called_ai,
         max_ai_called_real=max_ai_called_real,
         samples=samples,
+        augment=augment,
+        views=views,
+        unseen_sources=unseen_sources,
+        max_unseen_real_called_ai=max_unseen_real_called_ai,
+        max_unseen_ai_called_real=max_unseen_ai_called_real,
     )
     m = result["metrics"]
     typer.echo(f"model written to {result['model']}")
@@ -230,6 +271,20 @@ def train(
         typer.echo(
             f"  {group}: accuracy {g['accuracy']:.3f}, ROC-AUC {g['roc_auc'] or float('nan'):.3f}, n={g['n']}"
         )
+    if "leave_one_source_out" in m:
+        _print_unseen_summary(m["leave_one_source_out"])
+
+
+def _print_unseen_summary(summary: dict) -> None:
+    def pct(value) -> str:
+        return "n/a" if value is None else f"{100 * value:.1f}%"
+
+    typer.echo(
+        f"left-out sources ({summary['folds']} folds): real called AI at worst "
+        f"{pct(summary['worst_real_called_ai'])}, "
+        f"AI called real at worst {pct(summary['worst_ai_called_real'])}, "
+        f"mean coverage {pct(summary['mean_coverage'])}"
+    )
 
 
 @app.command()
@@ -244,13 +299,24 @@ def evaluate(
     perturb: Annotated[
         str | None, typer.Option(help="Also evaluate perturbed copies, e.g. jpeg:75,resize:0.5,blur:1.")
     ] = None,
+    leave_one_source_out: Annotated[
+        bool,
+        typer.Option(
+            "--leave-one-source-out",
+            help="Instead: retrain the model's recipe once per source of DATA_DIR left out and report how "
+            "each left-out source is judged (thresholds chosen without it).",
+        ),
+    ] = False,
     samples: SamplesOption = None,
     batch_size: BatchOption = 16,
     workers: WorkersOption = 1,
     prefect: PrefectOption = None,
     progress: ProgressOption = None,
 ) -> None:
-    """Measure a model on DATA_DIR: accuracy, ROC-AUC, calibration, coverage, per group and perturbed."""
+    """Measure a model on DATA_DIR: accuracy, ROC-AUC, calibration, coverage, per group and perturbed.
+
+    Perturbations: jpeg:Q or reencode:Q (JPEG quality Q), resize:F, upscale:F (F >= 1), blur:R.
+    """
     _existing_dir(data_dir, "data folder")
     _check_choice(split, ("all", "train", "val", "test"), "--split")
     from flows.perturb import parse_perturbations
@@ -274,8 +340,19 @@ def evaluate(
         samples=samples,
         batch_size=batch_size,
         workers=workers,
+        leave_one_source_out=leave_one_source_out,
     )
     typer.echo(f"metrics written to {result['out']}/metrics.json ({result['n']} images)")
+    if leave_one_source_out:
+        for source, fold in result["leave_one_source_out"]["folds"].items():
+            parts = [f"coverage {100 * fold['coverage']:.1f}%"]
+            if fold["real"]:
+                parts.append(f"real called AI {100 * fold['real']['ai_generated']:.1f}%")
+            if fold["ai"]:
+                parts.append(f"AI called real {100 * fold['ai']['real']:.1f}%")
+            typer.echo(f"  left out {source}: " + ", ".join(parts))
+        _print_unseen_summary(result["leave_one_source_out"]["summary"])
+        return
     typer.echo(
         f"accuracy {result['accuracy']:.3f}; per group: "
         + ", ".join(f"{g} {a:.3f}" for g, a in result["groups"].items())

@@ -10,7 +10,7 @@ from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
 from data.records import ImageRecord, scan
-from embed.runner import embed_missing
+from embed.runner import Views, embed_missing
 from embed.spec import DEFAULT_POOLING, DEFAULT_PREPROCESS, EmbeddingSpec, make_spec
 from embed.store import FeatureStore
 from flows.orchestration import call
@@ -51,12 +51,19 @@ def scan_folder(input_dir: str) -> list[ImageRecord]:
 
 @task(name="embed-new-images", cache_policy=NO_CACHE)
 def embed_new_images(
-    records: list[ImageRecord], spec: EmbeddingSpec, store_dir: str, batch_size: int, workers: int
+    records: list[ImageRecord],
+    spec: EmbeddingSpec,
+    store_dir: str,
+    batch_size: int,
+    workers: int,
+    views: Views | None = None,
 ) -> tuple[int, dict[str, str], float]:
-    """Embed records the store lacks; returns (embedded, reason by failed hash, seconds embedding)."""
+    """Embed records (or their augmented `views`) the store lacks; returns (embedded, reason by failed
+    hash, seconds embedding)."""
     store = FeatureStore(store_dir, spec.fingerprint)
-    with progress_bar("embedding", total=len(records)) as advance:
-        result = embed_missing(records, spec, store, batch_size, workers, on_batch=advance)
+    label = "embedding" if views is None else "embedding augmented views"
+    with progress_bar(label, total=len(records)) as advance:
+        result = embed_missing(records, spec, store, batch_size, workers, on_batch=advance, views=views)
     failed = {records[i].sha256: reason for i, reason in result.failed.items()}
     return result.embedded, failed, result.seconds
 

@@ -1,22 +1,27 @@
-"""The `evaluate` flow: a model on any labelled folder, overall and per group, and under perturbations."""
+"""The `evaluate` flow: a model on any labelled folder, overall and per group, under perturbations, and
+(`leave_one_source_out`) its recipe retrained once per source left out, judged on that source."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
+import numpy as np
 from prefect import flow
 
 from data.decode import decode_image
+from embed.augment import Augmentation
 from embed.runner import embed_images, shared_embedder
 from flows.embed_flow import DEFAULT_BATCH_SIZE, DEFAULT_WORKERS
-from flows.labelled import DataError, load_labelled
+from flows.labelled import DataError, LabelledSet, load_labelled
+from flows.loso import run_folds, unseen_report
 from flows.models import resolve_model, spec_of
 from flows.perturb import parse_perturbations
 from flows.progress import progress_bar
+from head.abstention import Bounds
 from head.metrics import metrics_by_group
 from head.model import FaceauditModel
-from head.plots import write_plots
+from head.plots import write_plots, write_unseen_plot
 
 
 @flow(name="evaluate", log_prints=True)
@@ -30,11 +35,16 @@ def evaluate_flow(
     samples: int | None = None,
     batch_size: int = DEFAULT_BATCH_SIZE,
     workers: int = DEFAULT_WORKERS,
+    leave_one_source_out: bool = False,
 ) -> dict:
     """Score every labelled image (or one hash split) and write metrics.json and plots into `out_dir`."""
     perturbations = parse_perturbations(perturb)
     model = FaceauditModel.load(resolve_model(model_dir))
     spec = spec_of(model)
+    if leave_one_source_out:
+        return _leave_one_source_out(
+            model, str(resolve_model(model_dir)), data_dir, out_dir, store_dir, batch_size, workers
+        )
     data = load_labelled(data_dir, spec, store_dir, batch_size, workers)
     if split != "all":
         data = data.subset(data.splits == split)
@@ -62,6 +72,7 @@ def evaluate_flow(
             metrics["perturbations"][name] = metrics_by_group(
                 data.y, perturbed.prediction, perturbed.verdict, data.groups
             )
+            _add_agreement(metrics["perturbations"][name], scores.verdict, perturbed.verdict, data.groups)
     out.mkdir(parents=True, exist_ok=True)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
     return {
@@ -71,3 +82,49 @@ def evaluate_flow(
         "groups": {g: m["accuracy"] for g, m in metrics["groups"].items()},
         "perturbations": {k: v["accuracy"] for k, v in metrics.get("perturbations", {}).items()},
     }
+
+
+def _add_agreement(block: dict, before: np.ndarray, after: np.ndarray, groups: np.ndarray) -> None:
+    """Share of images whose verdict is the same on the perturbed copy, overall and per group."""
+    same = before == after
+    block["verdict_agreement"] = float(same.mean())
+    for name, group in block["groups"].items():
+        group["verdict_agreement"] = float(same[groups == name].mean())
+
+
+def _leave_one_source_out(
+    model: FaceauditModel,
+    model_path: str,
+    data_dir: str,
+    out_dir: str,
+    store_dir: str,
+    batch_size: int,
+    workers: int,
+) -> dict:
+    """Retrain the model's recipe (head, embedding, augmentation, bounds) once per source left out."""
+    recipe = model.info.get("augmentation") or {}
+    augmentation = Augmentation(**_tuples(recipe["spec"])) if recipe else None
+    data: LabelledSet = load_labelled(
+        data_dir, spec_of(model), store_dir, batch_size, workers, augmentation, int(recipe.get("views", 0))
+    )
+    sources = sorted({str(g) for g in data.groups})
+    if len(sources) < 2:
+        raise DataError(
+            f"{data_dir} holds one source ({sources[0]}); leaving one out needs two or more "
+            "(folders SOURCE/real and SOURCE/ai)"
+        )
+    bounds = Bounds(**(model.info.get("abstention") or {}).get("bounds", {}))
+    folds = run_folds(data, model.head.kind, model.head.get_params(), bounds, model.n_samples)
+    if not folds:
+        raise DataError(f"no source of {data_dir} can be left out with both classes in the rest")
+    report = unseen_report(folds, bounds)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    write_unseen_plot(out / "plots", report)
+    metrics = {"model": model_path, "leave_one_source_out": report}
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    return {"out": str(out), "n": int((data.view == 0).sum()), "leave_one_source_out": report}
+
+
+def _tuples(spec: dict) -> dict:
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in spec.items()}

@@ -1,5 +1,6 @@
 """Labelled vectors for training and evaluation: scan a labelled folder, embed what is missing, and
-line up vectors, labels, groups and hash splits."""
+line up vectors, labels, groups and hash splits (and, when asked, augmented views of the training
+images, each in its image's split)."""
 
 from __future__ import annotations
 
@@ -10,9 +11,11 @@ import numpy as np
 
 from data.records import ImageRecord
 from data.split import split_of
+from embed.augment import Augmentation
+from embed.runner import Views
 from embed.spec import EmbeddingSpec
 from embed.store import FeatureStore
-from flows.embed_flow import EmbedSummary, embed_records, scan_folder
+from flows.embed_flow import EmbedSummary, embed_new_images, embed_records, scan_folder
 from flows.orchestration import call
 
 
@@ -22,12 +25,19 @@ class DataError(Exception):
 
 @dataclass
 class LabelledSet:
+    """One row per labelled image, then one per augmented view (`view` > 0) of the training images."""
+
     records: list[ImageRecord]
     X: np.ndarray
     y: np.ndarray
     groups: np.ndarray
     splits: np.ndarray
     embed_summary: EmbedSummary
+    view: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        if self.view is None:
+            self.view = np.zeros(len(self.y), dtype=np.int64)
 
     def subset(self, mask: np.ndarray) -> LabelledSet:
         return LabelledSet(
@@ -37,16 +47,26 @@ class LabelledSet:
             self.groups[mask],
             self.splits[mask],
             self.embed_summary,
+            self.view[mask],
         )
+
+    def originals(self) -> LabelledSet:
+        """The images themselves, without augmented views: what validation and tests are measured on."""
+        return self.subset(self.view == 0)
 
     def data_hash(self) -> str:
         """sha256 over the sorted (content hash, label) pairs: names the exact training data."""
-        pairs = sorted(f"{r.sha256}:{r.label}" for r in self.records)
+        pairs = sorted(
+            f"{r.sha256}:{r.label}" for r, v in zip(self.records, self.view, strict=True) if v == 0
+        )
         return hashlib.sha256("\n".join(pairs).encode()).hexdigest()
 
     def counts(self) -> dict:
+        """Images (not views) per group/class and split."""
         out: dict = {}
-        for group, label, split in zip(self.groups, self.y, self.splits, strict=True):
+        for group, label, split, view in zip(self.groups, self.y, self.splits, self.view, strict=True):
+            if view:
+                continue
             key = f"{group}/{'ai' if label else 'real'}"
             out.setdefault(key, {}).setdefault(str(split), 0)
             out[key][str(split)] += 1
@@ -54,8 +74,16 @@ class LabelledSet:
 
 
 def load_labelled(
-    data_dir: str, spec: EmbeddingSpec, store_dir: str, batch_size: int, workers: int
+    data_dir: str,
+    spec: EmbeddingSpec,
+    store_dir: str,
+    batch_size: int,
+    workers: int,
+    augmentation: Augmentation | None = None,
+    views: int = 0,
 ) -> LabelledSet:
+    """Every labelled image's vector (embedding what is missing), plus `views` augmented views of each
+    training-split image when `augmentation` is given."""
     records = call(scan_folder, data_dir)
     summary = embed_records(records, spec, store_dir, batch_size, workers)
     summary.input_dir = data_dir
@@ -81,4 +109,43 @@ def load_labelled(
     X = FeatureStore(store_dir, spec.fingerprint).get([r.sha256 for r in chosen])
     groups = np.array([r.group or "(none)" for r in chosen])
     splits = np.array([split_of(r.sha256) for r in chosen])
-    return LabelledSet(chosen, X, y, groups, splits, summary)
+    data = LabelledSet(chosen, X, y, groups, splits, summary)
+    if augmentation is None or views <= 0:
+        return data
+    return _with_views(data, spec, store_dir, batch_size, workers, augmentation, views)
+
+
+def _with_views(
+    data: LabelledSet,
+    spec: EmbeddingSpec,
+    store_dir: str,
+    batch_size: int,
+    workers: int,
+    augmentation: Augmentation,
+    views: int,
+) -> LabelledSet:
+    """Append the training images' augmented views, embedding those the store does not hold yet."""
+    rows = [i for i in np.flatnonzero(data.splits == "train") for _ in range(views)]
+    numbers = [n for _ in np.flatnonzero(data.splits == "train") for n in range(1, views + 1)]
+    records = [data.records[i] for i in rows]
+    keys = Views(augmentation, numbers).keys(records)
+    store = FeatureStore(store_dir, spec.fingerprint)
+    missing = np.flatnonzero(~store.contains(keys)) if keys else np.array([], dtype=int)
+    if len(missing):
+        todo = Views(augmentation, [numbers[i] for i in missing])
+        _, failed, _ = call(
+            embed_new_images, [records[i] for i in missing], spec, str(store_dir), batch_size, workers, todo
+        )
+        if failed:  # the image itself decoded, so a view fails only if the file changed since
+            raise DataError(f"{len(failed)} augmented views could not be made: {next(iter(failed.values()))}")
+        store.refresh()
+    rows_arr = np.asarray(rows, dtype=np.int64)
+    return LabelledSet(
+        data.records + records,
+        np.concatenate([data.X, store.get(keys)]) if keys else data.X,
+        np.concatenate([data.y, data.y[rows_arr]]),
+        np.concatenate([data.groups, data.groups[rows_arr]]),
+        np.concatenate([data.splits, data.splits[rows_arr]]),
+        data.embed_summary,
+        np.concatenate([data.view, np.asarray(numbers, dtype=np.int64)]),
+    )

@@ -1,5 +1,8 @@
 """Perturbations for robustness checks, applied in memory: users' dumps are recompressed, resized and
-blurred on their way to us, and detectors of generated faces are known to collapse under that."""
+blurred on their way to us, and detectors of generated faces are known to collapse under that.
+
+`resize:F` scales by any factor, `upscale:F` only enlarges (F >= 1: a 1024 px copy of a 256 px face),
+`jpeg:Q` and its alias `reencode:Q` save the image again as a JPEG of quality Q."""
 
 from __future__ import annotations
 
@@ -31,7 +34,13 @@ def blur(radius: float) -> Callable[[Image.Image], Image.Image]:
     return lambda image: image.filter(ImageFilter.GaussianBlur(radius))
 
 
-KINDS = {"jpeg": (jpeg, 1, 100), "resize": (resize, 0.05, 4.0), "blur": (blur, 0.0, 20.0)}
+KINDS = {
+    "jpeg": (jpeg, 1, 100),
+    "reencode": (jpeg, 1, 100),
+    "resize": (resize, 0.05, 4.0),
+    "upscale": (resize, 1.0, 4.0),
+    "blur": (blur, 0.0, 20.0),
+}
 
 
 def parse_perturbations(text: str | None) -> list[tuple[str, Callable[[Image.Image], Image.Image]]]:

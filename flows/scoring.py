@@ -27,6 +27,7 @@ COLUMNS = [
     "path",
     "sha256",
     "verdict",
+    "uncertain_reason",
     "p_ai",
     "p_ai_std",
     "entropy",
@@ -85,6 +86,7 @@ class Scorer:
             for i, digest in enumerate(chunk):
                 predicted[digest] = {
                     "verdict": str(scores.verdict[i]),
+                    "uncertain_reason": str(scores.reason[i]),
                     "p_ai": round(float(p.p_ai[i]), 6),
                     "p_ai_std": round(float(p.p_ai_std[i]), 6),
                     "entropy": round(float(p.entropy[i]), 6),

@@ -1,4 +1,11 @@
-"""The `train` flow: a labelled folder in, a complete model folder out (weights, card, metrics, plots)."""
+"""The `train` flow: a labelled folder in, a complete model folder out (weights, card, metrics, plots).
+
+Steps: embed what is missing (and the augmented views of the training images), train the head on the
+training split, calibrate on validation, then (with two sources or more) train the same recipe once per
+source left out and fit the uncertain band and OOD threshold against how those models judged the
+source they never saw. The test split is scored last, and the leave-one-source-out figures, each fold
+judged by thresholds chosen without it, go into metrics.json and the model card.
+"""
 
 from __future__ import annotations
 
@@ -11,14 +18,17 @@ from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
 from data.version import code_version
+from embed.augment import DEFAULT_VIEWS, Augmentation
 from embed.spec import DEFAULT_POOLING, DEFAULT_PREPROCESS, make_spec
 from flows.embed_flow import DEFAULT_BATCH_SIZE, DEFAULT_WORKERS
 from flows.labelled import DataError, LabelledSet, load_labelled
+from flows.loso import judged, run_folds, unseen_report
 from flows.model_card import write_model_card
 from flows.orchestration import call
+from head.abstention import Bounds, choose_abstention
 from head.fit import fit_model
 from head.metrics import metrics_by_group
-from head.plots import write_plots
+from head.plots import write_plots, write_unseen_plot
 
 
 @task(name="fit-head", cache_policy=NO_CACHE)
@@ -31,7 +41,7 @@ def fit_head(
     samples: int,
     info: dict,
 ):
-    train, val = data.splits == "train", data.splits == "val"
+    train, val = data.splits == "train", (data.splits == "val") & (data.view == 0)
     if len(np.unique(data.y[train])) < 2 or len(np.unique(data.y[val])) < 2:
         raise DataError("the train and validation splits each need both classes; add more images")
     return fit_model(
@@ -57,7 +67,7 @@ def linear_probe(data: LabelledSet) -> dict:
     from head.thresholds import Thresholds, decide
     from head.uncertainty import Prediction
 
-    train, test = data.splits == "train", data.splits == "test"
+    train, test = data.splits == "train", (data.splits == "test") & (data.view == 0)
     probe = make_pipeline(StandardScaler(), LogisticRegression(C=0.1, max_iter=5000))
     probe.fit(data.X[train], data.y[train])
     p = probe.predict_proba(data.X[test])[:, 1]
@@ -83,20 +93,46 @@ def train_flow(
     max_ai_called_real: float = 0.05,
     samples: int = 200,
     head_params: dict | None = None,
+    augment: bool = True,
+    views: int = DEFAULT_VIEWS,
+    unseen_sources: bool = True,
+    max_unseen_real_called_ai: float = 0.02,
+    max_unseen_ai_called_real: float = 0.10,
 ) -> dict:
     """Embed what is missing, split by hash, train, calibrate, set thresholds, test, write the model."""
     spec = make_spec(backbone, preprocess, pooling, tuple(layers or ()))
-    data = load_labelled(data_dir, spec, store_dir, batch_size, workers)
+    augmentation = Augmentation() if augment and views > 0 else None
+    data = load_labelled(data_dir, spec, store_dir, batch_size, workers, augmentation, views)
+    bounds = Bounds(
+        max_real_called_ai, max_ai_called_real, max_unseen_real_called_ai, max_unseen_ai_called_real
+    )
     info = {
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "faceaudit_version": code_version(),
         "embedding": {**spec.provenance(), "describe": spec.describe()},
         "training_data": {"folder": str(data_dir), "sha256": data.data_hash(), "counts": data.counts()},
+        "augmentation": {"spec": augmentation.describe(), "views": views} if augmentation else None,
     }
     model, report = call(
         fit_head, data, head, head_params or {}, max_real_called_ai, max_ai_called_real, samples, info
     )
-    test = data.splits == "test"
+    unseen = None
+    folds = run_folds(data, head, head_params or {}, bounds, samples) if unseen_sources else []
+    if folds:
+        # The shipped band: its own validation images plus every fold's unseen source.
+        val = (data.splits == "val") & (data.view == 0)
+        seen = judged(model, data.X[val], data.y[val])
+        model.thresholds, report["abstention_in_sample"] = choose_abstention(
+            seen, [fold.held_out for fold in folds], bounds
+        )
+        report["abstention_in_sample"]["sources"] = [fold.source for fold in folds]
+        unseen = unseen_report(folds, bounds)
+    model.info["abstention"] = {
+        "fitted_on": "validation and leave-one-source-out folds" if folds else "validation",
+        "bounds": bounds.describe(),
+        "sources_left_out": [fold.source for fold in folds],
+    }
+    test = (data.splits == "test") & (data.view == 0)
     scores = model.score(data.X[test])
     metrics = {
         "split": "test",
@@ -104,12 +140,16 @@ def train_flow(
         "linear_probe": linear_probe(data),
         "validation": report,
     }
+    if unseen is not None:
+        metrics["leave_one_source_out"] = unseen
     model.info["metrics"] = _headline(metrics)
     out = Path(model_out)
     model.save(out)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
     write_model_card(out, json.loads((out / "model.json").read_text()), metrics, data_dir)
     write_plots(out / "plots", data.y[test], scores.prediction, scores.verdict, model.head.history_, "(test)")
+    if unseen is not None:
+        write_unseen_plot(out / "plots", unseen)
     return {"model": str(out), "metrics": model.info["metrics"], "unreadable": data.embed_summary.unreadable}
 
 
@@ -126,4 +166,6 @@ def _headline(metrics: dict) -> dict:
     out = {k: metrics[k] for k in keys}
     out["groups"] = {g: {k: m[k] for k in ("accuracy", "roc_auc", "n")} for g, m in metrics["groups"].items()}
     out["linear_probe_accuracy"] = metrics["linear_probe"]["accuracy"]
+    if "leave_one_source_out" in metrics:
+        out["leave_one_source_out"] = metrics["leave_one_source_out"]["summary"]
     return out

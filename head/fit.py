@@ -32,7 +32,7 @@ def fit_model(
     ood = MahalanobisOOD().fit(X_train)
     val_prediction = head.predict(X_val, n_samples, calibrate=calibrator)
     thresholds, band = choose_thresholds(
-        val_prediction.p_ai, y_val, ood.score(X_val), ood.threshold_, max_real_called_ai, max_ai_called_real
+        val_prediction.p_ai, y_val, ood.score(X_val), 1.0, max_real_called_ai, max_ai_called_real
     )
     model = FaceauditModel(head, calibrator, thresholds, ood, dict(info or {}), n_samples)
     report = {

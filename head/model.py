@@ -18,12 +18,13 @@ from head.calibration import Calibrator
 from head.mc_dropout import MCDropoutHead
 from head.ood import MahalanobisOOD
 from head.pyro_head import PyroHead
-from head.thresholds import Thresholds, decide
+from head.thresholds import Thresholds, decide, uncertain_reason
 from head.uncertainty import Prediction
 
 HEADS: dict[str, type[Head]] = {MCDropoutHead.kind: MCDropoutHead, PyroHead.kind: PyroHead}
 CLASSES = ["real", "ai"]
-FORMAT_VERSION = 1
+# 2: the OOD score is normalised by `ood.scale` and the band may be fitted on unseen sources.
+FORMAT_VERSION = 2
 WEIGHTS_FILE = "model.safetensors"
 CARD_FILE = "model.json"
 
@@ -39,6 +40,7 @@ class Scores:
     prediction: Prediction
     ood_score: np.ndarray
     verdict: np.ndarray
+    reason: np.ndarray  # why an `uncertain` verdict is one: 'band' or 'ood'
 
 
 @dataclass
@@ -66,7 +68,12 @@ class FaceauditModel:
     def score(self, X: np.ndarray, n_samples: int | None = None, seed: int = 0) -> Scores:
         prediction = self.head.predict(X, n_samples or self.n_samples, seed, calibrate=self.calibrator)
         ood_score = self.ood.score(X)
-        return Scores(prediction, ood_score, decide(prediction.p_ai, ood_score, self.thresholds))
+        return Scores(
+            prediction,
+            ood_score,
+            decide(prediction.p_ai, ood_score, self.thresholds),
+            uncertain_reason(prediction.p_ai, ood_score, self.thresholds),
+        )
 
     # ---- files ---------------------------------------------------------------------------------
 
@@ -88,7 +95,7 @@ class FaceauditModel:
             "thresholds": self.thresholds.describe(),
             "ood": {
                 "kind": "mahalanobis-ppca",
-                "threshold": self.ood.threshold_,
+                "scale": self.ood.scale_,
                 "params": _jsonable({k: getattr(self.ood, k) for k in ("n_components", "percentile")}),
             },
             "n_samples": self.n_samples,
@@ -116,6 +123,11 @@ class FaceauditModel:
             raise ModelError(
                 f"{folder / WEIGHTS_FILE} is not a valid safetensors file ({exc}); refusing it"
             ) from None
+        if card.get("format_version") != FORMAT_VERSION:
+            raise ModelError(
+                f"{folder} is a model of format {card.get('format_version')!r}; this faceaudit reads format "
+                f"{FORMAT_VERSION}: train it again with this version"
+            )
         kind = card.get("head", {}).get("kind")
         if kind not in HEADS:
             raise ModelError(f"{folder / CARD_FILE} names an unknown head kind {kind!r}")
@@ -125,7 +137,7 @@ class FaceauditModel:
             head.load_state_tensors({k[5:]: v for k, v in tensors.items() if k.startswith("head.")})
             ood = MahalanobisOOD(**card["ood"]["params"])
             ood.load_state_tensors(
-                {k[4:]: v for k, v in tensors.items() if k.startswith("ood.")}, card["ood"]["threshold"]
+                {k[4:]: v for k, v in tensors.items() if k.startswith("ood.")}, float(card["ood"]["scale"])
             )
             calibration = card["calibration"]
             calibrator = Calibrator(calibration["method"], calibration["slope"], calibration["intercept"])

@@ -3,8 +3,12 @@
 The covariance is probabilistic PCA's: the top k directions of the training vectors keep their own
 variance, every other direction shares the mean leftover variance. That is the full covariance shrunk
 towards an isotropic one, small enough to ship (k x dim numbers) and well-conditioned with fewer
-images than dimensions. The threshold is a high percentile of training distances measured out of fold,
-so that in-sample optimism does not make ordinary test images look unusual.
+images than dimensions.
+
+The score is the distance divided by a high percentile (`percentile`) of the training vectors' own
+distances, measured out of fold so that in-sample optimism does not make ordinary test images look
+unusual: 1.0 means "as far out as the furthest training images", whatever the model. That makes one
+OOD threshold meaningful across models, which is how it is chosen (head/abstention.py).
 """
 
 from __future__ import annotations
@@ -36,13 +40,13 @@ class MahalanobisOOD:
             fitted.variances,
             np.array(fitted.noise_variance),
         )
-        self.threshold_ = float(np.percentile(held_out, self.percentile))
-        self.train_distances_ = held_out
+        self.scale_ = float(np.percentile(held_out, self.percentile))
         return self
 
     def score(self, X: np.ndarray) -> np.ndarray:
+        """Normalised distance: above 1.0 is further out than all but the farthest training images."""
         fitted = _Fitted(self.mean_, self.components_, self.variances_, float(self.noise_variance_))
-        return fitted.distance(np.asarray(X, dtype=np.float64))
+        return fitted.distance(np.asarray(X, dtype=np.float64)) / self.scale_
 
     def state_tensors(self) -> dict[str, np.ndarray]:
         return {
@@ -52,12 +56,12 @@ class MahalanobisOOD:
             "noise_variance": np.atleast_1d(self.noise_variance_).astype(np.float64),
         }
 
-    def load_state_tensors(self, tensors: dict[str, np.ndarray], threshold: float) -> None:
+    def load_state_tensors(self, tensors: dict[str, np.ndarray], scale: float) -> None:
         self.mean_ = tensors["mean"].astype(np.float64)
         self.components_ = tensors["components"].astype(np.float64)
         self.variances_ = tensors["variances"]
         self.noise_variance_ = float(tensors["noise_variance"][0])
-        self.threshold_ = threshold
+        self.scale_ = scale
 
 
 class _Fitted:

@@ -123,3 +123,28 @@ def write_plots(
         _save(plt, fig, folder / "training_loss.png")
         written.append("training_loss.png")
     return written
+
+
+def write_unseen_plot(folder: Path, report: dict) -> str:
+    """Stacked bars: how each left-out source's real and AI faces were judged (leave-one-source-out)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    labels, shares = [], []
+    for source, fold in report["folds"].items():
+        for name in ("real", "ai"):
+            if fold[name]:
+                labels.append(f"{source}\n{name}")
+                shares.append([fold[name][v] for v in ("ai_generated", "uncertain", "real")])
+    plt, fig, ax = _figure()
+    fig.set_size_inches(max(4.8, 0.9 * len(labels) + 1.5), 4.0)
+    bottom = np.zeros(len(labels))
+    for k, (verdict, colour) in enumerate(
+        (("ai_generated", "#c0392b"), ("uncertain", "#bdc3c7"), ("real", "#2e86c1"))
+    ):
+        values = np.array([row[k] for row in shares])
+        ax.bar(range(len(labels)), values, bottom=bottom, color=colour, label=verdict)
+        bottom += values
+    ax.set_xticks(range(len(labels)), labels, fontsize=7)
+    ax.set(ylabel="share of the left-out source's faces", title="Judged without training on the source")
+    ax.legend(fontsize=7, loc="upper right")
+    _save(plt, fig, folder / "leave_one_source_out.png")
+    return "leave_one_source_out.png"

@@ -2,7 +2,8 @@
 
     p_ai >= ai_threshold     -> ai_generated
     p_ai <= real_threshold   -> real
-    otherwise, or OOD        -> uncertain
+    otherwise                -> uncertain (reason "band")
+    OOD score > ood          -> uncertain (reason "ood"), whatever P(AI) says
 
 Thresholds are chosen on validation data: the widest confident region (highest coverage) in which, among
 confidently judged real faces, at most `max_real_called_ai` are called AI-generated (a false accusation
@@ -37,6 +38,15 @@ def decide(p_ai: np.ndarray, ood_score: np.ndarray, thresholds: Thresholds) -> n
     verdict[p_ai <= thresholds.real] = "real"
     verdict[ood_score > thresholds.ood] = "uncertain"
     return verdict
+
+
+def uncertain_reason(p_ai: np.ndarray, ood_score: np.ndarray, thresholds: Thresholds) -> np.ndarray:
+    """Why each `uncertain` verdict is one: 'ood' (unlike the images the model knows: its P(AI) is not
+    trusted) or 'band' (P(AI) between the thresholds); '' for confident verdicts."""
+    reason = np.full(len(p_ai), "", dtype=object)
+    reason[(p_ai < thresholds.ai) & (p_ai > thresholds.real)] = "band"
+    reason[ood_score > thresholds.ood] = "ood"
+    return reason
 
 
 def rates(verdict: np.ndarray, y: np.ndarray) -> dict:
