@@ -50,6 +50,10 @@ class LabelledSet:
             self.view[mask],
         )
 
+    def image_ids(self) -> np.ndarray:
+        """The content hash of the image behind each row (a view carries its image's hash)."""
+        return np.array([r.sha256 for r in self.records])
+
     def originals(self) -> LabelledSet:
         """The images themselves, without augmented views: what validation and tests are measured on."""
         return self.subset(self.view == 0)

@@ -59,6 +59,7 @@ def fit_fold(
         bounds.real_called_ai,
         bounds.ai_called_real,
         samples,
+        train_images=data.image_ids()[train],
     )
     held = (data.groups == source) & (data.view == 0)
     return Fold(source, judged(model, data.X[held], data.y[held]), judged(model, data.X[val], data.y[val]))

@@ -55,6 +55,7 @@ def fit_head(
         max_ai_called_real,
         samples,
         info,
+        data.image_ids()[train],
     )
 
 

@@ -22,14 +22,18 @@ def fit_model(
     max_ai_called_real: float = 0.05,
     n_samples: int = 200,
     info: dict | None = None,
+    train_images: np.ndarray | None = None,
 ) -> tuple[FaceauditModel, dict]:
-    """Returns the model and a report of what each step found on validation data."""
+    """Returns the model and a report of what each step found on validation data.
+
+    `train_images` names the image of each training row (augmented views share their image's name).
+    """
     if head_kind not in HEADS:
         raise ValueError(f"unknown head {head_kind!r}; choose one of {', '.join(HEADS)}")
     head = HEADS[head_kind](**(head_params or {})).fit(X_train, y_train, X_val, y_val)
     val_logits = head.sample_logits(X_val, n_samples)
     calibrator, calibration_report = fit_calibrator(val_logits, y_val)
-    ood = MahalanobisOOD().fit(X_train)
+    ood = MahalanobisOOD().fit(X_train, train_images)
     val_prediction = head.predict(X_val, n_samples, calibrate=calibrator)
     thresholds, band = choose_thresholds(
         val_prediction.p_ai, y_val, ood.score(X_val), 1.0, max_real_called_ai, max_ai_called_real

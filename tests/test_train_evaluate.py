@@ -60,7 +60,7 @@ def test_evaluate_reports_groups_and_perturbations(trained: dict) -> None:
         "--store",
         str(trained["store"]),
         "--perturb",
-        "jpeg:75,blur:1",
+        "jpeg:75,blur:3",
         "--samples",
         "20",
     )
@@ -68,9 +68,10 @@ def test_evaluate_reports_groups_and_perturbations(trained: dict) -> None:
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["n"] == 4 * PER_CLASS
     assert set(metrics["groups"]) == {"alpha", "beta"}
-    assert set(metrics["perturbations"]) == {"jpeg:75", "blur:1"}
-    # A blur wipes out the checkerboard the tiny model relies on: the robustness check must show it.
-    assert metrics["perturbations"]["blur:1"]["accuracy"] < metrics["accuracy"]
+    assert set(metrics["perturbations"]) == {"jpeg:75", "blur:3"}
+    # A strong blur wipes out the checkerboard the tiny model relies on: the robustness check must show it
+    # (training views are blurred by at most 1.2 px, so a 3 px blur is beyond what the model learnt).
+    assert metrics["perturbations"]["blur:3"]["accuracy"] < metrics["accuracy"]
     assert not list(trained["data"].rglob("*jpeg*"))  # perturbed copies never land beside the data
 
 
