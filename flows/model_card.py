@@ -32,6 +32,47 @@ def _metrics_table(metrics: dict) -> list[str]:
     return lines
 
 
+def _unseen_table(report: dict) -> list[str]:
+    """One row per source left out: how its faces were judged by the model trained without it."""
+    bounds = report["bounds"]
+    lines = [
+        "## Sources never trained on (leave one source out)",
+        "",
+        "For each source, the same recipe was trained on the other sources and judged every image of the",
+        "one left out, with the uncertain band and OOD threshold chosen on the *other* folds only: an",
+        "honest estimate for a source nobody has seen. Bounds: a left-out source's AI faces called real at",
+        f"most {_pct(bounds['unseen_ai_called_real'])}, its real faces called AI at most "
+        f"{_pct(bounds['unseen_real_called_ai'])}.",
+        "",
+        "| left out | faces | real: called AI / real / uncertain | AI: called AI / real / uncertain "
+        "| coverage | OOD-flagged | ROC-AUC |",
+        "|---|---|---|---|---|---|---|",
+    ]
+
+    def shares(block) -> str:
+        if not block:
+            return "-"
+        return " / ".join(_pct(block[v]) for v in ("ai_generated", "real", "uncertain"))
+
+    for source, fold in report["folds"].items():
+        lines.append(
+            f"| {source} | {fold['n']} | {shares(fold['real'])} | {shares(fold['ai'])} | "
+            f"{_pct(fold['coverage'])} | {_pct(fold['ood_flagged'])} | {_num(fold['roc_auc'])} |"
+        )
+    summary = report["summary"]
+    lines += [
+        "",
+        f"Over {summary['folds']} folds: real called AI {_pct(summary['mean_real_called_ai'])} on average, "
+        f"{_pct(summary['worst_real_called_ai'])} at worst; AI called real "
+        f"{_pct(summary['mean_ai_called_real'])} on average, "
+        f"{_pct(summary['worst_ai_called_real'])} at worst; "
+        f"mean coverage {_pct(summary['mean_coverage'])}; mean ROC-AUC {_num(summary['mean_roc_auc'])} "
+        "(sources with both classes).",
+        "",
+    ]
+    return lines
+
+
 def _command(data_dir: str, folder: Path, head: str) -> str:
     """The command that made the model: the real one when run from the command line."""
     if sys.argv[1:2] == ["train"]:
@@ -61,6 +102,12 @@ def write_model_card(folder: Path, card: dict, metrics: dict, data_dir: str) -> 
         f"(weights sha256 `{embedding['weights_sha256'][:16]}...`), preprocessing {embedding['preprocess']}, "
         f"pooling {embedding['pooling']}, {embedding['dim']} dimensions",
         f"- head {card['head']['kind']} with {card['head']['params']}",
+        "- augmentation: "
+        + (
+            f"{card['augmentation']['views']} views of each training image, {card['augmentation']['spec']}"
+            if card.get("augmentation")
+            else "none"
+        ),
         f"- training data `{data_dir}`, sha256 of (content hash, label) pairs "
         f"`{card['training_data']['sha256']}`;",
         "  train / validation / test splits by content hash (70 / 15 / 15%)",
@@ -90,6 +137,7 @@ def write_model_card(folder: Path, card: dict, metrics: dict, data_dir: str) -> 
         + ", ".join(f"{g} {_pct(m['accuracy'])}" for g, m in metrics["linear_probe"]["groups"].items())
         + ".",
         "",
+        *(_unseen_table(metrics["leave_one_source_out"]) if "leave_one_source_out" in metrics else []),
         "## Calibration and the uncertain band",
         "",
         f"- calibration: {calibration['method']} (validation ECE {calibration['before']['ece']:.3f} before, "
@@ -98,9 +146,22 @@ def write_model_card(folder: Path, card: dict, metrics: dict, data_dir: str) -> 
         f"- verdict `ai_generated` when P(AI) >= {thresholds['ai']:.4f}; `real` when P(AI) <= "
         f"{thresholds['real']:.4f}; otherwise, or when the OOD score exceeds {thresholds['ood']:.3f}, "
         "`uncertain`",
-        f"- chosen on the validation split so that at most {_pct(thresholds['max_real_called_ai'])} of "
+        f"- chosen so that on the validation split at most {_pct(thresholds['max_real_called_ai'])} of "
         f"confidently judged real faces are called AI-generated and at most "
         f"{_pct(thresholds['max_ai_called_real'])} of confidently judged AI faces pass as real,",
+        *_abstention_lines(card),
         "  with the highest coverage that allows",
     ]
     (folder / "README.md").write_text("\n".join(lines) + "\n")
+
+
+def _abstention_lines(card: dict) -> list[str]:
+    abstention = card.get("abstention") or {}
+    if not abstention.get("sources_left_out"):
+        return []
+    bounds = abstention["bounds"]
+    return [
+        f"  and so that, for each of {', '.join(abstention['sources_left_out'])} left out in turn, the model "
+        f"trained without it calls at most {_pct(bounds['unseen_ai_called_real'])} of its AI faces real and "
+        f"at most {_pct(bounds['unseen_real_called_ai'])} of its real faces AI,"
+    ]

@@ -75,6 +75,11 @@ def test_every_file_is_one_row_and_counts_add_up(first_run, dump: Path) -> None:
     readable = [r for r in rows if r["verdict"] != "unreadable"]
     assert {r["verdict"] for r in readable} <= {"ai_generated", "real", "uncertain"}
     assert all(0.0 <= float(r["p_ai"]) <= 1.0 for r in readable)
+    # An uncertain verdict says why (P(AI) inside the band, or unlike the training images); others don't.
+    model = json.loads((Path(run["model"]["folder"]) / "model.json").read_text())["thresholds"]
+    for r in readable:
+        expected = "ood" if float(r["ood_score"]) > model["ood"] else "band"
+        assert r["uncertain_reason"] == (expected if r["verdict"] == "uncertain" else ""), r
     assert all(r["model_id"] == run["model"]["id"] for r in rows)
     # every readable image was explained (--explain all) both ways, and its maps are on disk
     for column in ("occlusion_map", "gradient_map"):

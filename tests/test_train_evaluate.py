@@ -46,6 +46,50 @@ def test_train_writes_a_complete_model_folder(trained: dict) -> None:
         "training_loss.png",
     } <= plots
     assert "test: accuracy" in trained["stdout"]
+    # Two sources: the recipe was also trained with each left out, and the band fitted against both.
+    assert set(metrics["leave_one_source_out"]["folds"]) == {"alpha", "beta"}
+    assert card["abstention"]["sources_left_out"] == ["alpha", "beta"]
+    assert card["augmentation"]["views"] == 2
+    assert "leave_one_source_out.png" in plots
+    assert "left-out sources (2 folds)" in trained["stdout"]
+
+
+def test_leave_one_source_out_reports_every_source_single_class_ones_too(
+    trained: dict, tmp_path: Path
+) -> None:
+    import shutil
+
+    data = tmp_path / "data"
+    shutil.copytree(trained["data"], data)
+    # A third source holding real photos only, like utkface or ciplab: it must be judged, not crash.
+    for i, image in enumerate(sorted((data / "alpha" / "real").iterdir())[:12]):
+        (data / "gamma" / "real").mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(image, data / "gamma" / "real" / f"g{i:03d}{image.suffix}")
+        (data / "alpha" / "real" / image.name).unlink()
+    out = tmp_path / "loso"
+    result = faceaudit(
+        "evaluate",
+        str(data),
+        "--leave-one-source-out",
+        "--model",
+        str(trained["model"]),
+        "--out",
+        str(out),
+        "--store",
+        str(trained["store"]),
+    )
+    assert result.returncode == 0, result.stderr
+    report = json.loads((out / "metrics.json").read_text())["leave_one_source_out"]
+    assert set(report["folds"]) == {"alpha", "beta", "gamma"}
+    gamma = report["folds"]["gamma"]
+    assert gamma["ai"] is None and gamma["roc_auc"] is None and gamma["real"]["n"] == 12
+    shares = gamma["real"]
+    assert abs(shares["ai_generated"] + shares["real"] + shares["uncertain"] - 1) < 1e-9
+    for fold in (report["folds"]["alpha"], report["folds"]["beta"]):
+        assert fold["roc_auc"] is not None and fold["real"] and fold["ai"]
+    assert report["summary"]["folds"] == 3
+    assert (out / "plots" / "leave_one_source_out.png").is_file()
+    assert "left out gamma: coverage" in result.stdout
 
 
 def test_evaluate_reports_groups_and_perturbations(trained: dict) -> None:
