@@ -143,14 +143,15 @@ def write_model_card(folder: Path, card: dict, metrics: dict, data_dir: str) -> 
         f"- calibration: {calibration['method']} (validation ECE {calibration['before']['ece']:.3f} before, "
         f"{calibration['after']['ece']:.3f} after; NLL {calibration['before']['nll']:.3f} -> "
         f"{calibration['after']['nll']:.3f})",
-        f"- verdict `ai_generated` when P(AI) >= {thresholds['ai']:.4f}; `real` when P(AI) <= "
-        f"{thresholds['real']:.4f}; otherwise, or when the OOD score exceeds {thresholds['ood']:.3f}, "
+        f"- verdict `ai_generated` when P(AI) >= {thresholds['ai']:.6f}; `real` when P(AI) <= "
+        f"{thresholds['real']:.6f}; otherwise, or when the OOD score exceeds {thresholds['ood']:.3f}, "
         "`uncertain`",
         f"- chosen so that on the validation split at most {_pct(thresholds['max_real_called_ai'])} of "
         f"confidently judged real faces are called AI-generated and at most "
         f"{_pct(thresholds['max_ai_called_real'])} of confidently judged AI faces pass as real,",
         *_abstention_lines(card),
         "  with the highest coverage that allows",
+        *_in_sample_table(metrics),
     ]
     (folder / "README.md").write_text("\n".join(lines) + "\n")
 
@@ -165,3 +166,27 @@ def _abstention_lines(card: dict) -> list[str]:
         f"trained without it calls at most {_pct(bounds['unseen_ai_called_real'])} of its AI faces real and "
         f"at most {_pct(bounds['unseen_real_called_ai'])} of its real faces AI,"
     ]
+
+
+def _in_sample_table(metrics: dict) -> list[str]:
+    """What the shipped thresholds do on each fold they were fitted to (in-sample, unlike the table above)."""
+    fitted = metrics.get("validation", {}).get("abstention_in_sample")
+    if not fitted or "sources" not in fitted:
+        return []
+    lines = [
+        "",
+        "The shipped thresholds on the folds they were fitted to (in-sample: the leave-one-source-out table",
+        "above is the honest estimate for a new source) and on the validation split:",
+        "",
+        "| judged | real called AI | AI called real | coverage |",
+        "|---|---|---|---|",
+    ]
+    rows = [
+        *zip(fitted["sources"], fitted["unseen_folds"], strict=True),
+        ("validation", fitted["validation"]),
+    ]
+    for name, rates in rows:
+        real = _pct(rates["real"]["ai_generated"]) if rates["real"] else "-"
+        ai = _pct(rates["ai"]["real"]) if rates["ai"] else "-"
+        lines.append(f"| {name} | {real} | {ai} | {_pct(rates['coverage'])} |")
+    return lines

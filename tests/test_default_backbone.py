@@ -62,7 +62,9 @@ def test_default_pipeline_embeds_real_images(real_images: list, tmp_path) -> Non
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(record.path, target)
     summary = embed_flow.fn(str(folder), str(tmp_path / "store"), batch_size=4, workers=0)
-    assert summary["new"] == len(real_images) == 4
+    # one image per (source, class) of ../shared/data, however many sources it holds
+    assert summary["new"] == len(real_images) == len({(r.group, r.label) for r in real_images})
+    assert {r.label for r in real_images} == {"real", "ai"}
 
     spec = make_spec()
     assert spec.dim == 384 * 3 * 3 and spec.pooling.layers == (4, 6, 8)

@@ -29,7 +29,7 @@ def reference_vectors(backbone: Path, paths: list[Path], pooling: str = "cls+mea
     from transformers import AutoModel
 
     model = AutoModel.from_pretrained(backbone).eval()
-    preprocess = Preprocess("crop", 32)
+    preprocess = Preprocess("scale", 32)  # the default
     pixels = torch.from_numpy(np.stack([preprocess(Image.open(p).convert("RGB")) for p in paths]))
     with torch.inference_mode():
         states = model(pixel_values=pixels, output_hidden_states=True).hidden_states
@@ -160,3 +160,20 @@ def test_crop_keeps_native_pixels_and_enlarges_small_images_only_as_needed() -> 
     small = Preprocess("crop", 224).fit(Image.new("RGB", (112, 200)))
     assert small.size == (224, 224)
     assert Preprocess("resize", 224).fit(image).size == (224, 224)
+
+
+def test_scale_shows_the_backbone_one_scale_whatever_the_file_size() -> None:
+    """A face photographed at 4 sizes reaches the backbone as (nearly) the same 224 px picture; `crop`
+    would show a 1024 px file's nose and eyes only."""
+    yy, xx = np.mgrid[0:1024, 0:768]
+    face = np.stack([(xx // 64) * 16 % 256, (yy // 48) * 16 % 256, ((xx + yy) // 80) * 20 % 256], -1)
+    big = Image.fromarray(face.astype(np.uint8))
+    scale = Preprocess("scale", 224)
+    reference = np.asarray(scale.fit(big), dtype=np.float64)
+    for factor in (0.25, 0.5, 2.0):
+        copy = big.resize((round(768 * factor), round(1024 * factor)), Image.Resampling.BICUBIC)
+        fitted = scale.fit(copy)
+        assert fitted.size == (224, 224)
+        assert np.abs(np.asarray(fitted, dtype=np.float64) - reference).mean() < 6.0, factor
+    cropped = np.asarray(Preprocess("crop", 224).fit(big), dtype=np.float64)
+    assert np.abs(cropped - reference).mean() > 20.0  # the case `scale` exists for

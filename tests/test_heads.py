@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import pickle
 from pathlib import Path
 
@@ -159,3 +160,19 @@ def test_vectors_of_another_embedding_are_refused(saved_model: Path) -> None:
     model = FaceauditModel.load(saved_model)
     with pytest.raises(ModelError, match="trained on vectors of embedding aaaaaaaaaaaaaaaa"):
         model.check_fingerprint("b" * 64)
+
+
+def test_the_built_in_model_was_fitted_against_sources_it_never_saw() -> None:
+    """The shipped model: scale-neutral inputs, augmented views, a band fitted on left-out sources,
+    small enough to ship, and loadable by this code."""
+    from flows.models import DEFAULT_MODEL_DIR
+    from head.model import FaceauditModel
+
+    model = FaceauditModel.load(DEFAULT_MODEL_DIR)
+    assert json.loads(model.info["embedding"]["preprocess"])["mode"] == "scale"
+    assert model.info["augmentation"]["views"] >= 1
+    assert len(model.info["abstention"]["sources_left_out"]) >= 3
+    metrics = json.loads((DEFAULT_MODEL_DIR / "metrics.json").read_text())
+    assert set(metrics["leave_one_source_out"]["folds"]) == set(model.info["abstention"]["sources_left_out"])
+    size = sum(p.stat().st_size for p in DEFAULT_MODEL_DIR.rglob("*") if p.is_file())
+    assert size < 5 * 1024 * 1024
