@@ -39,17 +39,22 @@ def judged(model, X: np.ndarray, y: np.ndarray, samples: int | None = None) -> J
     return Judged(scores.prediction.p_ai, scores.ood_score, y)
 
 
-@task(name="fit-fold", cache_policy=NO_CACHE, task_run_name="leave out {source}")
-def fit_fold(
-    data: LabelledSet, source: str, head: str, params: dict, bounds: Bounds, samples: int
-) -> Fold | None:
-    """Train on every source but `source`; None when the rest lacks a class in train or validation."""
-    others = data.groups != source
-    train = others & (data.splits == "train")
-    val = others & (data.splits == "val") & (data.view == 0)
+def fit_within(
+    data: LabelledSet,
+    within: np.ndarray,
+    head: str,
+    params: dict,
+    bounds: Bounds,
+    samples: int,
+    info: dict | None = None,
+):
+    """The recipe trained on the training rows in `within` (views included) and calibrated on their
+    validation originals: (model, report), or None when either split lacks a class."""
+    train = within & (data.splits == "train")
+    val = within & (data.splits == "val") & (data.view == 0)
     if len(np.unique(data.y[train])) < 2 or len(np.unique(data.y[val])) < 2:
         return None
-    model, _ = fit_model(
+    return fit_model(
         data.X[train],
         data.y[train],
         data.X[val],
@@ -59,9 +64,23 @@ def fit_fold(
         bounds.real_called_ai,
         bounds.ai_called_real,
         samples,
+        info,
         train_images=data.image_ids()[train],
     )
+
+
+@task(name="fit-fold", cache_policy=NO_CACHE, task_run_name="leave out {source}")
+def fit_fold(
+    data: LabelledSet, source: str, head: str, params: dict, bounds: Bounds, samples: int
+) -> Fold | None:
+    """Train on every source but `source`; None when the rest lacks a class in train or validation."""
+    others = data.groups != source
+    fitted = fit_within(data, others, head, params, bounds, samples)
+    if fitted is None:
+        return None
+    model = fitted[0]
     held = (data.groups == source) & (data.view == 0)
+    val = others & (data.splits == "val") & (data.view == 0)
     return Fold(source, judged(model, data.X[held], data.y[held]), judged(model, data.X[val], data.y[val]))
 
 

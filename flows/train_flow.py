@@ -22,41 +22,21 @@ from embed.augment import DEFAULT_VIEWS, Augmentation
 from embed.spec import DEFAULT_POOLING, DEFAULT_PREPROCESS, make_spec
 from flows.embed_flow import DEFAULT_BATCH_SIZE, DEFAULT_WORKERS
 from flows.labelled import DataError, LabelledSet, load_labelled
-from flows.loso import judged, run_folds, unseen_report
+from flows.loso import fit_within, judged, run_folds, unseen_report
 from flows.model_card import write_model_card
 from flows.orchestration import call
 from head.abstention import Bounds, choose_abstention
-from head.fit import fit_model
 from head.metrics import metrics_by_group
 from head.plots import write_plots, write_unseen_plot
 
 
 @task(name="fit-head", cache_policy=NO_CACHE)
-def fit_head(
-    data: LabelledSet,
-    head: str,
-    params: dict,
-    max_real_called_ai: float,
-    max_ai_called_real: float,
-    samples: int,
-    info: dict,
-):
-    train, val = data.splits == "train", (data.splits == "val") & (data.view == 0)
-    if len(np.unique(data.y[train])) < 2 or len(np.unique(data.y[val])) < 2:
+def fit_head(data: LabelledSet, head: str, params: dict, bounds: Bounds, samples: int, info: dict):
+    """The model itself: trained on the training split, calibrated on validation."""
+    fitted = fit_within(data, np.ones(len(data.y), dtype=bool), head, params, bounds, samples, info)
+    if fitted is None:
         raise DataError("the train and validation splits each need both classes; add more images")
-    return fit_model(
-        data.X[train],
-        data.y[train],
-        data.X[val],
-        data.y[val],
-        head,
-        params,
-        max_real_called_ai,
-        max_ai_called_real,
-        samples,
-        info,
-        data.image_ids()[train],
-    )
+    return fitted
 
 
 def linear_probe(data: LabelledSet) -> dict:
@@ -114,9 +94,7 @@ def train_flow(
         "training_data": {"folder": str(data_dir), "sha256": data.data_hash(), "counts": data.counts()},
         "augmentation": {"spec": augmentation.describe(), "views": views} if augmentation else None,
     }
-    model, report = call(
-        fit_head, data, head, head_params or {}, max_real_called_ai, max_ai_called_real, samples, info
-    )
+    model, report = call(fit_head, data, head, head_params or {}, bounds, samples, info)
     unseen = None
     folds = run_folds(data, head, head_params or {}, bounds, samples) if unseen_sources else []
     if folds:
