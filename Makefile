@@ -27,6 +27,7 @@ test: setup
 bench: setup
 	$(BIN)/python bench/embed.py
 	$(BIN)/python bench/heads.py
+	$(BIN)/python bench/ood.py
 	$(BIN)/python bench/explain.py
 	$(BIN)/python bench/score.py
 	$(BIN)/python bench/cluster.py

@@ -11,7 +11,8 @@ from embed.default_backbone import DEFAULT_BACKBONE
 from embed.pooling import Pooling
 from embed.preprocess import Preprocess
 
-# Chosen by bench/embed.py's probe on ../shared/data (see README, "Choosing the default features").
+# The pooling was chosen by bench/embed.py's probe; `scale` by how sources left out and rescaled copies are
+# judged on five sources (README, "Choosing the default features").
 DEFAULT_PREPROCESS = "scale"
 DEFAULT_POOLING = "cls+mean+std"
 

@@ -54,10 +54,6 @@ class LabelledSet:
         """The content hash of the image behind each row (a view carries its image's hash)."""
         return np.array([r.sha256 for r in self.records])
 
-    def originals(self) -> LabelledSet:
-        """The images themselves, without augmented views: what validation and tests are measured on."""
-        return self.subset(self.view == 0)
-
     def data_hash(self) -> str:
         """sha256 over the sorted (content hash, label) pairs: names the exact training data."""
         pairs = sorted(
