@@ -32,6 +32,9 @@ def isolated_environment(tmp_path_factory: pytest.TempPathFactory) -> None:
     os.environ["FACEAUDIT_STORE"] = str(base / "store")
     os.environ["PREFECT_HOME"] = str(base / "prefect")
     os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
+    # Prefect waits 20 s for a temporary server by default; a loaded 2-core machine can take longer
+    # (the Dask test's runs timed out in CI-like runs), and that is not what the tests are about.
+    os.environ["PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"] = "120"
     os.environ.pop("PREFECT_API_URL", None)
     os.environ["HF_HUB_OFFLINE"] = "1"
 

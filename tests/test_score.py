@@ -154,9 +154,12 @@ def test_report_in_real_chromium(first_run) -> None:
         )
         # Sorting by P(AI) puts the highest first on the second click.
         page.evaluate("document.querySelector('#filters button[data-verdict=all]').click()")
-        page.evaluate("document.querySelectorAll('#verdicts th')[3].click()")
-        page.evaluate("document.querySelectorAll('#verdicts th')[3].click()")
-        first = page.evaluate("document.querySelector('#verdicts tbody tr').cells[3].textContent")
+        headers = "Array.from(document.querySelectorAll('#verdicts th'))"
+        column = page.evaluate(f"{headers}.findIndex(th => th.textContent === 'P(AI)')")
+        assert column >= 0
+        page.evaluate(f"document.querySelectorAll('#verdicts th')[{column}].click()")
+        page.evaluate(f"document.querySelectorAll('#verdicts th')[{column}].click()")
+        first = page.evaluate(f"document.querySelector('#verdicts tbody tr').cells[{column}].textContent")
         assert float(first) == max(float(r["p_ai"]) for r in rows if r["p_ai"])
     finally:
         page.close()
