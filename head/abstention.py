@@ -86,7 +86,8 @@ def choose_abstention(
     if found:
         top = max(f[0] for f in found)
         tied = [f for f in found if f[0] >= top - 1e-9]
-        thresholds = Thresholds(*_middle(tied)[2:], _middle(tied)[1])
+        _, t_ood, t_ai, t_real = _middle(tied)
+        thresholds = Thresholds(t_ai, t_real, t_ood)
     thresholds.max_real_called_ai = bounds.real_called_ai
     thresholds.max_ai_called_real = bounds.ai_called_real
     report = {
