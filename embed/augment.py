@@ -46,6 +46,11 @@ class Augmentation:
     def describe(self) -> dict:
         return asdict(self)
 
+    @classmethod
+    def from_description(cls, description: dict) -> Augmentation:
+        """The augmentation `describe()` wrote (into a model card): JSON lists back to tuples."""
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in description.items()})
+
     def key(self, sha256: str, view: int) -> str:
         """The store key of view number `view` (1-based) of the image with content hash `sha256`."""
         spec = json.dumps(self.describe(), sort_keys=True, separators=(",", ":"))

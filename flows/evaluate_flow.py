@@ -103,7 +103,7 @@ def _leave_one_source_out(
 ) -> dict:
     """Retrain the model's recipe (head, embedding, augmentation, bounds) once per source left out."""
     recipe = model.info.get("augmentation") or {}
-    augmentation = Augmentation(**_tuples(recipe["spec"])) if recipe else None
+    augmentation = Augmentation.from_description(recipe["spec"]) if recipe else None
     data: LabelledSet = load_labelled(
         data_dir, spec_of(model), store_dir, batch_size, workers, augmentation, int(recipe.get("views", 0))
     )
@@ -124,7 +124,3 @@ def _leave_one_source_out(
     metrics = {"model": model_path, "leave_one_source_out": report}
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
     return {"out": str(out), "n": int((data.view == 0).sum()), "leave_one_source_out": report}
-
-
-def _tuples(spec: dict) -> dict:
-    return {k: tuple(v) if isinstance(v, list) else v for k, v in spec.items()}

@@ -50,6 +50,11 @@ class LabelledSet:
             self.view[mask],
         )
 
+    def originals_in(self, split: str) -> np.ndarray:
+        """Mask of the images themselves (no augmented views) in one hash split: what calibration,
+        thresholds and tests are measured on."""
+        return (self.splits == split) & (self.view == 0)
+
     def image_ids(self) -> np.ndarray:
         """The content hash of the image behind each row (a view carries its image's hash)."""
         return np.array([r.sha256 for r in self.records])
@@ -125,8 +130,9 @@ def _with_views(
     views: int,
 ) -> LabelledSet:
     """Append the training images' augmented views, embedding those the store does not hold yet."""
-    rows = [i for i in np.flatnonzero(data.splits == "train") for _ in range(views)]
-    numbers = [n for _ in np.flatnonzero(data.splits == "train") for n in range(1, views + 1)]
+    training = np.flatnonzero(data.splits == "train")
+    rows = np.repeat(training, views)
+    numbers = np.tile(np.arange(1, views + 1), len(training)).tolist()
     records = [data.records[i] for i in rows]
     keys = Views(augmentation, numbers).keys(records)
     store = FeatureStore(store_dir, spec.fingerprint)
@@ -139,13 +145,12 @@ def _with_views(
         if failed:  # the image itself decoded, so a view fails only if the file changed since
             raise DataError(f"{len(failed)} augmented views could not be made: {next(iter(failed.values()))}")
         store.refresh()
-    rows_arr = np.asarray(rows, dtype=np.int64)
     return LabelledSet(
         data.records + records,
         np.concatenate([data.X, store.get(keys)]) if keys else data.X,
-        np.concatenate([data.y, data.y[rows_arr]]),
-        np.concatenate([data.groups, data.groups[rows_arr]]),
-        np.concatenate([data.splits, data.splits[rows_arr]]),
+        np.concatenate([data.y, data.y[rows]]),
+        np.concatenate([data.groups, data.groups[rows]]),
+        np.concatenate([data.splits, data.splits[rows]]),
         data.embed_summary,
         np.concatenate([data.view, np.asarray(numbers, dtype=np.int64)]),
     )

@@ -51,7 +51,7 @@ def fit_within(
     """The recipe trained on the training rows in `within` (views included) and calibrated on their
     validation originals: (model, report), or None when either split lacks a class."""
     train = within & (data.splits == "train")
-    val = within & (data.splits == "val") & (data.view == 0)
+    val = within & data.originals_in("val")
     if len(np.unique(data.y[train])) < 2 or len(np.unique(data.y[val])) < 2:
         return None
     return fit_model(
@@ -80,7 +80,7 @@ def fit_fold(
         return None
     model = fitted[0]
     held = (data.groups == source) & (data.view == 0)
-    val = others & (data.splits == "val") & (data.view == 0)
+    val = others & data.originals_in("val")
     return Fold(source, judged(model, data.X[held], data.y[held]), judged(model, data.X[val], data.y[val]))
 
 

@@ -48,7 +48,7 @@ def linear_probe(data: LabelledSet) -> dict:
     from head.thresholds import Thresholds, decide
     from head.uncertainty import Prediction
 
-    train, test = data.splits == "train", (data.splits == "test") & (data.view == 0)
+    train, test = data.splits == "train", data.originals_in("test")
     probe = make_pipeline(StandardScaler(), LogisticRegression(C=0.1, max_iter=5000))
     probe.fit(data.X[train], data.y[train])
     p = probe.predict_proba(data.X[test])[:, 1]
@@ -99,7 +99,7 @@ def train_flow(
     folds = run_folds(data, head, head_params or {}, bounds, samples) if unseen_sources else []
     if folds:
         # The shipped band: its own validation images plus every fold's unseen source.
-        val = (data.splits == "val") & (data.view == 0)
+        val = data.originals_in("val")
         seen = judged(model, data.X[val], data.y[val])
         model.thresholds, report["abstention_in_sample"] = choose_abstention(
             seen, [fold.held_out for fold in folds], bounds
@@ -111,7 +111,7 @@ def train_flow(
         "bounds": bounds.describe(),
         "sources_left_out": [fold.source for fold in folds],
     }
-    test = (data.splits == "test") & (data.view == 0)
+    test = data.originals_in("test")
     scores = model.score(data.X[test])
     metrics = {
         "split": "test",
