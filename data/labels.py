@@ -8,12 +8,16 @@ from collections.abc import Sequence
 # Index 0 is "real", 1 is "ai": heads predict the probability of index 1.
 CLASSES: tuple[str, str] = ("real", "ai")
 
-_AI_FOLDER = re.compile(r"^(ai([^a-z]|$)|fake|synthetic)|generated", re.IGNORECASE)
-_REAL_FOLDER = re.compile(r"^real", re.IGNORECASE)
+# A leading class index is allowed, as public benchmarks number their classes: 0_real/, 1_fake/.
+_INDEX = r"^(\d+[_-])?"
+_AI_FOLDER = re.compile(_INDEX + r"(ai([^a-z]|$)|fake|synthetic)|generated", re.IGNORECASE)
+# GenImage and its kin call their photographs `nature`.
+_REAL_FOLDER = re.compile(_INDEX + r"(real|nature$)", re.IGNORECASE)
 
 
 def class_of_folder(name: str) -> str | None:
-    """'ai' or 'real' for a folder named like a class (Kaggle's "AI-Generated Images" too), else None."""
+    """'ai' or 'real' for a folder named like a class: real*/ai*/fake*, Kaggle's "AI-Generated Images",
+    and the benchmark spellings 0_real/1_fake and nature/; else None."""
     if _AI_FOLDER.search(name):
         return "ai"
     if _REAL_FOLDER.search(name):

@@ -8,8 +8,10 @@ or both plus the patch tokens' standard deviation (how uniform the image's textu
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal, get_args
 
-KINDS = ("cls", "mean", "cls+mean", "cls+mean+std")
+PoolingKind = Literal["cls", "mean", "cls+mean", "cls+mean+std"]
+KINDS: tuple[str, ...] = get_args(PoolingKind)
 
 
 @dataclass(frozen=True)

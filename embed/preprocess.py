@@ -11,13 +11,15 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
+from typing import Literal, get_args
 
 import numpy as np
 from PIL import Image
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-MODES = ("scale", "crop", "resize")
+PreprocessMode = Literal["scale", "crop", "resize"]
+MODES: tuple[str, ...] = get_args(PreprocessMode)
 
 
 @dataclass(frozen=True)

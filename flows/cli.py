@@ -12,6 +12,11 @@ from typing import Annotated
 import typer
 
 from flows.defaults import (
+    EVAL_SPLITS,
+    EXIT_BUSY,
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_USAGE,
     EXPLAIN_CHOICES,
     EXPLAIN_METHODS,
     OCCLUSION_BASELINES,
@@ -46,7 +51,7 @@ def _root(
         raise typer.Exit(0)
 
 
-def fail(message: str, code: int = 2) -> typer.Exit:
+def fail(message: str, code: int = EXIT_USAGE) -> typer.Exit:
     """Print a one-line reason to stderr and return the exit to raise."""
     typer.echo(f"faceaudit: error: {message}", err=True)
     return typer.Exit(code)
@@ -318,7 +323,7 @@ def evaluate(
     Perturbations: jpeg:Q or reencode:Q (JPEG quality Q), resize:F, upscale:F (F >= 1), blur:R.
     """
     _existing_dir(data_dir, "data folder")
-    _check_choice(split, ("all", "train", "val", "test"), "--split")
+    _check_choice(split, EVAL_SPLITS, "--split")
     from flows.perturb import parse_perturbations
 
     try:
@@ -460,7 +465,10 @@ def _embed_on_dask(
 
 
 def _run_guarded(flow_fn, prefect: bool | None, progress: bool | None, **params):
-    """Run a flow; the errors a user can fix become one-line reasons and exit code 2."""
+    """Run a flow; the errors a user can fix become one-line reasons: exit code 2, or 75 when OUT is
+    held by another run (retry later)."""
+    from prefect.exceptions import ParameterTypeError
+
     from embed.backbone import BackboneError
     from embed.store import StoreError
     from flows import progress as progress_mod
@@ -472,7 +480,11 @@ def _run_guarded(flow_fn, prefect: bool | None, progress: bool | None, **params)
     progress_mod.enable(progress)
     try:
         return run_flow(flow_fn, prefect, **params)
-    except (BackboneError, StoreError, DataError, ModelError, OutputBusy, ValueError) as exc:
+    except OutputBusy as exc:
+        raise fail(str(exc), EXIT_BUSY) from None
+    except ParameterTypeError as exc:
+        raise fail(" ".join(str(exc).split())) from None
+    except (BackboneError, StoreError, DataError, ModelError, ValueError) as exc:
         raise fail(str(exc)) from None
 
 
@@ -487,64 +499,148 @@ def nightly(
     prefect: PrefectOption = None,
     progress: ProgressOption = None,
 ) -> None:
-    """Score every dump under DUMPS_ROOT without a complete, current report; one store for all."""
+    """Score every dump under DUMPS_ROOT without a complete, current report; one store for all.
+
+    Every dump is tried even when one fails; the exit code is then 1, after all were tried, and each
+    failed dump is named. A dump whose report folder another run holds is skipped.
+    """
     _existing_dir(dumps_root, "dumps folder")
     _check_choice(explain, EXPLAIN_CHOICES, "--explain")
-    from flows.nightly_flow import nightly_flow
+    from flows.nightly_flow import NightFailed, nightly_flow
 
-    done = _run_guarded(
-        nightly_flow,
-        prefect,
-        progress,
-        dumps_root=str(dumps_root),
-        reports_root=str(out),
-        store_dir=str(store or default_store_dir()),
-        model_dir=str(model) if model else None,
-        explain=explain,
-        samples=samples,
-    )
+    try:
+        done = _run_guarded(
+            nightly_flow,
+            prefect,
+            progress,
+            dumps_root=str(dumps_root),
+            reports_root=str(out),
+            store_dir=str(store or default_store_dir()),
+            model_dir=str(model) if model else None,
+            explain=explain,
+            samples=samples,
+        )
+    except NightFailed as exc:
+        done = exc.done
     for name, counts in done["scored"].items():
-        typer.echo(f"scored {name}: " + ", ".join(f"{c} {v}" for v, c in counts.items()))
-    typer.echo(f"{len(done['scored'])} dumps scored, {len(done['up_to_date'])} already up to date")
+        typer.echo(f"scored {_printable(name)}: " + ", ".join(f"{c} {v}" for v, c in counts.items()))
+    for name, reason in done["busy"].items():
+        typer.echo(f"skipped {_printable(name)}: {reason}")
+    for name, reason in done["failed"].items():
+        typer.echo(f"failed {_printable(name)}: {_printable(reason)}", err=True)
+    typer.echo(
+        f"{len(done['scored'])} dumps scored, {len(done['up_to_date'])} already up to date"
+        + (f", {len(done['busy'])} skipped (busy)" if done["busy"] else "")
+        + (f", {len(done['failed'])} failed" if done["failed"] else "")
+    )
+    if done["failed"]:
+        raise typer.Exit(EXIT_FAILED)
+
+
+CronOption = Annotated[
+    str | None, typer.Option(help="Cron schedule, e.g. '0 2 * * *' (02:00 every night in --timezone).")
+]
+IntervalOption = Annotated[
+    int | None, typer.Option(min=1, help="Run every N seconds instead of a cron schedule.")
+]
+TimezoneOption = Annotated[
+    str | None,
+    typer.Option(help="IANA time zone the cron schedule is read in [default: this machine's, else UTC]."),
+]
+DeploymentNameOption = Annotated[str, typer.Option(help="Deployment name shown in the Prefect UI.")]
+
+
+def _nightly_deployment(
+    dumps_root: Path,
+    out: Path,
+    cron: str | None,
+    interval: int | None,
+    timezone: str | None,
+    model: Path | None,
+    store: Path | None,
+    explain: str,
+):
+    """The schedule and parameters `serve` and `deploy` register, checked before anything is sent."""
+    _existing_dir(dumps_root, "dumps folder")
+    _check_choice(explain, EXPLAIN_CHOICES, "--explain")
+    from flows.orchestration import api_configured
+    from flows.schedule import local_timezone, make_schedule
+
+    zone = timezone or local_timezone()
+    try:
+        schedule = make_schedule(cron, interval, zone)
+    except ValueError as exc:
+        raise fail(" ".join(str(exc).split())) from None
+    if not api_configured():
+        raise fail("scheduling needs a Prefect server: run `prefect server start` and set PREFECT_API_URL")
+    parameters = {
+        "dumps_root": str(dumps_root.resolve()),
+        "reports_root": str(out.resolve()),
+        "store_dir": str((store or default_store_dir()).resolve()),
+        "model_dir": str(model.resolve()) if model else None,
+        "explain": explain,
+    }
+    return schedule, zone, parameters
 
 
 @app.command()
 def serve(
     dumps_root: Annotated[Path, typer.Argument(help="Folder whose subfolders are the dumps to score.")],
     out: Annotated[Path, typer.Option("--out", help="Reports root: one report folder per dump.")],
-    cron: Annotated[str | None, typer.Option(help="Cron schedule, e.g. '0 2 * * *' (02:00 daily).")] = None,
-    interval: Annotated[
-        int | None, typer.Option(min=1, help="Run every N seconds instead of a cron schedule.")
-    ] = None,
+    cron: CronOption = None,
+    interval: IntervalOption = None,
+    timezone: TimezoneOption = None,
     model: ModelOption = None,
     store: StoreOption = None,
-    name: Annotated[str, typer.Option(help="Deployment name shown in the Prefect UI.")] = "faceaudit-nightly",
+    explain: Annotated[str, typer.Option(help="'flagged', 'all' or 'none'.")] = "flagged",
+    name: DeploymentNameOption = "faceaudit-nightly",
 ) -> None:
-    """Register the nightly flow as a Prefect deployment on a schedule and serve it until stopped.
+    """Register the nightly flow as a Prefect deployment on a schedule and run it from this process
+    until stopped. At most one night runs at a time: a night still running when the next is due makes
+    that one wait.
 
     Needs a Prefect server: `prefect server start`, then
     `prefect config set PREFECT_API_URL=http://127.0.0.1:4200/api`; watch runs at http://127.0.0.1:4200.
     """
-    _existing_dir(dumps_root, "dumps folder")
-    if (cron is None) == (interval is None):
-        raise fail("give exactly one of --cron or --interval")
-    if cron is not None and len(cron.split()) != 5:
-        raise fail(f"--cron needs five fields (minute hour day month weekday), not {cron!r}")
-    from flows.nightly_flow import nightly_flow
-    from flows.orchestration import api_configured
-
-    if not api_configured():
-        raise fail("serving needs a Prefect server: run `prefect server start` and set PREFECT_API_URL")
-    parameters = {
-        "dumps_root": str(dumps_root.resolve()),
-        "reports_root": str(out.resolve()),
-        "store_dir": str((store or default_store_dir()).resolve()),
-        "model_dir": str(model.resolve()) if model else None,
-    }
-    typer.echo(
-        f"serving deployment {name!r} ({'cron ' + cron if cron else f'every {interval} s'}); Ctrl-C stops"
+    schedule, zone, parameters = _nightly_deployment(
+        dumps_root, out, cron, interval, timezone, model, store, explain
     )
-    nightly_flow.serve(name=name, cron=cron, interval=interval, parameters=parameters)
+    from flows.nightly_flow import nightly_flow
+    from flows.schedule import deployment_options, describe_schedule
+
+    typer.echo(f"serving deployment {name!r} ({describe_schedule(cron, interval, zone)}); Ctrl-C stops")
+    nightly_flow.serve(
+        name=name, global_limit=1, print_starting_message=False, **deployment_options(schedule, parameters)
+    )
+
+
+@app.command()
+def deploy(
+    dumps_root: Annotated[Path, typer.Argument(help="Folder whose subfolders are the dumps to score.")],
+    out: Annotated[Path, typer.Option("--out", help="Reports root: one report folder per dump.")],
+    pool: Annotated[str, typer.Option(help="Work pool; created as a local 'process' pool if absent.")],
+    cron: CronOption = None,
+    interval: IntervalOption = None,
+    timezone: TimezoneOption = None,
+    model: ModelOption = None,
+    store: StoreOption = None,
+    explain: Annotated[str, typer.Option(help="'flagged', 'all' or 'none'.")] = "flagged",
+    name: DeploymentNameOption = "faceaudit-nightly",
+) -> None:
+    """Register the nightly flow for a work pool and return: a worker runs the nights.
+
+    Start one with `prefect worker start --pool POOL` in this project's environment; at most one night
+    runs at a time. The deployment reads its code from this checkout.
+    """
+    schedule, zone, parameters = _nightly_deployment(
+        dumps_root, out, cron, interval, timezone, model, store, explain
+    )
+    from flows.schedule import deploy_to_pool, describe_schedule
+
+    deployment_id = deploy_to_pool(name, pool, schedule, parameters)
+    when = describe_schedule(cron, interval, zone)
+    typer.echo(f"deployment 'nightly/{name}' ({deployment_id}) on pool {pool!r}, {when}")
+    typer.echo(f"start a worker: prefect worker start --pool {pool}")
 
 
 @app.command()
@@ -590,23 +686,28 @@ def ui(
 
 @app.command()
 def demo(
-    out: Annotated[Path, typer.Option(help="Where the sample images, the store and the report go.")] = Path(
-        "demo-out"
-    ),
+    out: Annotated[Path, typer.Option(help="Where the store and the report go.")] = Path("demo-out"),
     progress: ProgressOption = None,
 ) -> None:
-    """Score sample faces the project draws itself with the built-in model (no dataset needed)."""
+    """Score six shipped faces (two photographs, four AI portraits) and a broken file with the built-in
+    model, print what was judged and why, and the report's path (no dataset needed)."""
     from flows import progress as progress_mod
-    from flows.demo import write_sample_folder
+    from flows.demo import SAMPLE_FOLDER, verdict_table
+    from flows.outputs import OutputBusy
     from flows.score_flow import score_flow
 
     progress_mod.enable(progress)
-    images = write_sample_folder(out / "images")
-    typer.echo(f"sample images: {images}")
-    run = score_flow.fn(str(images), str(out / "report"), str(out / "store"), explain="flagged")
-    counts = ", ".join(f"{count} {verdict}" for verdict, count in run["counts"].items())
-    typer.echo(f"{run['files']} files: {counts}")
-    typer.echo(f"report: {(out / 'report' / 'report.html').resolve()}")
+    typer.echo(f"sample images: {SAMPLE_FOLDER} (attribution: {SAMPLE_FOLDER.parent / 'README.md'})")
+    report = out / "report"
+    try:
+        run = score_flow.fn(str(SAMPLE_FOLDER), str(report), str(out / "store"), explain="flagged")
+    except OutputBusy as exc:
+        raise fail(str(exc), EXIT_BUSY) from None
+    with open(report / "verdicts.jsonl", encoding="utf-8") as handle:
+        rows = [json.loads(line) for line in handle]
+    for line in verdict_table(rows, run["thresholds"]):
+        typer.echo(line)
+    typer.echo(f"report: {(report / 'report.html').resolve()}")
 
 
 def _check_embedding_choices(preprocess: str, pooling: str) -> None:
@@ -650,7 +751,7 @@ def main() -> None:
         app()
     except KeyboardInterrupt:
         typer.echo("faceaudit: interrupted; committed work is kept, re-run to resume", err=True)
-        sys.exit(130)
+        sys.exit(EXIT_INTERRUPTED)
 
 
 if __name__ == "__main__":

@@ -4,11 +4,27 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Literal, get_args
 
-# Choices the command line checks before any heavy import, and the flows check again for Python callers.
-EXPLAIN_CHOICES = ("flagged", "all", "none")
-EXPLAIN_METHODS = ("occlusion", "gradient", "both")
-OCCLUSION_BASELINES = ("blur", "mean")
+# Choices as types: flows annotate their parameters with them, so Prefect's parameter schema offers
+# them as enums and refuses anything else; the command line checks the same tuples before heavy imports.
+Explain = Literal["flagged", "all", "none"]
+ExplainMethod = Literal["occlusion", "gradient", "both"]
+OcclusionBaseline = Literal["blur", "mean"]
+EvalSplit = Literal["all", "train", "val", "test"]
+EXPLAIN_CHOICES: tuple[str, ...] = get_args(Explain)
+EXPLAIN_METHODS: tuple[str, ...] = get_args(ExplainMethod)
+OCCLUSION_BASELINES: tuple[str, ...] = get_args(OcclusionBaseline)
+EVAL_SPLITS: tuple[str, ...] = get_args(EvalSplit)
+
+DEFAULT_BATCH_SIZE = 16
+DEFAULT_WORKERS = 1
+
+# Exit codes of the command line, documented in the README.
+EXIT_FAILED = 1  # the run ended with an error (a nightly: some dumps failed, the others were scored)
+EXIT_USAGE = 2  # the input cannot be used at all: a bad flag, a missing folder, a broken model
+EXIT_BUSY = 75  # OUT is being written by another run: retry later (sysexits' EX_TEMPFAIL)
+EXIT_INTERRUPTED = 130
 
 
 def default_store_dir() -> Path:

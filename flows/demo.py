@@ -1,40 +1,34 @@
-"""`faceaudit demo`: a small folder of pictures the project draws itself, run through the pipeline.
+"""`faceaudit demo`: the built-in model on six shipped faces (two photographs, four AI portraits) and
+one broken file, so a new user sees verdicts, doubt and an unreadable row without any dataset.
 
-No image here comes from a dataset: every file is generated, so the demo can ship with the code.
+The images and their attribution live in flows/sample_faces/ (README.md there says where each comes from).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
-from PIL import Image, ImageDraw, ImageFilter
+SAMPLE_FOLDER = Path(__file__).resolve().parent / "sample_faces" / "images"
 
 
-def draw_face(seed: int, size: int = 256) -> Image.Image:
-    """A cartoon face on a soft background; different seeds give different faces."""
-    rng = np.random.default_rng(seed)
-    background = tuple(int(c) for c in rng.integers(90, 200, 3))
-    image = Image.new("RGB", (size, size), background)
-    draw = ImageDraw.Draw(image)
-    skin = tuple(int(c) for c in rng.integers(150, 240, 3))
-    cx, cy = size // 2 + int(rng.integers(-12, 12)), size // 2 + int(rng.integers(-8, 8))
-    rx, ry = int(size * rng.uniform(0.26, 0.33)), int(size * rng.uniform(0.34, 0.4))
-    draw.ellipse((cx - rx, cy - ry, cx + rx, cy + ry), fill=skin)
-    for side in (-1, 1):
-        ex, ey = cx + side * rx // 2, cy - ry // 4
-        draw.ellipse((ex - 12, ey - 7, ex + 12, ey + 7), fill="white")
-        draw.ellipse((ex - 5, ey - 5, ex + 5, ey + 5), fill=(40, 30, 20))
-    draw.arc((cx - rx // 2, cy + ry // 6, cx + rx // 2, cy + ry // 2), 10, 170, fill=(120, 40, 40), width=4)
-    noise = rng.normal(0, 6, (size, size, 3))
-    pixels = np.clip(np.asarray(image, dtype=np.float64) + noise, 0, 255).astype(np.uint8)
-    return Image.fromarray(pixels).filter(ImageFilter.GaussianBlur(0.6))
+def verdict_table(rows: list[dict], thresholds: dict) -> list[str]:
+    """The demo's printout: one line per file with its verdict, P(AI) and why."""
+    lines = [f"{'file':<24} {'verdict':<13} {'P(AI)':>6}  why"]
+    for row in sorted(rows, key=lambda r: r["path"]):
+        if row["verdict"] == "unreadable":
+            p_ai, why = "", row["error"]
+        else:
+            p_ai, why = f"{float(row['p_ai']):.3f}", _why(row, thresholds)
+        lines.append(f"{row['path']:<24} {row['verdict']:<13} {p_ai:>6}  {why}")
+    return lines
 
 
-def write_sample_folder(folder: Path, count: int = 8) -> Path:
-    """Generated faces plus one broken file, to show how unreadable input is reported."""
-    folder.mkdir(parents=True, exist_ok=True)
-    for seed in range(count):
-        draw_face(seed).save(folder / f"face-{seed:02d}.jpg", quality=92)
-    (folder / "broken.jpg").write_bytes(b"this is not a JPEG")
-    return folder
+def _why(row: dict, thresholds: dict) -> str:
+    reason = row.get("uncertain_reason") or ""
+    if reason == "ood":
+        return f"unlike the training images (OOD score {row['ood_score']:.3f} > {thresholds['ood']:.3f})"
+    if reason == "band":
+        return f"P(AI) between the thresholds {thresholds['real']:.4g} and {thresholds['ai']:.6g}"
+    if row["verdict"] == "real":
+        return f"P(AI) at or below {thresholds['real']:.4g}"
+    return f"P(AI) at or above {thresholds['ai']:.6g}"

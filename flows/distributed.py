@@ -14,10 +14,15 @@ from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
 from data.records import ImageRecord
+from embed.default_backbone import DEFAULT_BACKBONE
+from embed.pooling import PoolingKind
+from embed.preprocess import PreprocessMode
 from embed.runner import embed_missing
 from embed.spec import DEFAULT_POOLING, DEFAULT_PREPROCESS, EmbeddingSpec, make_spec
 from embed.store import FeatureStore
-from flows.embed_flow import DEFAULT_BATCH_SIZE, plan_embedding, scan_folder, settle_embedding
+from flows.defaults import DEFAULT_BATCH_SIZE
+from flows.embed_flow import plan_embedding, scan_folder, settle_embedding
+from flows.params import BatchSize, Partitions
 
 
 @task(name="embed-partition", cache_policy=NO_CACHE, retries=1)
@@ -45,12 +50,12 @@ def dask_runner(address: str | None, workers: int | None):
 def embed_distributed_flow(
     input_dir: str,
     store_dir: str,
-    partitions: int = 2,
-    backbone: str = "dinov2-s14",
-    preprocess: str = DEFAULT_PREPROCESS,
-    pooling: str = DEFAULT_POOLING,
+    partitions: Partitions = 2,
+    backbone: str = DEFAULT_BACKBONE,
+    preprocess: PreprocessMode = DEFAULT_PREPROCESS,
+    pooling: PoolingKind = DEFAULT_POOLING,
     layers: list[int] | None = None,
-    batch_size: int = DEFAULT_BATCH_SIZE,
+    batch_size: BatchSize = DEFAULT_BATCH_SIZE,
 ) -> dict:
     """Like `embed`, with the images the store lacks split into partitions run as parallel tasks."""
     started = time.perf_counter()

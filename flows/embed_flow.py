@@ -10,14 +10,19 @@ from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
 from data.records import ImageRecord, scan
+from embed.default_backbone import DEFAULT_BACKBONE
+from embed.pooling import PoolingKind
+from embed.preprocess import PreprocessMode
 from embed.runner import Views, embed_missing
 from embed.spec import DEFAULT_POOLING, DEFAULT_PREPROCESS, EmbeddingSpec, make_spec
 from embed.store import FeatureStore
+from flows.defaults import DEFAULT_BATCH_SIZE, DEFAULT_WORKERS
 from flows.orchestration import call
+from flows.params import BatchSize, Workers
 from flows.progress import progress_bar
 
-DEFAULT_BATCH_SIZE = 16
-DEFAULT_WORKERS = 1
+# A bound only a stalled run reaches: about 25x the measured cost of an image on 2 cores.
+EMBED_TIMEOUT_S = (300, 5.0)  # base, per image to embed
 
 
 @dataclass
@@ -49,7 +54,7 @@ def scan_folder(input_dir: str) -> list[ImageRecord]:
     return scan(input_dir)
 
 
-@task(name="embed-new-images", cache_policy=NO_CACHE)
+@task(name="embed-new-images", cache_policy=NO_CACHE, retries=1, retry_delay_seconds=5)
 def embed_new_images(
     records: list[ImageRecord],
     spec: EmbeddingSpec,
@@ -59,7 +64,7 @@ def embed_new_images(
     views: Views | None = None,
 ) -> tuple[int, dict[str, str], float]:
     """Embed records (or their augmented `views`) the store lacks; returns (embedded, reason by failed
-    hash, seconds embedding)."""
+    hash, seconds embedding). Each batch is committed as it goes, so a retry resumes."""
     store = FeatureStore(store_dir, spec.fingerprint)
     label = "embedding" if views is None else "embedding augmented views"
     with progress_bar(label, total=len(records)) as advance:
@@ -111,7 +116,13 @@ def embed_records(
     """Embed what the store lacks among `records`, marking newly found unreadable files in place."""
     summary, todo = plan_embedding(records, spec, store_dir)
     summary.new, failed, summary.embed_seconds = call(
-        embed_new_images, todo, spec, str(store_dir), batch_size, workers
+        embed_new_images,
+        todo,
+        spec,
+        str(store_dir),
+        batch_size,
+        workers,
+        timeout_s=EMBED_TIMEOUT_S[0] + EMBED_TIMEOUT_S[1] * len(todo),
     )
     return settle_embedding(summary, records, failed)
 
@@ -120,12 +131,12 @@ def embed_records(
 def embed_flow(
     input_dir: str,
     store_dir: str,
-    backbone: str = "dinov2-s14",
-    preprocess: str = DEFAULT_PREPROCESS,
-    pooling: str = DEFAULT_POOLING,
+    backbone: str = DEFAULT_BACKBONE,
+    preprocess: PreprocessMode = DEFAULT_PREPROCESS,
+    pooling: PoolingKind = DEFAULT_POOLING,
     layers: list[int] | None = None,
-    batch_size: int = DEFAULT_BATCH_SIZE,
-    workers: int = DEFAULT_WORKERS,
+    batch_size: BatchSize = DEFAULT_BATCH_SIZE,
+    workers: Workers = DEFAULT_WORKERS,
 ) -> dict:
     """Embed every image under `input_dir` into the store at `store_dir`; returns the run's summary."""
     started = time.perf_counter()

@@ -12,10 +12,11 @@ from prefect import flow
 from data.decode import decode_image
 from embed.augment import Augmentation
 from embed.runner import embed_images, shared_embedder
-from flows.embed_flow import DEFAULT_BATCH_SIZE, DEFAULT_WORKERS
+from flows.defaults import DEFAULT_BATCH_SIZE, DEFAULT_WORKERS, EvalSplit
 from flows.labelled import DataError, LabelledSet, load_labelled
 from flows.loso import run_folds, unseen_report
 from flows.models import resolve_model, spec_of
+from flows.params import BatchSize, Samples, Workers
 from flows.perturb import parse_perturbations
 from flows.progress import progress_bar
 from head.abstention import Bounds
@@ -30,11 +31,11 @@ def evaluate_flow(
     out_dir: str,
     store_dir: str,
     model_dir: str | None = None,
-    split: str = "all",
+    split: EvalSplit = "all",
     perturb: str | None = None,
-    samples: int | None = None,
-    batch_size: int = DEFAULT_BATCH_SIZE,
-    workers: int = DEFAULT_WORKERS,
+    samples: Samples | None = None,
+    batch_size: BatchSize = DEFAULT_BATCH_SIZE,
+    workers: Workers = DEFAULT_WORKERS,
     leave_one_source_out: bool = False,
 ) -> dict:
     """Score every labelled image (or one hash split) and write metrics.json and plots into `out_dir`."""

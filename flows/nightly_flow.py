@@ -1,53 +1,86 @@
 """Nightly runs: score every dump folder that has no complete report yet, or whose files changed.
 
 One report folder per dump under REPORTS_ROOT, one store shared by all, so nothing is embedded twice.
-`serve` registers this flow as a Prefect deployment on a cron schedule and keeps serving it.
+Each dump is a `score` subflow run named after it; every dump is attempted even when one fails, and
+the night ends Failed, naming each failed dump and why, only after all were tried. A dump whose report
+folder another run holds is skipped (the run holding it is scoring it). `serve` and `deploy` put this
+flow on a schedule.
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from prefect import flow
 
-from flows.embed_flow import scan_folder
-from flows.models import resolve_model
+from flows.defaults import Explain
 from flows.orchestration import call
-from flows.score_flow import input_manifest, score_flow
-from flows.scoring import model_id
+from flows.outputs import OutputBusy, display_name
+from flows.params import Samples
+from flows.run_log import run_logger
+from flows.score_flow import score_flow
 
 
-def is_up_to_date(report: Path, manifest: str, model: str) -> bool:
-    """A complete report for exactly these files and this model already exists."""
-    try:
-        run = json.loads((report / "run.json").read_text())
-    except (OSError, ValueError):
-        return False
-    complete = (report / "verdicts.csv").is_file() and (report / "report.html").is_file()
-    return complete and run.get("input_sha256") == manifest and run.get("model", {}).get("id") == model
+class NightFailed(RuntimeError):
+    """Some dumps could not be scored; `done` holds what happened to every dump."""
+
+    def __init__(self, done: dict) -> None:
+        self.done = done
+        failed = done["failed"]
+        named = "; ".join(f"{name}: {reason}" for name, reason in failed.items())
+        super().__init__(f"{len(failed)} of {done['dumps']} dumps failed: {named}")
 
 
-@flow(name="nightly", log_prints=True)
+def _run_name() -> str:
+    from prefect.runtime import flow_run
+
+    return f"nightly {Path(flow_run.parameters['dumps_root']).name}"
+
+
+def dump_folders(root: Path) -> list[Path]:
+    """The dumps: visible subfolders of `root`, in name order (dates sort as they happened)."""
+    return sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+@flow(name="nightly", flow_run_name=_run_name, log_prints=True)
 def nightly_flow(
     dumps_root: str,
     reports_root: str,
     store_dir: str,
     model_dir: str | None = None,
-    explain: str = "flagged",
-    samples: int | None = None,
+    explain: Explain = "flagged",
+    samples: Samples | None = None,
 ) -> dict:
-    """Score the dumps under `dumps_root` that need it; returns what was scored and what was skipped."""
-    root = Path(dumps_root)
-    dumps = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
-    ident = model_id(resolve_model(model_dir))
-    done: dict = {"scored": {}, "up_to_date": []}
+    """Score the dumps under `dumps_root` that need it; returns what was scored, kept, skipped and
+    failed, or raises `NightFailed` (after trying every dump) when any dump failed."""
+    logger = run_logger()
+    dumps = dump_folders(Path(dumps_root))
+    done: dict = {"dumps": len(dumps), "scored": {}, "up_to_date": [], "busy": {}, "failed": {}}
+    logger.info("%d dumps under %s", len(dumps), dumps_root)
     for dump in dumps:
+        name = display_name(dump.name)
         report = Path(reports_root) / dump.name
-        if is_up_to_date(report, input_manifest(call(scan_folder, str(dump))), ident):
-            done["up_to_date"].append(dump.name)
+        try:
+            run = call(score_flow, str(dump), str(report), store_dir, model_dir, explain, samples, True)
+        except OutputBusy as exc:
+            done["busy"][name] = str(exc)
+            logger.warning("skipped %s: %s", name, exc)
             continue
-        run = call(score_flow, str(dump), str(report), store_dir, model_dir, explain, samples)
-        done["scored"][dump.name] = run["counts"]
-        print(f"{dump.name}: {run['counts']} -> {report / 'report.html'}")
+        except Exception as exc:  # one bad dump must not cost the others their night
+            done["failed"][name] = f"{type(exc).__name__}: {exc}"
+            logger.error("failed %s: %s: %s", name, type(exc).__name__, exc)
+            continue
+        if run.get("up_to_date"):
+            done["up_to_date"].append(name)
+        else:
+            done["scored"][name] = run["counts"]
+    logger.info(
+        "%d scored, %d up to date, %d skipped (busy), %d failed",
+        len(done["scored"]),
+        len(done["up_to_date"]),
+        len(done["busy"]),
+        len(done["failed"]),
+    )
+    if done["failed"]:
+        raise NightFailed(done)
     return done

@@ -27,16 +27,25 @@ def in_flow_run() -> bool:
     return FlowRunContext.get() is not None
 
 
-def call(task_fn, *args: Any, **kwargs: Any):
-    """Call a Prefect task (or subflow) as such inside a flow run, or as its plain function outside one."""
+def call(task_fn, *args: Any, timeout_s: float | None = None, **kwargs: Any):
+    """Call a Prefect task (or subflow) as such inside a flow run, or as its plain function outside one.
+
+    `timeout_s` bounds a task run whose cost depends on its input (Prefect fails it past that)."""
     if in_flow_run():
+        if timeout_s is not None:
+            task_fn = task_fn.with_options(timeout_seconds=timeout_s)
         return task_fn(*args, **kwargs)
     return task_fn.fn(*args, **kwargs)
 
 
 def run_flow(flow_fn, orchestrate: bool | None, **params: Any):
-    """Run `flow_fn` through Prefect when `orchestrate` (None: when an API is configured), else in-process."""
+    """Run `flow_fn` through Prefect when `orchestrate` (None: when an API is configured), else in-process.
+
+    In-process runs validate their parameters against the same schema Prefect enforces (choices,
+    bounds), so a bad value is refused the same way either way."""
     if orchestrate is None:
         orchestrate = api_configured()
-    runner: Callable = flow_fn if orchestrate else flow_fn.fn
-    return runner(**params)
+    if orchestrate:
+        return flow_fn(**params)
+    runner: Callable = flow_fn.fn
+    return runner(**flow_fn.validate_parameters(params))

@@ -94,5 +94,14 @@ def csv_lines(columns: list[str], rows: Iterable[dict]) -> Iterator[str]:
     yield buffer.getvalue()
 
 
+def jsonl_lines(columns: list[str], rows: Iterable[dict]) -> Iterator[str]:
+    """verdicts.jsonl: one JSON object per row with the CSV's columns, for scripts rather than
+    spreadsheets: paths as they are (undecodable bytes as \\udcXX escapes), no formula guard, and
+    null where the CSV has an empty cell."""
+    for row in rows:
+        record = {c: (None if row.get(c, "") == "" else row[c]) for c in columns}
+        yield json.dumps(record, ensure_ascii=True) + "\n"
+
+
 def json_text(data: dict) -> str:
     return json.dumps(data, indent=2, default=str) + "\n"

@@ -1,54 +1,116 @@
 """The `score` flow: a folder in, one verdict per file out, with maps for the images that matter.
 
-Writes into OUT: verdicts.csv, run.json, maps/*.png and report.html, each complete or not at all.
-Only images the store lacks are embedded; maps already drawn for the same image and model are kept.
+It runs as named tasks, so the Prefect UI shows each step, its time and its retries:
+scan-folder -> embed-new-images -> predict -> draw-maps -> write-outputs. Tasks pass paths, hashes and
+small dicts, never arrays; the model is loaded once per process (`Scorer.cached`).
+
+Writes into OUT: verdicts.csv, verdicts.jsonl, run.json, maps/*.png and report.html, each complete or not
+at all. Only images the store lacks are embedded; maps already drawn for the same image and model are kept,
+so a retried or re-run map task resumes where it stopped.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from prefect import flow
+from prefect import flow, task
+from prefect.cache_policies import NO_CACHE
 
+from data.records import ImageRecord
 from data.version import code_version
-from flows.defaults import EXPLAIN_CHOICES, EXPLAIN_METHODS
-from flows.embed_flow import DEFAULT_BATCH_SIZE, DEFAULT_WORKERS, scan_folder
+from flows.defaults import DEFAULT_BATCH_SIZE, DEFAULT_WORKERS, Explain, ExplainMethod, OcclusionBaseline
+from flows.embed_flow import scan_folder
 from flows.orchestration import call
-from flows.outputs import csv_lines, json_text, output_lock, write_atomic
+from flows.outputs import csv_lines, json_text, jsonl_lines, output_lock, write_atomic
+from flows.params import BatchSize, Samples, Workers
 from flows.report import write_report
+from flows.run_log import OOD_WARNING_SHARE, STALE_MODEL_DAYS, log_unreadable, publish_artifacts, run_logger
 from flows.scoring import COLUMNS, Scorer
 from head.thresholds import VERDICTS
 
+# A bound only a stalled step reaches: ~25x the measured cost of a map (about 1.8 s) on 2 cores.
+MAP_TIMEOUT_S = (300, 45.0)  # base, per map to draw
 
-def input_manifest(records) -> str:
+
+def input_manifest(records: list[ImageRecord]) -> str:
     """sha256 over every file's relative path and content hash (or error): changes when the dump does."""
     lines = sorted(f"{r.rel}\0{r.sha256 or ''}\0{r.error or ''}" for r in records)
     return hashlib.sha256("\n".join(lines).encode("utf-8", "surrogateescape")).hexdigest()
 
 
-@flow(name="score", log_prints=True)
+def current_run(out: Path, manifest: str, model: str) -> dict | None:
+    """run.json of a complete report for exactly these files and this model, if OUT holds one."""
+    try:
+        run = json.loads((out / "run.json").read_text())
+    except (OSError, ValueError):
+        return None
+    complete = all((out / name).is_file() for name in ("verdicts.csv", "verdicts.jsonl", "report.html"))
+    same = run.get("input_sha256") == manifest and run.get("model", {}).get("id") == model
+    return run if complete and same else None
+
+
+def _run_name() -> str:
+    from prefect.runtime import flow_run
+
+    return f"score {Path(flow_run.parameters['input_dir']).name}"
+
+
+@task(name="predict", cache_policy=NO_CACHE, timeout_seconds=3600)
+def predict(model_dir: str | None, hashes: list[str], store_dir: str, samples: int | None) -> dict[str, dict]:
+    """Verdict and figures per image hash, from the stored vectors."""
+    return Scorer.cached(model_dir).predict(hashes, store_dir, samples)
+
+
+@task(name="draw-maps", cache_policy=NO_CACHE, retries=1, retry_delay_seconds=2)
+def draw_maps(
+    model_dir: str | None,
+    readable: list[ImageRecord],
+    predicted: dict[str, dict],
+    explain: str,
+    methods: tuple[str, ...],
+    out_dir: str,
+    samples: int | None,
+    baseline: str,
+) -> dict[str, dict[str, tuple[str, str]]]:
+    """Maps for the chosen images; a retry keeps the maps already drawn."""
+    scorer = Scorer.cached(model_dir)
+    return scorer.draw_maps(readable, predicted, explain, methods, Path(out_dir), samples, baseline)
+
+
+@task(name="write-outputs", cache_policy=NO_CACHE, retries=1, retry_delay_seconds=2)
+def write_outputs(out_dir: str, rows: list[dict], run: dict, records: list[ImageRecord]) -> None:
+    """report.html, verdicts.csv and verdicts.jsonl, then run.json last: it names what the others
+    hold, so `nightly` trusts them only once it is there."""
+    out = Path(out_dir)
+    write_report(out / "report.html", rows, run, records)
+    write_atomic(out / "verdicts.csv", csv_lines(COLUMNS, rows))
+    write_atomic(out / "verdicts.jsonl", jsonl_lines(COLUMNS, rows))
+    write_atomic(out / "run.json", json_text(run))
+
+
+@flow(name="score", flow_run_name=_run_name, log_prints=True)
 def score_flow(
     input_dir: str,
     out_dir: str,
     store_dir: str,
     model_dir: str | None = None,
-    explain: str = "flagged",
-    samples: int | None = None,
-    batch_size: int = DEFAULT_BATCH_SIZE,
-    workers: int = DEFAULT_WORKERS,
-    explain_method: str = "occlusion",
-    occlusion_baseline: str = "blur",
+    explain: Explain = "flagged",
+    samples: Samples | None = None,
+    batch_size: BatchSize = DEFAULT_BATCH_SIZE,
+    workers: Workers = DEFAULT_WORKERS,
+    explain_method: ExplainMethod = "occlusion",
+    occlusion_baseline: OcclusionBaseline = "blur",
+    only_if_changed: bool = False,
 ) -> dict:
-    """Score every file under `input_dir`; returns run.json's content."""
-    if explain not in EXPLAIN_CHOICES:
-        raise ValueError(f"--explain must be one of {', '.join(EXPLAIN_CHOICES)}, not {explain!r}")
-    if explain_method not in EXPLAIN_METHODS:
-        raise ValueError(
-            f"--explain-method must be one of {', '.join(EXPLAIN_METHODS)}, not {explain_method!r}"
-        )
+    """Score every file under `input_dir`; returns run.json's content.
+
+    `only_if_changed`: when OUT already holds a complete report for exactly these files and this model,
+    keep it and return it with "up_to_date": true (what `nightly` asks for).
+    """
     with output_lock(Path(out_dir)):
         return _score(
             input_dir,
@@ -61,6 +123,7 @@ def score_flow(
             workers,
             explain_method,
             occlusion_baseline,
+            only_if_changed,
         )
 
 
@@ -75,22 +138,53 @@ def _score(
     workers: int,
     explain_method: str,
     occlusion_baseline: str,
+    only_if_changed: bool,
 ) -> dict:
     """The body of `score_flow`, run while this process holds the output folder."""
+    logger = run_logger()
     methods = ("occlusion", "gradient") if explain_method == "both" else (explain_method,)
     started = time.perf_counter()
     scored_at = datetime.now(UTC).isoformat(timespec="seconds")
-    scorer = Scorer.load(model_dir)
+    scorer = Scorer.cached(model_dir)
+    out = Path(out_dir)
     records = call(scan_folder, str(input_dir))
+    manifest = input_manifest(records)
+    if only_if_changed and (kept := current_run(out, manifest, scorer.ident)) is not None:
+        logger.info("%s: report up to date (%d files, model %s)", input_dir, kept["files"], scorer.ident)
+        return {**kept, "up_to_date": True}
+    logger.info("%s: %d files found; model %s", input_dir, len(records), scorer.ident)
+
     embed_summary = scorer.embed(records, store_dir, batch_size, workers)
     timings = {"embed_s": round(time.perf_counter() - started, 3)}
+    logger.info(
+        "embedded %d new images (%d already stored) in %.1f s",
+        embed_summary.new,
+        embed_summary.already_stored,
+        timings["embed_s"],
+    )
+    log_unreadable(embed_summary.unreadable)
 
     readable = [r for r in records if r.ok]
-    predicted = scorer.predict(list(dict.fromkeys(r.sha256 for r in readable)), store_dir, samples)
+    hashes = list(dict.fromkeys(r.sha256 for r in readable))
+    predicted = call(predict, model_dir, hashes, store_dir, samples)
     timings["predict_s"] = round(time.perf_counter() - started - timings["embed_s"], 3)
 
-    out = Path(out_dir)
-    maps = scorer.draw_maps(readable, predicted, explain, methods, out, samples, occlusion_baseline)
+    maps = {}
+    if explain != "none":
+        wanted = sum(1 for r in readable if explain == "all" or predicted[r.sha256]["verdict"] != "real")
+        limit = MAP_TIMEOUT_S[0] + MAP_TIMEOUT_S[1] * wanted * len(methods)
+        maps = call(
+            draw_maps,
+            model_dir,
+            readable,
+            predicted,
+            explain,
+            methods,
+            str(out),
+            samples,
+            occlusion_baseline,
+            timeout_s=limit,
+        )
     timings["explain_s"] = round(time.perf_counter() - started - timings["embed_s"] - timings["predict_s"], 3)
 
     rows = scorer.rows(records, predicted, maps, scored_at)
@@ -99,7 +193,7 @@ def _score(
         "input_dir": str(input_dir),
         "out_dir": str(out),
         "files": len(rows),
-        "input_sha256": input_manifest(records),
+        "input_sha256": manifest,
         "counts": {v: sum(1 for r in rows if r["verdict"] == v) for v in VERDICTS},
         "newly_embedded": embed_summary.new,
         "model": scorer.describe(),
@@ -114,8 +208,40 @@ def _score(
         "faceaudit_version": code_version(),
         "timings": {**timings, "total_s": round(time.perf_counter() - started, 3)},
     }
-    # run.json goes last: it names what the other two hold, so `nightly` trusts them only once it is there.
-    write_report(out / "report.html", rows, run, records)
-    write_atomic(out / "verdicts.csv", csv_lines(COLUMNS, rows))
-    write_atomic(out / "run.json", json_text(run))
+    call(write_outputs, str(out), rows, run, records)
+    _warn_if_doubtful(rows, records, scorer)
+    logger.info(
+        "%s: %s in %.1f s -> %s",
+        input_dir,
+        ", ".join(f"{c} {v}" for v, c in run["counts"].items()),
+        run["timings"]["total_s"],
+        out / "report.html",
+    )
+    publish_artifacts(Path(input_dir).name, out, run, rows)
     return run
+
+
+def _warn_if_doubtful(rows: list[dict], records: list[ImageRecord], scorer: Scorer) -> None:
+    """Warn when most of a dump is unlike the training data, or newer than the model by far."""
+    logger = run_logger()
+    judged = [r for r in rows if r["verdict"] != "unreadable"]
+    ood = sum(1 for r in judged if r["uncertain_reason"] == "ood")
+    if judged and ood / len(judged) > OOD_WARNING_SHARE:
+        logger.warning(
+            "%d of %d images (%.0f%%) are unlike anything the model was trained on: their verdicts are "
+            "'uncertain'; a model trained on data like this dump would judge them",
+            ood,
+            len(judged),
+            100 * ood / len(judged),
+        )
+    trained = scorer.model.info.get("created_at")
+    newest = max((r.path.stat().st_mtime for r in records if r.ok and r.path.exists()), default=None)
+    if trained and newest is not None:
+        age = (datetime.fromtimestamp(newest, UTC) - datetime.fromisoformat(trained)).days
+        if age > STALE_MODEL_DAYS:
+            logger.warning(
+                "the newest file is %d days newer than the model (trained %s): generators released since "
+                "may be missed",
+                age,
+                trained[:10],
+            )

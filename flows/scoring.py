@@ -49,6 +49,9 @@ MAP_COLUMNS = {
 }
 
 
+_LOADED: dict[tuple[str, str], Scorer] = {}
+
+
 def model_id(folder: Path) -> str:
     """Short content hash of a model's weights and card: names the exact model in every row."""
     digest = hashlib.sha256((folder / WEIGHTS_FILE).read_bytes())
@@ -70,6 +73,17 @@ class Scorer:
         folder = resolve_model(model_dir)
         model = FaceauditModel.load(folder)
         return cls(folder, model, spec_of(model), model_id(folder))
+
+    @classmethod
+    def cached(cls, model_dir: str | Path | None) -> Scorer:
+        """The scorer for `model_dir`, loaded once per process while its files stay the same: each task
+        of a run (and each dump of a night) asks for it by path."""
+        folder = resolve_model(model_dir)
+        key = (str(folder.resolve()), model_id(folder))
+        if key not in _LOADED:
+            _LOADED.clear()  # one model at a time: a long-lived server does not pile them up
+            _LOADED[key] = cls.load(folder)
+        return _LOADED[key]
 
     def embed(self, records: list[ImageRecord], store_dir: str, batch_size: int, workers: int):
         """Embed what the store lacks; files found unreadable on the way are marked in `records`."""

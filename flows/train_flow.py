@@ -19,14 +19,19 @@ from prefect.cache_policies import NO_CACHE
 
 from data.version import code_version
 from embed.augment import DEFAULT_VIEWS, Augmentation
+from embed.default_backbone import DEFAULT_BACKBONE
+from embed.pooling import PoolingKind
+from embed.preprocess import PreprocessMode
 from embed.spec import DEFAULT_POOLING, DEFAULT_PREPROCESS, make_spec
-from flows.embed_flow import DEFAULT_BATCH_SIZE, DEFAULT_WORKERS
+from flows.defaults import DEFAULT_BATCH_SIZE, DEFAULT_WORKERS
 from flows.labelled import DataError, LabelledSet, load_labelled
 from flows.loso import fit_within, judged, run_folds, unseen_report
 from flows.model_card import write_model_card
 from flows.orchestration import call
+from flows.params import BatchSize, Rate, Samples, ViewCount, Workers
 from head.abstention import Bounds, choose_abstention
 from head.metrics import metrics_by_group
+from head.model import HeadKind
 from head.plots import write_plots, write_unseen_plot
 
 
@@ -63,22 +68,22 @@ def train_flow(
     data_dir: str,
     model_out: str,
     store_dir: str,
-    head: str = "mc-dropout",
-    backbone: str = "dinov2-s14",
-    preprocess: str = DEFAULT_PREPROCESS,
-    pooling: str = DEFAULT_POOLING,
+    head: HeadKind = "mc-dropout",
+    backbone: str = DEFAULT_BACKBONE,
+    preprocess: PreprocessMode = DEFAULT_PREPROCESS,
+    pooling: PoolingKind = DEFAULT_POOLING,
     layers: list[int] | None = None,
-    batch_size: int = DEFAULT_BATCH_SIZE,
-    workers: int = DEFAULT_WORKERS,
-    max_real_called_ai: float = 0.01,
-    max_ai_called_real: float = 0.05,
-    samples: int = 200,
+    batch_size: BatchSize = DEFAULT_BATCH_SIZE,
+    workers: Workers = DEFAULT_WORKERS,
+    max_real_called_ai: Rate = Bounds.real_called_ai,
+    max_ai_called_real: Rate = Bounds.ai_called_real,
+    samples: Samples = 200,
     head_params: dict | None = None,
     augment: bool = True,
-    views: int = DEFAULT_VIEWS,
+    views: ViewCount = DEFAULT_VIEWS,
     unseen_sources: bool = True,
-    max_unseen_real_called_ai: float = 0.02,
-    max_unseen_ai_called_real: float = 0.10,
+    max_unseen_real_called_ai: Rate = Bounds.unseen_real_called_ai,
+    max_unseen_ai_called_real: Rate = Bounds.unseen_ai_called_real,
 ) -> dict:
     """Embed what is missing, split by hash, train, calibrate, set thresholds, test, write the model."""
     spec = make_spec(backbone, preprocess, pooling, tuple(layers or ()))

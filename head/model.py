@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal, get_args
 
 import numpy as np
 
@@ -21,7 +22,9 @@ from head.pyro_head import PyroHead
 from head.thresholds import Thresholds, decide, uncertain_reason
 from head.uncertainty import Prediction
 
+HeadKind = Literal["mc-dropout", "pyro-vi"]
 HEADS: dict[str, type[Head]] = {MCDropoutHead.kind: MCDropoutHead, PyroHead.kind: PyroHead}
+assert set(HEADS) == set(get_args(HeadKind)), "HeadKind must name every head"
 CLASSES = ["real", "ai"]
 # 2: the OOD score is normalised by `ood.scale` and the band may be fitted on unseen sources.
 FORMAT_VERSION = 2
