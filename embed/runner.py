@@ -118,9 +118,16 @@ class EmbedResult:
 
 
 def _worker_init(_: int) -> None:
+    import threading
+
     import torch
 
     torch.set_num_threads(1)  # decoding is single-threaded; leave the cores to the model
+    # A forked worker inherits its parent's thread-exit hooks. Inside a Prefect run one of them drains
+    # Prefect's log service, whose state the fork reset: it fails at the worker's exit, the worker exits
+    # with code 1 and the DataLoader calls the whole batch lost (Prefect 3.8.8). Those hooks belong to
+    # the parent's threads, none of which exist here.
+    threading._threading_atexits.clear()  # type: ignore[attr-defined]
 
 
 def embed_missing(

@@ -6,8 +6,6 @@ Dask workers talk to the Prefect API as the flow does: configure a Prefect serve
 that workers do not each start a temporary one.
 """
 
-from __future__ import annotations
-
 import time
 
 from prefect import flow, task

@@ -1,7 +1,5 @@
 """The `embed` flow: every image in a folder into the feature store, each one embedded only once."""
 
-from __future__ import annotations
-
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path

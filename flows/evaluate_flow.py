@@ -1,8 +1,6 @@
 """The `evaluate` flow: a model on any labelled folder, overall and per group, under perturbations, and
 (`leave_one_source_out`) its recipe retrained once per source left out, judged on that source."""
 
-from __future__ import annotations
-
 import json
 from pathlib import Path
 

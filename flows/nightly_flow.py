@@ -7,8 +7,8 @@ folder another run holds is skipped (the run holding it is scoring it). `serve` 
 flow on a schedule.
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations` in flow modules: a worker loads a flow from its file, and
+# Prefect builds the parameter schema from annotations it must be able to evaluate there.
 from pathlib import Path
 
 from prefect import flow
@@ -61,7 +61,16 @@ def nightly_flow(
         name = display_name(dump.name)
         report = Path(reports_root) / dump.name
         try:
-            run = call(score_flow, str(dump), str(report), store_dir, model_dir, explain, samples, True)
+            run = call(
+                score_flow,
+                input_dir=str(dump),
+                out_dir=str(report),
+                store_dir=store_dir,
+                model_dir=model_dir,
+                explain=explain,
+                samples=samples,
+                only_if_changed=True,
+            )
         except OutputBusy as exc:
             done["busy"][name] = str(exc)
             logger.warning("skipped %s: %s", name, exc)

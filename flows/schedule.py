@@ -81,13 +81,12 @@ def deploy_to_pool(name: str, pool: str, schedule, parameters: dict) -> str:
 
     ensure_process_pool(pool)
     nightly = Flow.from_source(source=str(PROJECT_ROOT), entrypoint=ENTRYPOINT)
-    deployment_id = nightly.deploy(
-        name=name,
-        work_pool_name=pool,
-        concurrency_limit=1,
-        print_next_steps=False,
-        **deployment_options(schedule, parameters),
+    # to_deployment + apply registers exactly this; Flow.deploy would also poll the pool's workers with
+    # a request this server version refuses (HTTP 422 on a null limit, Prefect 3.8.8).
+    deployment = nightly.to_deployment(
+        name=name, work_pool_name=pool, concurrency_limit=1, **deployment_options(schedule, parameters)
     )
+    deployment_id = deployment.apply()
     return str(deployment_id)
 
 

@@ -9,8 +9,6 @@ at all. Only images the store lacks are embedded; maps already drawn for the sam
 so a retried or re-run map task resumes where it stopped.
 """
 
-from __future__ import annotations
-
 import hashlib
 import json
 import time

@@ -7,8 +7,6 @@ source they never saw. The test split is scored last, and the leave-one-source-o
 judged by thresholds chosen without it, go into metrics.json and the model card.
 """
 
-from __future__ import annotations
-
 import json
 from datetime import UTC, datetime
 from pathlib import Path

@@ -5,9 +5,11 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
@@ -83,13 +85,76 @@ def make_labelled_folder(root: Path, per_class: int, source: str = "src", start:
     return root
 
 
-@pytest.fixture(scope="session")
-def prefect_harness():
-    """One temporary Prefect server and database for every test that runs real orchestration."""
-    from prefect.testing.utilities import prefect_test_harness
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
-    with prefect_test_harness(server_startup_timeout=120):
-        yield
+
+def wait_for(check: Callable, timeout: float, what: str, every: float = 0.5):
+    """Poll `check` until it returns something true; fail naming `what` after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(every)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def stop_group(process: subprocess.Popen | None) -> None:
+    """Stop a process started with start_new_session, children included (the Prefect CLI's survive a
+    plain TERM of the parent)."""
+    if process is None or process.poll() is not None:
+        return
+    os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+
+@pytest.fixture(scope="session")
+def prefect_server(tmp_path_factory: pytest.TempPathFactory):
+    """One real `prefect server start` (API, database, scheduler) for every test that needs Prefect
+    itself: in-process runs, served deployments and work-pool workers share it. Yields its API URL."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/api"
+    env = {**os.environ, "PREFECT_HOME": str(tmp_path_factory.mktemp("prefect-server"))}
+    server = subprocess.Popen(
+        [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+
+    def healthy() -> bool:
+        assert server.poll() is None, "the Prefect server exited"
+        try:
+            return urllib.request.urlopen(f"{url}/health", timeout=2).status == 200
+        except OSError:
+            return False
+
+    try:
+        wait_for(healthy, 180, "the Prefect server")
+        yield url
+    finally:
+        stop_group(server)
+
+
+@pytest.fixture
+def prefect_api(prefect_server: str):
+    """This test's Prefect calls, in-process and in the subprocesses it starts, go to the shared server."""
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    os.environ["PREFECT_API_URL"] = prefect_server
+    try:
+        with temporary_settings(updates={PREFECT_API_URL: prefect_server}):
+            yield prefect_server
+    finally:
+        os.environ.pop("PREFECT_API_URL", None)
 
 
 PER_CLASS = 40

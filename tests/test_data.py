@@ -122,6 +122,10 @@ def test_decode_refuses_bombs_and_truncation() -> None:
         ("airport", None),
         ("photos", None),
         ("unreal", None),
+        ("0_real", "real"),
+        ("1_fake", "ai"),
+        ("nature", "real"),
+        ("naturephotos", None),
     ],
 )
 def test_class_folder_names(name: str, label: str | None) -> None:

@@ -1,4 +1,4 @@
-"""The `embed` flow under real Prefect orchestration with no server configured (a temporary one)."""
+"""The `embed` flow under real Prefect orchestration, recorded by a real Prefect server."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from flows.embed_flow import embed_flow
 from tests.conftest import make_labelled_folder
 
 
-def test_embed_flow_runs_under_prefect_without_a_configured_server(
-    tiny_vit: Path, tmp_path: Path, prefect_harness: None
+def test_embed_flow_runs_under_prefect_as_named_tasks(
+    tiny_vit: Path, tmp_path: Path, prefect_api: str
 ) -> None:
     folder = make_labelled_folder(tmp_path / "images", per_class=2)
     state = embed_flow(

@@ -97,6 +97,20 @@ def test_formula_cells_are_neutralised_and_names_survive(first_run) -> None:
     assert not any(p.startswith(("=", "+", "-", "@")) for p in paths)
 
 
+def test_jsonl_has_the_csv_rows_with_raw_paths_and_nulls(first_run) -> None:
+    out, rows, _ = first_run
+    with open(out / "verdicts.jsonl", encoding="utf-8") as handle:
+        records = [json.loads(line) for line in handle]
+    assert [list(r) for r in records] == [list(rows[0])] * len(rows)  # the CSV's columns, in order
+    by_path = {r["path"]: r for r in records}
+    assert set(by_path) == set(HOSTILE_NAMES) | {r["path"] for r in rows if not r["path"].startswith("'")}
+    assert "=cmd|' -C calc'!A0.png" in by_path  # no formula guard: scripts get the name as it is
+    broken = by_path["broken.jpg"]
+    assert broken["verdict"] == "unreadable" and broken["p_ai"] is None and broken["error"]
+    judged = by_path["new\nline.png"]
+    assert isinstance(judged["p_ai"], float) and judged["error"] is None
+
+
 def test_rescoring_unchanged_input_embeds_and_draws_nothing(first_run, dump: Path, trained: dict) -> None:
     out, rows, _ = first_run
     maps = {p: p.stat().st_mtime_ns for p in (out / "maps").iterdir()}

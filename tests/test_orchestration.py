@@ -1,0 +1,277 @@
+"""faceaudit as Prefect users run it, against one real local Prefect server: a night that keeps going
+past a failed dump, artifacts and logs read back through the client, a served deployment with a time
+zone and typed parameters, and a work-pool deployment run end to end by a real worker."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT, faceaudit, stop_group, wait_for
+
+
+def make_dumps(trained: dict, root: Path, nights: list[str], per_dump: int = 2) -> Path:
+    images = sorted((trained["data"] / "beta").rglob("*.png"))
+    for i, night in enumerate(nights):
+        (root / night).mkdir(parents=True)
+        for image in images[i * per_dump : (i + 1) * per_dump]:
+            shutil.copyfile(image, root / night / image.name)
+    return root
+
+
+def client():
+    from prefect import get_client
+
+    return get_client(sync_client=True)
+
+
+def api(path: str, body: dict) -> list[dict]:
+    """POST a filter to the Prefect server's REST API (the same calls its UI makes)."""
+    request = urllib.request.Request(
+        f"{os.environ['PREFECT_API_URL']}/{path}",
+        data=json.dumps(body).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return json.loads(response.read())
+
+
+def artifact(key: str) -> dict:
+    found = api("artifacts/filter", {"artifacts": {"key": {"any_": [key]}}})
+    assert found, f"no artifact {key!r}"
+    return found[0]
+
+
+def flow_run_named(name: str) -> dict:
+    runs = api("flow_runs/filter", {"flow_runs": {"name": {"any_": [name]}}})
+    assert len(runs) == 1, f"expected one flow run named {name!r}, found {len(runs)}"
+    return runs[0]
+
+
+def log_messages(flow_run_id: str) -> list[str]:
+    return [log["message"] for log in api("logs/filter", {"logs": {"flow_run_id": {"any_": [flow_run_id]}}})]
+
+
+def test_a_failed_dump_does_not_stop_the_night(trained: dict, tmp_path: Path, prefect_api: str) -> None:
+    from flows.nightly_flow import nightly_flow
+
+    dumps = make_dumps(trained, tmp_path / "dumps", ["2026-11-20", "2026-11-21", "2026-11-22"])
+    (dumps / "2026-11-20" / "broken.jpg").write_bytes(b"not a picture at all")
+    reports = tmp_path / "reports"
+    reports.mkdir()
+    (reports / "2026-11-21").write_text("a file where the dump's report folder should go")
+
+    state = nightly_flow(
+        str(dumps),
+        str(reports),
+        str(tmp_path / "store"),
+        str(trained["model"]),
+        explain="none",
+        samples=20,
+        return_state=True,
+    )
+    assert state.is_failed()
+    assert "1 of 3 dumps failed: 2026-11-21: FileExistsError" in state.message
+    for night, files in (("2026-11-20", 3), ("2026-11-22", 2)):
+        run = json.loads((reports / night / "run.json").read_text())
+        assert run["files"] == files and (reports / night / "verdicts.jsonl").is_file()
+
+    run = json.loads((reports / "2026-11-20" / "run.json").read_text())
+    table = json.loads(artifact("verdicts-2026-11-20")["data"])
+    assert {row["verdict"]: row["files"] for row in table} == run["counts"]
+    assert run["counts"]["unreadable"] == 1
+    summary = artifact("summary-2026-11-20")["data"]
+    assert run["model"]["id"] in summary and "broken.jpg | not an image: text" in summary
+    report_link = artifact("report-2026-11-20")["data"]
+    assert (reports / "2026-11-20" / "report.html").resolve().as_uri() in report_link
+
+    scored = flow_run_named("score 2026-11-20")
+    wait_for(
+        lambda: any("unreadable: broken.jpg: not an image: text" in m for m in log_messages(scored["id"])),
+        60,
+        "the unreadable file's reason in the dump's run logs",
+    )
+    assert flow_run_named("score 2026-11-21")["state_type"] == "FAILED"
+    tasks = api("task_runs/filter", {"flow_runs": {"id": {"any_": [scored["id"]]}}})
+    steps = {t["name"].rsplit("-", 1)[0] for t in tasks if t["state_type"] == "COMPLETED"}
+    assert steps == {"scan-folder", "embed-new-images", "predict", "write-outputs"}  # --explain none
+
+
+def test_a_dump_whose_report_folder_is_busy_is_skipped(trained: dict, tmp_path: Path) -> None:
+    from flows.nightly_flow import nightly_flow
+
+    dumps = make_dumps(trained, tmp_path / "dumps", ["a", "b"])
+    reports = tmp_path / "reports"
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys; from pathlib import Path; from flows.outputs import output_lock\n"
+            f"with output_lock(Path({str(reports / 'a')!r})):\n"
+            "    print('held', flush=True); sys.stdin.read()",
+        ],
+        cwd=ROOT,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        model = str(trained["model"])
+        done = nightly_flow.fn(str(dumps), str(reports), str(tmp_path / "store"), model, "none", 20)
+    finally:
+        holder.communicate("", timeout=30)
+    assert list(done["scored"]) == ["b"] and not done["failed"]
+    assert "being written by another faceaudit run" in done["busy"]["a"]
+
+
+def test_score_flow_parameters_are_typed_and_checked(trained: dict, tmp_path: Path) -> None:
+    from prefect.exceptions import ParameterTypeError
+
+    from flows.orchestration import run_flow
+    from flows.score_flow import score_flow
+
+    schema = score_flow.parameters.model_dump()["properties"]
+    assert schema["explain"]["enum"] == ["flagged", "all", "none"]
+    assert schema["explain_method"]["enum"] == ["occlusion", "gradient", "both"]
+    assert (schema["batch_size"]["minimum"], schema["batch_size"]["maximum"]) == (1, 1024)
+    # In-process runs are checked against the same schema, before anything is written.
+    for bad in ({"explain": "everything"}, {"batch_size": 0}):
+        out = tmp_path / f"out-{len(bad)}-{next(iter(bad))}"
+        with pytest.raises(ParameterTypeError):
+            run_flow(
+                score_flow,
+                False,
+                input_dir=str(trained["data"]),
+                out_dir=str(out),
+                store_dir=str(tmp_path / "store"),
+                **bad,
+            )
+        assert not out.exists()
+
+
+def _env(api: str) -> dict:
+    return {**os.environ, "PREFECT_API_URL": api}
+
+
+def _deployment(name: str):
+    from prefect.exceptions import ObjectNotFound
+
+    def read():
+        try:
+            with client() as c:
+                return c.read_deployment_by_name(name)
+        except ObjectNotFound:
+            return None
+
+    return read
+
+
+def test_served_deployment_has_a_time_zone_typed_parameters_and_one_night_at_a_time(
+    trained: dict, tmp_path: Path, prefect_api: str
+) -> None:
+    from prefect.deployments import run_deployment
+    from prefect.exceptions import PrefectHTTPStatusError
+
+    dumps = make_dumps(trained, tmp_path / "dumps", ["2026-11-20"])
+    reports = tmp_path / "reports"
+    bad_cron = faceaudit("serve", str(dumps), "--out", str(reports), "--cron", "0 2 * *")
+    assert bad_cron.returncode == 2 and "Invalid cron string" in bad_cron.stderr
+    bad_zone = faceaudit(
+        "serve", str(dumps), "--out", str(reports), "--cron", "0 2 * * *", "--timezone", "Mars/Base"
+    )
+    assert bad_zone.returncode == 2 and "unknown time zone 'Mars/Base'" in bad_zone.stderr
+
+    command = [sys.executable, "-m", "flows.cli", "serve", str(dumps), "--out", str(reports)]
+    command += ["--cron", "0 2 * * *", "--timezone", "Europe/Paris", "--name", "served"]
+    command += ["--model", str(trained["model"]), "--store", str(tmp_path / "store"), "--explain", "none"]
+    served = subprocess.Popen(
+        command,
+        cwd=ROOT,
+        env=_env(prefect_api),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        deployment = wait_for(_deployment("nightly/served"), 120, "the served deployment")
+        schedule = deployment.schedules[0].schedule
+        assert (schedule.cron, schedule.timezone) == ("0 2 * * *", "Europe/Paris")
+        assert deployment.global_concurrency_limit.limit == 1
+        assert set(deployment.tags) == {"faceaudit", "nightly"} and deployment.version
+        properties = deployment.parameter_openapi_schema["properties"]
+        assert properties["explain"]["enum"] == ["flagged", "all", "none"]
+        assert properties["samples"]["anyOf"][0]["maximum"] == 10000
+        with client() as c, pytest.raises(PrefectHTTPStatusError) as refused:
+            c.create_flow_run_from_deployment(deployment.id, parameters={"explain": "everything"})
+        assert refused.value.response.status_code == 409
+
+        finished = run_deployment("nightly/served", timeout=300)
+        assert finished.state.is_completed(), finished.state.message
+        assert json.loads((reports / "2026-11-20" / "run.json").read_text())["files"] == 2
+    finally:
+        stop_group(served)
+
+
+def test_a_work_pool_worker_runs_the_nightly_deployment(
+    trained: dict, tmp_path: Path, prefect_api: str
+) -> None:
+    from prefect.deployments import run_deployment
+
+    dumps = make_dumps(trained, tmp_path / "dumps", ["2026-11-20", "2026-11-21"])
+    reports = tmp_path / "reports"
+    deployed = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "flows.cli",
+            "deploy",
+            str(dumps),
+            "--out",
+            str(reports),
+            "--pool",
+            "faceaudit-test-pool",
+            "--interval",
+            "86400",
+            "--name",
+            "pooled",
+            "--model",
+            str(trained["model"]),
+            "--store",
+            str(tmp_path / "store"),
+            "--explain",
+            "none",
+        ],
+        cwd=ROOT,
+        env=_env(prefect_api),
+        capture_output=True,
+        text=True,
+    )
+    assert deployed.returncode == 0, deployed.stderr
+    assert "on pool 'faceaudit-test-pool'" in deployed.stdout
+    deployment = _deployment("nightly/pooled")()
+    assert deployment.work_pool_name == "faceaudit-test-pool"
+    assert deployment.global_concurrency_limit.limit == 1
+
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "prefect", "worker", "start", "--pool", "faceaudit-test-pool"],
+        cwd=tmp_path,
+        env=_env(prefect_api),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        finished = run_deployment("nightly/pooled", timeout=400)
+        assert finished.state.is_completed(), finished.state.message
+    finally:
+        stop_group(worker)
+    for night in ("2026-11-20", "2026-11-21"):
+        assert json.loads((reports / night / "run.json").read_text())["files"] == 2
