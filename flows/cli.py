@@ -85,7 +85,7 @@ PrefectOption = Annotated[
     typer.Option(
         "--prefect/--no-prefect",
         help="Run as a recorded Prefect flow run [default: only when PREFECT_API_URL names a server; "
-        "without one Prefect would start a temporary server, about 7 s per run].",
+        "without one Prefect would start a temporary server, 10-30 s per run].",
     ),
 ]
 
@@ -378,7 +378,7 @@ def score(
         str, typer.Option(help="Occlusion maps for 'flagged' (ai_generated and uncertain), 'all' or 'none'.")
     ] = "flagged",
     explain_method: Annotated[
-        str, typer.Option(help="'occlusion' (about 3 s an image), 'gradient' (0.5 s, noisier) or 'both'.")
+        str, typer.Option(help="'occlusion' (about 1.8 s an image), 'gradient' (0.5 s, noisier) or 'both'.")
     ] = "occlusion",
     occlusion_baseline: Annotated[
         str, typer.Option(help="What hides a window: 'blur' (a blurred copy) or 'mean' (the mean colour).")

@@ -1,7 +1,7 @@
 """Run flows with or without a Prefect API.
 
 With a Prefect server configured (PREFECT_API_URL), every run is recorded and visible in the UI. With
-none, Prefect would start a throwaway server for each run (about 7 s here); the command line then runs
+none, Prefect would start a throwaway server for each run (10-30 s here); the command line then runs
 the same flow function in-process instead, unless asked for `--prefect`.
 """
 

@@ -1,4 +1,5 @@
-"""Embedding on a real 2-process local Dask cluster through Prefect's DaskTaskRunner."""
+"""Embedding on a real 2-process local Dask cluster through Prefect's DaskTaskRunner, with the Dask
+workers reporting to the session's Prefect server (without one, each would start a temporary server)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,9 @@ from embed.store import FeatureStore
 from tests.conftest import faceaudit, make_labelled_folder
 
 
-def test_two_dask_workers_give_the_vectors_of_a_sequential_run(tiny_vit: Path, tmp_path: Path) -> None:
+def test_two_dask_workers_give_the_vectors_of_a_sequential_run(
+    tiny_vit: Path, tmp_path: Path, prefect_api: str
+) -> None:
     folder = make_labelled_folder(tmp_path / "images", per_class=12)
     (folder / "broken.jpg").write_bytes(b"nope")
     common = ["--backbone", str(tiny_vit), "--batch-size", "4", "--json"]
@@ -47,7 +50,7 @@ def test_both_dask_options_are_refused(tmp_path: Path) -> None:
     assert result.returncode == 2 and "not both" in result.stderr
 
 
-def test_score_can_embed_on_dask_first(trained: dict, tmp_path: Path) -> None:
+def test_score_can_embed_on_dask_first(trained: dict, tmp_path: Path, prefect_api: str) -> None:
     dump = tmp_path / "dump"
     dump.mkdir()
     for image in sorted((trained["data"] / "alpha").rglob("*.png"))[:6]:

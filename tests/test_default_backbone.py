@@ -75,3 +75,26 @@ def test_default_pipeline_embeds_real_images(real_images: list, tmp_path) -> Non
     provenance = FeatureStore(tmp_path / "store", spec.fingerprint).provenance()
     assert provenance["weights_sha256"] == spec.backbone.weights_sha256
     assert provenance["backbone"] == "dinov2-s14"
+
+
+def test_demo_judges_the_shipped_faces_and_shows_each_verdict(tmp_path) -> None:
+    """`faceaudit demo`: the six shipped faces and the broken file, a line each, then the report."""
+    from flows.demo import SAMPLE_FOLDER
+    from tests.conftest import faceaudit
+
+    result = faceaudit("demo", "--out", str(tmp_path / "demo"), "--no-progress")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    files = sorted(str(p.relative_to(SAMPLE_FOLDER)) for p in SAMPLE_FOLDER.rglob("*") if p.is_file())
+    assert len(files) == 7
+    table = {line.split()[0]: line for line in lines if line.split() and line.split()[0] in files}
+    assert sorted(table) == files  # one line per file, as judged
+    assert table["broken.jpg"].split()[1] == "unreadable" and "not an image: text" in table["broken.jpg"]
+    for name in files:
+        if name != "broken.jpg":
+            verdict, p_ai = table[name].split()[1:3]
+            assert verdict in ("ai_generated", "real", "uncertain") and 0.0 <= float(p_ai) <= 1.0
+    report = lines[-1].removeprefix("report: ")
+    assert lines[-1].startswith("report: ") and (tmp_path / "demo" / "report" / "report.html").samefile(
+        report
+    )
