@@ -23,7 +23,7 @@ def dumps(trained: dict, tmp_path: Path) -> Path:
     return root
 
 
-def nightly(dumps: Path, reports: Path, trained: dict, store: Path) -> str:
+def nightly(dumps: Path, reports: Path, trained: dict, store: Path, code: int = 0) -> str:
     result = faceaudit(
         "nightly",
         str(dumps),
@@ -38,8 +38,8 @@ def nightly(dumps: Path, reports: Path, trained: dict, store: Path) -> str:
         "--samples",
         "20",
     )
-    assert result.returncode == 0, result.stderr
-    return result.stdout
+    assert result.returncode == code, result.stderr
+    return result.stdout + result.stderr
 
 
 def test_each_dump_is_scored_once_and_again_only_when_it_changes(dumps, trained, tmp_path: Path) -> None:
@@ -59,3 +59,13 @@ def test_each_dump_is_scored_once_and_again_only_when_it_changes(dumps, trained,
     assert "1 dumps scored, 1 already up to date" in nightly(dumps, reports, trained, store)
     run = json.loads((reports / "2026-11-21" / "run.json").read_text())
     assert run["files"] == 4 and run["newly_embedded"] == 0  # the shared store already had that image
+
+
+def test_a_failed_dump_is_named_and_the_exit_code_says_so(dumps, trained, tmp_path: Path) -> None:
+    reports = tmp_path / "reports"
+    reports.mkdir()
+    (reports / "2026-11-20").write_text("a file where a report folder should go")
+    said = nightly(dumps, reports, trained, tmp_path / "store", code=1)
+    assert "failed 2026-11-20: FileExistsError" in said
+    assert "1 dumps scored, 0 already up to date, 1 failed" in said
+    assert json.loads((reports / "2026-11-21" / "run.json").read_text())["files"] == 3
