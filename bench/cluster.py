@@ -33,7 +33,7 @@ def main() -> None:
     parser.add_argument("--count", type=int, default=200)
     parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args()
-    from flows.distributed import dask_runner, embed_distributed_flow
+    from flows.distributed import dask_runner
     from flows.embed_flow import embed_flow
 
     records = first_images(args.data, args.count)
@@ -42,7 +42,7 @@ def main() -> None:
         started = time.perf_counter()
         embed_flow.fn(str(folder), str(Path(scratch) / "sequential"))
         sequential = time.perf_counter() - started
-        flow = embed_distributed_flow.with_options(task_runner=dask_runner(None, args.workers))
+        flow = embed_flow.with_options(task_runner=dask_runner(None, args.workers))
         started = time.perf_counter()
         flow(str(folder), str(Path(scratch) / "dask"), partitions=args.workers)
         parallel = time.perf_counter() - started

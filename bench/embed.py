@@ -84,13 +84,13 @@ def throughput(records, args) -> None:
             str(folder), str(Path(scratch) / "store"), batch_size=args.batch_size, workers=args.workers
         )
         flow_seconds = time.perf_counter() - started
-        flow_rate = summary["new"] / flow_seconds
+        flow_rate = summary.new / flow_seconds
         started = time.perf_counter()
         again = embed_flow.fn(str(folder), str(Path(scratch) / "store"), batch_size=args.batch_size)
         rerun_seconds = time.perf_counter() - started
     print(
         f"\nthroughput, batch {args.batch_size}, {len(sample)} images for forward/reference, "
-        f"{summary['new']} for the flow, {os.cpu_count()} cores, torch threads {threads()}:"
+        f"{summary.new} for the flow, {os.cpu_count()} cores, torch threads {threads()}:"
     )
     print(f"  flow (whole, wall clock incl. model load) {flow_rate:7.2f} images/s")
     print(f"  bare forward + pooling                   {forward_rate:7.2f} images/s")

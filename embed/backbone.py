@@ -7,12 +7,14 @@ re-run on stored images never pays for a model load.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from data.atomic import write_text
 from embed.default_backbone import DEFAULT_BACKBONE, cache_root, default_backbone_dir
 
 _WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
@@ -134,13 +136,8 @@ def weights_sha256(folder: Path) -> str:
         digest.update(memoryview(array.reshape(-1).view("uint8")))
     value = digest.hexdigest()
     cache[key] = value
-    try:
-        cache_file.parent.mkdir(parents=True, exist_ok=True)
-        scratch = cache_file.with_suffix(f".{os.getpid()}.tmp")
-        scratch.write_text(json.dumps(cache, indent=1))
-        scratch.replace(cache_file)
-    except OSError:
-        pass  # a read-only cache only costs a re-hash next time
+    with contextlib.suppress(OSError):  # a read-only cache only costs a re-hash next time
+        write_text(cache_file, json.dumps(cache, indent=1))
     return value
 
 

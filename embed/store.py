@@ -3,7 +3,7 @@
 Layout (all readable with plain h5py):
 
     STORE/<fingerprint[:16]>/spec.json            what made these vectors (backbone, preprocessing, pooling)
-    STORE/<fingerprint[:16]>/shard-<run>.h5       complete shards, one per finished run
+    STORE/<fingerprint[:16]>/shard-<run>.h5       complete shards: one per finished run, small ones folded
     STORE/<fingerprint[:16]>/batch-<run>-<n>.h5   batches a run has committed but not yet merged
     STORE/<fingerprint[:16]>/*.tmp                files being written: never read
 
@@ -34,6 +34,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from data.atomic import commit, fsync_dir, replacing
 from data.version import code_version
 
 FORMAT_VERSION = 1
@@ -187,7 +188,7 @@ class FeatureStore:
         for path in sources:
             with contextlib.suppress(FileNotFoundError):
                 path.unlink()
-        _fsync_dir(self.folder)
+        fsync_dir(self.folder)
         return total
 
     def _remove_leftovers(self, dead_runs: set[str]) -> None:
@@ -218,16 +219,14 @@ class StoreWriter:
         }
         self._seq = 0
         self._lock_fd: int | None = None
-        self.written = 0
 
     def __enter__(self) -> StoreWriter:
         folder = self.store.folder
         folder.mkdir(parents=True, exist_ok=True)
         spec = folder / "spec.json"
         if not spec.exists():
-            scratch = folder / f"spec.json.{self.run_id}.tmp"
-            scratch.write_text(json.dumps({k: _plain(v) for k, v in self.attrs.items()}, indent=2))
-            os.replace(scratch, spec)
+            with replacing(spec, folder / f"spec.json.{self.run_id}.tmp") as scratch:
+                scratch.write_text(json.dumps({k: _plain(v) for k, v in self.attrs.items()}, indent=2))
         self._lock_fd = os.open(folder / f"run-{self.run_id}.lock", os.O_CREAT | os.O_RDWR, 0o644)
         fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
         return self
@@ -244,7 +243,6 @@ class StoreWriter:
         target = self.store.folder / f"batch-{self.run_id}-{self._seq:06d}.h5"
         _write_atomic(target, list(hashes), vectors, {**self.attrs, "created_at": _now()})
         self._seq += 1
-        self.written += len(hashes)
 
     def __exit__(self, *exc_info) -> None:
         try:
@@ -370,7 +368,7 @@ def _write_atomic(target: Path, hashes: list[str], vectors: np.ndarray, attrs: d
         handle.create_dataset("vectors", data=vectors.astype(np.float32, copy=False))
         for key, value in attrs.items():
             handle.attrs[key] = value
-    _commit(scratch, target)
+    commit(scratch, target)
 
 
 def _write_atomic_from(
@@ -393,26 +391,7 @@ def _write_atomic_from(
             at += len(keep)
         for name, value in attrs.items():
             out.attrs[name] = value
-    _commit(scratch, target)
-
-
-def _commit(scratch: Path, target: Path) -> None:
-    """Flush a finished scratch file to disk and rename it into place."""
-    fd = os.open(scratch, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(scratch, target)
-    _fsync_dir(target.parent)
-
-
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    commit(scratch, target)
 
 
 @contextlib.contextmanager

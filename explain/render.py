@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from data.atomic import replacing
 from explain.occlusion import OcclusionResult
 
 
@@ -42,8 +43,8 @@ def render_map(image: Image.Image, result: OcclusionResult, path: Path, verdict:
     )
     fig.suptitle(f"{verdict}  ·  P(AI-generated) = {result.p_ai:.3f}", fontsize=11)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    scratch = path.with_name(path.name + ".tmp")
-    fig.savefig(scratch, format="png")
-    plt.close(fig)
-    scratch.replace(path)
+    try:
+        with replacing(path) as scratch:
+            fig.savefig(scratch, format="png")
+    finally:
+        plt.close(fig)

@@ -11,7 +11,12 @@ from typing import Annotated
 
 import typer
 
+from embed.augment import DEFAULT_VIEWS
+from embed.default_backbone import DEFAULT_BACKBONE
+from embed.spec import DEFAULT_POOLING, DEFAULT_PREPROCESS
 from flows.defaults import (
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_WORKERS,
     EVAL_SPLITS,
     EXIT_BUSY,
     EXIT_FAILED,
@@ -23,6 +28,8 @@ from flows.defaults import (
     contain_library_state,
     default_store_dir,
 )
+from head.thresholds import Bounds
+from head.uncertainty import DEFAULT_SAMPLES
 
 app = typer.Typer(
     name="faceaudit",
@@ -90,32 +97,36 @@ PrefectOption = Annotated[
 ]
 
 
+BackboneOption = Annotated[
+    str, typer.Option(help="'dinov2-s14' (built in), a local transformers folder, or a hub id.")
+]
+PreprocessOption = Annotated[
+    str,
+    typer.Option(
+        help="'scale': short side to the input size, centre crop (faces at one scale); 'crop': native "
+        "pixels, centre crop; 'resize': whole image squeezed to the input size."
+    ),
+]
+PoolingOption = Annotated[
+    str,
+    typer.Option(help="'cls', 'mean' (of patch tokens), 'cls+mean', or 'cls+mean+std' (patch spread too)."),
+]
+LayersOption = Annotated[
+    str | None,
+    typer.Option(help="Layers to pool, e.g. 4,8,12 [default: 1/3, 1/2 and 2/3 of the depth: 4,6,8]."),
+]
+
+
 @app.command()
 def embed(
     input_dir: Annotated[Path, typer.Argument(help="Folder of images, walked recursively.")],
     store: StoreOption = None,
-    backbone: Annotated[
-        str, typer.Option(help="'dinov2-s14' (built in), a local transformers folder, or a hub id.")
-    ] = "dinov2-s14",
-    preprocess: Annotated[
-        str,
-        typer.Option(
-            help="'scale': short side to the input size, centre crop (faces at one scale); 'crop': native "
-            "pixels, centre crop; 'resize': whole image squeezed to the input size."
-        ),
-    ] = "scale",
-    pooling: Annotated[
-        str,
-        typer.Option(
-            help="'cls', 'mean' (of patch tokens), 'cls+mean', or 'cls+mean+std' (patch spread too)."
-        ),
-    ] = "cls+mean+std",
-    layers: Annotated[
-        str | None,
-        typer.Option(help="Layers to pool, e.g. 4,8,12 [default: 1/3, 1/2 and 2/3 of the depth: 4,6,8]."),
-    ] = None,
-    batch_size: BatchOption = 16,
-    workers: WorkersOption = 1,
+    backbone: BackboneOption = DEFAULT_BACKBONE,
+    preprocess: PreprocessOption = DEFAULT_PREPROCESS,
+    pooling: PoolingOption = DEFAULT_POOLING,
+    layers: LayersOption = None,
+    batch_size: BatchOption = DEFAULT_BATCH_SIZE,
+    workers: WorkersOption = DEFAULT_WORKERS,
     dask_address: DaskAddressOption = None,
     dask_workers: Annotated[
         int | None,
@@ -130,40 +141,22 @@ def embed(
     With --dask-address or --dask-workers, the images are split into partitions embedded in parallel
     through Prefect's DaskTaskRunner, each writing its own store shard (a Prefect server is advised).
     """
-    from embed.pooling import parse_layers
-
     _existing_dir(input_dir, "input folder")
-    try:
-        layer_list = list(parse_layers(layers))
-    except ValueError as exc:
-        raise fail(str(exc)) from None
-    _check_embedding_choices(preprocess, pooling)
-    store_dir = store or default_store_dir()
-
-    if dask_address and dask_workers:
-        raise fail("give --dask-address or --dask-workers, not both")
-    common = dict(
-        input_dir=str(input_dir),
-        store_dir=str(store_dir),
-        backbone=backbone,
-        preprocess=preprocess,
-        pooling=pooling,
-        layers=layer_list,
-        batch_size=batch_size,
+    summary = _embed(
+        input_dir,
+        store or default_store_dir(),
+        _embedding_options(backbone, preprocess, pooling, layers),
+        batch_size,
+        workers,
+        dask_address,
+        dask_workers,
+        prefect,
+        progress,
     )
-    if dask_address or dask_workers:
-        from flows.distributed import dask_runner, embed_distributed_flow
-
-        runner = embed_distributed_flow.with_options(task_runner=dask_runner(dask_address, dask_workers))
-        summary = _run_guarded(runner, True, progress, partitions=dask_workers or 2, **common)
-    else:
-        from flows.embed_flow import embed_flow
-
-        summary = _run_guarded(embed_flow, prefect, progress, workers=workers, **common)
     if json_out:
-        typer.echo(json.dumps(summary, indent=2))
+        typer.echo(json.dumps(summary.as_dict(), indent=2))
     else:
-        _print_embed_summary(summary)
+        _print_embed_summary(summary.as_dict())
 
 
 @app.command()
@@ -176,23 +169,19 @@ def train(
         str, typer.Option(help="'mc-dropout' (MC-dropout MLP) or 'pyro-vi' (Pyro SVI).")
     ] = "mc-dropout",
     store: StoreOption = None,
-    backbone: Annotated[str, typer.Option(help="Backbone (see `faceaudit embed --help`).")] = "dinov2-s14",
-    preprocess: Annotated[
-        str, typer.Option(help="'scale', 'crop' or 'resize' (see `embed --help`).")
-    ] = "scale",
-    pooling: Annotated[
-        str, typer.Option(help="'cls', 'mean', 'cls+mean' or 'cls+mean+std'.")
-    ] = "cls+mean+std",
-    layers: Annotated[
-        str | None, typer.Option(help="Layers to pool [default: 1/3, 1/2 and 2/3 of the depth: 4,6,8].")
-    ] = None,
+    backbone: BackboneOption = DEFAULT_BACKBONE,
+    preprocess: PreprocessOption = DEFAULT_PREPROCESS,
+    pooling: PoolingOption = DEFAULT_POOLING,
+    layers: LayersOption = None,
     max_real_called_ai: Annotated[
         float, typer.Option(min=0.0, max=1.0, help="Bound on real faces called AI among confident verdicts.")
-    ] = 0.01,
+    ] = Bounds.real_called_ai,
     max_ai_called_real: Annotated[
         float, typer.Option(min=0.0, max=1.0, help="Bound on AI faces called real among confident verdicts.")
-    ] = 0.05,
-    samples: Annotated[int, typer.Option(min=2, max=10000, help="Monte Carlo samples per prediction.")] = 200,
+    ] = Bounds.ai_called_real,
+    samples: Annotated[
+        int, typer.Option(min=2, max=10000, help="Monte Carlo samples per prediction.")
+    ] = DEFAULT_SAMPLES,
     augment: Annotated[
         bool,
         typer.Option(
@@ -201,7 +190,9 @@ def train(
             "blurred), both classes alike; embedded once and kept in the store.",
         ),
     ] = True,
-    views: Annotated[int, typer.Option(min=0, max=16, help="Augmented views per training image.")] = 2,
+    views: Annotated[
+        int, typer.Option(min=0, max=16, help="Augmented views per training image.")
+    ] = DEFAULT_VIEWS,
     unseen_sources: Annotated[
         bool,
         typer.Option(
@@ -213,13 +204,13 @@ def train(
     max_unseen_real_called_ai: Annotated[
         float,
         typer.Option(min=0.0, max=1.0, help="Bound, per left-out source, on its real faces called AI."),
-    ] = 0.02,
+    ] = Bounds.unseen_real_called_ai,
     max_unseen_ai_called_real: Annotated[
         float,
         typer.Option(min=0.0, max=1.0, help="Bound, per left-out source, on its AI faces called real."),
-    ] = 0.10,
-    batch_size: BatchOption = 16,
-    workers: WorkersOption = 1,
+    ] = Bounds.unseen_ai_called_real,
+    batch_size: BatchOption = DEFAULT_BATCH_SIZE,
+    workers: WorkersOption = DEFAULT_WORKERS,
     prefect: PrefectOption = None,
     progress: ProgressOption = None,
 ) -> None:
@@ -229,17 +220,11 @@ def train(
     more, the recipe is also trained once per source left out, and the uncertain band is set so that a
     source never trained on is rarely judged wrongly (see --max-unseen-*).
     """
-    from embed.pooling import parse_layers
-
     _existing_dir(data_dir, "data folder")
     from head.model import HEADS
 
     _check_choice(head, tuple(HEADS), "--head")
-    _check_embedding_choices(preprocess, pooling)
-    try:
-        layer_list = list(parse_layers(layers))
-    except ValueError as exc:
-        raise fail(str(exc)) from None
+    embedding = _embedding_options(backbone, preprocess, pooling, layers)
     from flows.train_flow import train_flow
 
     result = _run_guarded(
@@ -250,10 +235,7 @@ def train(
         model_out=str(model_out),
         store_dir=str(store or default_store_dir()),
         head=head,
-        backbone=backbone,
-        preprocess=preprocess,
-        pooling=pooling,
-        layers=layer_list,
+        **embedding,
         batch_size=batch_size,
         workers=workers,
         max_real_called_ai=max_real_called_ai,
@@ -313,8 +295,8 @@ def evaluate(
         ),
     ] = False,
     samples: SamplesOption = None,
-    batch_size: BatchOption = 16,
-    workers: WorkersOption = 1,
+    batch_size: BatchOption = DEFAULT_BATCH_SIZE,
+    workers: WorkersOption = DEFAULT_WORKERS,
     prefect: PrefectOption = None,
     progress: ProgressOption = None,
 ) -> None:
@@ -384,8 +366,8 @@ def score(
         str, typer.Option(help="What hides a window: 'blur' (a blurred copy) or 'mean' (the mean colour).")
     ] = "blur",
     samples: SamplesOption = None,
-    batch_size: BatchOption = 16,
-    workers: WorkersOption = 1,
+    batch_size: BatchOption = DEFAULT_BATCH_SIZE,
+    workers: WorkersOption = DEFAULT_WORKERS,
     dask_address: DaskAddressOption = None,
     dask_workers: Annotated[
         int | None,
@@ -399,12 +381,18 @@ def score(
     _check_choice(explain, EXPLAIN_CHOICES, "--explain")
     _check_choice(explain_method, EXPLAIN_METHODS, "--explain-method")
     _check_choice(occlusion_baseline, OCCLUSION_BASELINES, "--occlusion-baseline")
-    if dask_address and dask_workers:
-        raise fail("give --dask-address or --dask-workers, not both")
     from flows.score_flow import score_flow
 
-    if dask_address or dask_workers:
-        _embed_on_dask(input_dir, store, model, dask_address, dask_workers, batch_size, progress)
+    if dask_address or dask_workers:  # embed what is missing on the cluster first, then score here
+        spec = _model_spec(model)
+        options = dict(
+            backbone=spec.backbone.name,
+            preprocess=spec.preprocess.mode,
+            pooling=spec.pooling.kind,
+            layers=list(spec.pooling.layers),
+        )
+        store_dir = store or default_store_dir()
+        _embed(input_dir, store_dir, options, batch_size, workers, dask_address, dask_workers, True, progress)
 
     run = _run_guarded(
         score_flow,
@@ -429,39 +417,42 @@ def score(
     typer.echo(f"report: {Path(out) / 'report.html'}")
 
 
-def _embed_on_dask(
+def _embed(
     input_dir: Path,
-    store: Path | None,
-    model: Path | None,
-    address: str | None,
-    workers: int | None,
+    store_dir: Path,
+    embedding: dict,
     batch_size: int,
+    workers: int,
+    dask_address: str | None,
+    dask_workers: int | None,
+    prefect: bool | None,
     progress: bool | None,
-) -> None:
-    """Embed what the store lacks for the model's embedding on a Dask cluster, before scoring."""
+):
+    """The command line's one way to embed a folder: in this process, or as partitions on a Dask
+    cluster (always a recorded run: Dask workers report to Prefect)."""
+    from flows.embed_flow import embed_flow
+
+    if dask_address and dask_workers:
+        raise fail("give --dask-address or --dask-workers, not both")
+    params = dict(input_dir=str(input_dir), store_dir=str(store_dir), batch_size=batch_size, **embedding)
+    if not (dask_address or dask_workers):
+        return _run_guarded(embed_flow, prefect, progress, workers=workers, **params)
+    from flows.distributed import dask_runner
+
+    runner = embed_flow.with_options(task_runner=dask_runner(dask_address, dask_workers))
+    return _run_guarded(runner, True, progress, partitions=dask_workers or 2, **params)
+
+
+def _model_spec(model: Path | None):
+    """The embedding a model was trained on, or a one-line refusal."""
     from embed.backbone import BackboneError
-    from flows.distributed import dask_runner, embed_distributed_flow
     from flows.models import resolve_model, spec_of
     from head.model import FaceauditModel, ModelError
 
     try:
-        spec = spec_of(FaceauditModel.load(resolve_model(model)))
+        return spec_of(FaceauditModel.load(resolve_model(model)))
     except (ModelError, BackboneError) as exc:
         raise fail(str(exc)) from None
-    runner = embed_distributed_flow.with_options(task_runner=dask_runner(address, workers))
-    _run_guarded(
-        runner,
-        True,
-        progress,
-        input_dir=str(input_dir),
-        store_dir=str(store or default_store_dir()),
-        partitions=workers or 2,
-        backbone=spec.backbone.name,
-        preprocess=spec.preprocess.mode,
-        pooling=spec.pooling.kind,
-        layers=list(spec.pooling.layers),
-        batch_size=batch_size,
-    )
 
 
 def _run_guarded(flow_fn, prefect: bool | None, progress: bool | None, **params):
@@ -710,12 +701,18 @@ def demo(
     typer.echo(f"report: {(report / 'report.html').resolve()}")
 
 
-def _check_embedding_choices(preprocess: str, pooling: str) -> None:
-    from embed.pooling import KINDS
+def _embedding_options(backbone: str, preprocess: str, pooling: str, layers: str | None) -> dict:
+    """The embedding flags of `embed` and `train`, checked and parsed once, as flow parameters."""
+    from embed.pooling import KINDS, parse_layers
     from embed.preprocess import MODES
 
     _check_choice(preprocess, MODES, "--preprocess")
     _check_choice(pooling, KINDS, "--pooling")
+    try:
+        layer_list = list(parse_layers(layers))
+    except ValueError as exc:
+        raise fail(str(exc)) from None
+    return {"backbone": backbone, "preprocess": preprocess, "pooling": pooling, "layers": layer_list}
 
 
 def _check_choice(value: str, choices: tuple[str, ...], flag: str) -> None:

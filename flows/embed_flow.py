@@ -16,8 +16,9 @@ from embed.spec import DEFAULT_POOLING, DEFAULT_PREPROCESS, EmbeddingSpec, make_
 from embed.store import FeatureStore
 from flows.defaults import DEFAULT_BATCH_SIZE, DEFAULT_WORKERS
 from flows.orchestration import call
-from flows.params import BatchSize, Workers
+from flows.params import BatchSize, Partitions, Workers
 from flows.progress import progress_bar
+from flows.run_log import log_unreadable, run_logger
 
 # A bound only a stalled run reaches: about 25x the measured cost of an image on 2 cores.
 EMBED_TIMEOUT_S = (300, 5.0)  # base, per image to embed
@@ -52,6 +53,15 @@ def scan_folder(input_dir: str) -> list[ImageRecord]:
     return scan(input_dir)
 
 
+@dataclass
+class PartitionResult:
+    """What one embedding task did: how many it embedded, the reason for each hash it could not."""
+
+    embedded: int = 0
+    failed: dict[str, str] = field(default_factory=dict)
+    seconds: float = 0.0
+
+
 @task(name="embed-new-images", cache_policy=NO_CACHE, retries=1, retry_delay_seconds=5)
 def embed_new_images(
     records: list[ImageRecord],
@@ -60,24 +70,39 @@ def embed_new_images(
     batch_size: int,
     workers: int,
     views: Views | None = None,
-) -> tuple[int, dict[str, str], float]:
-    """Embed records (or their augmented `views`) the store lacks; returns (embedded, reason by failed
-    hash, seconds embedding). Each batch is committed as it goes, so a retry resumes."""
+    threads: int | None = None,
+) -> PartitionResult:
+    """The one embedding worker: embed `records` (or their augmented `views`) the store lacks, here or on
+    a Dask worker. Each batch is committed as it goes (each task has its own store writer, so its own
+    shard), so a retry resumes. `threads`: torch threads for a worker sharing the machine."""
+    if threads is not None:
+        from embed.backbone import set_threads
+
+        set_threads(threads)
     store = FeatureStore(store_dir, spec.fingerprint)
     label = "embedding" if views is None else "embedding augmented views"
     with progress_bar(label, total=len(records)) as advance:
         result = embed_missing(records, spec, store, batch_size, workers, on_batch=advance, views=views)
     failed = {records[i].sha256: reason for i, reason in result.failed.items()}
-    return result.embedded, failed, result.seconds
+    return PartitionResult(result.embedded, failed, result.seconds)
 
 
-def plan_embedding(
-    records: list[ImageRecord], spec: EmbeddingSpec, store_dir: str
-) -> tuple[EmbedSummary, list]:
-    """Start a summary and list the records to embed: readable, not stored yet, one per content hash."""
-    summary = EmbedSummary(
-        input_dir="", store=str(store_dir), fingerprint=spec.fingerprint, files=len(records)
-    )
+def embed_records(
+    records: list[ImageRecord],
+    spec: EmbeddingSpec,
+    store_dir: str,
+    input_dir: str,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    workers: int = DEFAULT_WORKERS,
+    partitions: int = 1,
+) -> EmbedSummary:
+    """Embed what the store lacks among `records`, marking newly found unreadable files in place.
+
+    One partition runs in this process; more are submitted as parallel tasks to the flow's task runner
+    (a Dask cluster, see flows/distributed.py), each decoding in-process on one thread."""
+    started = time.perf_counter()
+    summary = EmbedSummary(input_dir=input_dir, store=str(store_dir), fingerprint=spec.fingerprint)
+    summary.files = len(records)
     readable = [r for r in records if r.ok]
     stored = (
         FeatureStore(store_dir, spec.fingerprint).contains([r.sha256 for r in readable]) if readable else []
@@ -88,14 +113,19 @@ def plan_embedding(
             summary.already_stored += 1
         else:
             todo.setdefault(record.sha256, record)
-    return summary, list(todo.values())
-
-
-def settle_embedding(
-    summary: EmbedSummary, records: list[ImageRecord], failed: dict[str, str]
-) -> EmbedSummary:
-    """Mark files whose decoding failed (duplicates of them too) and finish the counts."""
-    readable = [r for r in records if r.ok]
+    chosen = list(todo.values())
+    if partitions <= 1:
+        limit = EMBED_TIMEOUT_S[0] + EMBED_TIMEOUT_S[1] * len(chosen)
+        results = [call(embed_new_images, chosen, spec, str(store_dir), batch_size, workers, timeout_s=limit)]
+    else:
+        parts = [chosen[i::partitions] for i in range(partitions) if chosen[i::partitions]]
+        futures = [
+            embed_new_images.submit(part, spec, str(store_dir), batch_size, 0, threads=1) for part in parts
+        ]
+        results = [future.result() for future in futures]
+    failed = {h: reason for result in results for h, reason in result.failed.items()}
+    summary.new = sum(result.embedded for result in results)
+    summary.embed_seconds = time.perf_counter() - started if partitions > 1 else results[0].seconds
     for record in readable:
         if record.sha256 in failed:
             record.error = failed[record.sha256]
@@ -104,28 +134,13 @@ def settle_embedding(
     return summary
 
 
-def embed_records(
-    records: list[ImageRecord],
-    spec: EmbeddingSpec,
-    store_dir: str,
-    batch_size: int = DEFAULT_BATCH_SIZE,
-    workers: int = DEFAULT_WORKERS,
-) -> EmbedSummary:
-    """Embed what the store lacks among `records`, marking newly found unreadable files in place."""
-    summary, todo = plan_embedding(records, spec, store_dir)
-    summary.new, failed, summary.embed_seconds = call(
-        embed_new_images,
-        todo,
-        spec,
-        str(store_dir),
-        batch_size,
-        workers,
-        timeout_s=EMBED_TIMEOUT_S[0] + EMBED_TIMEOUT_S[1] * len(todo),
-    )
-    return settle_embedding(summary, records, failed)
+def _run_name() -> str:
+    from prefect.runtime import flow_run
+
+    return f"embed {Path(flow_run.parameters['input_dir']).name}"
 
 
-@flow(name="embed", log_prints=True)
+@flow(name="embed", flow_run_name=_run_name, log_prints=True)
 def embed_flow(
     input_dir: str,
     store_dir: str,
@@ -135,12 +150,24 @@ def embed_flow(
     layers: list[int] | None = None,
     batch_size: BatchSize = DEFAULT_BATCH_SIZE,
     workers: Workers = DEFAULT_WORKERS,
-) -> dict:
-    """Embed every image under `input_dir` into the store at `store_dir`; returns the run's summary."""
+    partitions: Partitions = 1,
+) -> EmbedSummary:
+    """Embed every image under `input_dir` into the store at `store_dir`; returns what it did.
+
+    `partitions` > 1 splits the images the store lacks into parallel tasks: give the flow a Dask task
+    runner (`flows.distributed.dask_runner`) for them to run on a cluster."""
     started = time.perf_counter()
     spec = make_spec(backbone, preprocess, pooling, tuple(layers or ()))
     records = call(scan_folder, str(Path(input_dir)))
-    summary = embed_records(records, spec, store_dir, batch_size, workers)
-    summary.input_dir = str(input_dir)
+    summary = embed_records(records, spec, store_dir, str(input_dir), batch_size, workers, partitions)
     summary.seconds = time.perf_counter() - started
-    return summary.as_dict()
+    run_logger().info(
+        "%d files: %d new, %d already stored, %d duplicates, %d unreadable",
+        summary.files,
+        summary.new,
+        summary.already_stored,
+        summary.duplicates,
+        len(summary.unreadable),
+    )
+    log_unreadable(summary.unreadable)
+    return summary

@@ -90,8 +90,7 @@ def load_labelled(
     """Every labelled image's vector (embedding what is missing), plus `views` augmented views of each
     training-split image when `augmentation` is given."""
     records = call(scan_folder, data_dir)
-    summary = embed_records(records, spec, store_dir, batch_size, workers)
-    summary.input_dir = data_dir
+    summary = embed_records(records, spec, store_dir, data_dir, batch_size, workers)
     labelled: dict[str, ImageRecord] = {}
     conflicting: set[str] = set()
     for record in records:
@@ -139,9 +138,9 @@ def _with_views(
     missing = np.flatnonzero(~store.contains(keys)) if keys else np.array([], dtype=int)
     if len(missing):
         todo = Views(augmentation, [numbers[i] for i in missing])
-        _, failed, _ = call(
+        failed = call(
             embed_new_images, [records[i] for i in missing], spec, str(store_dir), batch_size, workers, todo
-        )
+        ).failed
         if failed:  # the image itself decoded, so a view fails only if the file changed since
             raise DataError(f"{len(failed)} augmented views could not be made: {next(iter(failed.values()))}")
         store.refresh()

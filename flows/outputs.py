@@ -12,21 +12,10 @@ import os
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
+from data.atomic import write_text as write_atomic  # noqa: F401  (re-exported: flows write through it)
+
 # A cell starting with one of these runs as a formula in Excel, LibreOffice or Google Sheets.
 _FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "\n")
-
-
-def write_atomic(path: Path, text: str | Iterable[str]) -> None:
-    """Write under a temporary name, flush to disk, rename: readers see the old file or the new one.
-
-    `text` may come in pieces, so a big CSV or report never sits whole in memory."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    scratch = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(scratch, "w", encoding="utf-8", newline="") as handle:
-        handle.writelines([text] if isinstance(text, str) else text)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(scratch, path)
 
 
 LOCK_FILE = ".faceaudit.lock"

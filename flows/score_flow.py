@@ -152,7 +152,7 @@ def _score(
         return {**kept, "up_to_date": True}
     logger.info("%s: %d files found; model %s", input_dir, len(records), scorer.ident)
 
-    embed_summary = scorer.embed(records, store_dir, batch_size, workers)
+    embed_summary = scorer.embed(records, store_dir, str(input_dir), batch_size, workers)
     timings = {"embed_s": round(time.perf_counter() - started, 3)}
     logger.info(
         "embedded %d new images (%d already stored) in %.1f s",

@@ -15,7 +15,7 @@ from data.decode import decode_image
 from data.records import ImageRecord
 from embed.spec import EmbeddingSpec
 from embed.store import FeatureStore
-from flows.embed_flow import embed_records
+from flows.embed_flow import EmbedSummary, embed_records
 from flows.models import resolve_model, spec_of
 from flows.outputs import write_atomic
 from flows.progress import progress_bar
@@ -85,9 +85,11 @@ class Scorer:
             _LOADED[key] = cls.load(folder)
         return _LOADED[key]
 
-    def embed(self, records: list[ImageRecord], store_dir: str, batch_size: int, workers: int):
+    def embed(
+        self, records: list[ImageRecord], store_dir: str, input_dir: str, batch_size: int, workers: int
+    ) -> EmbedSummary:
         """Embed what the store lacks; files found unreadable on the way are marked in `records`."""
-        return embed_records(records, self.spec, store_dir, batch_size, workers)
+        return embed_records(records, self.spec, store_dir, input_dir, batch_size, workers)
 
     def predict(self, hashes: Sequence[str], store_dir: str, samples: int | None) -> dict[str, dict]:
         """Verdict and figures per stored image hash, in chunks so memory stays flat for any dump."""

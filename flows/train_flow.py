@@ -31,6 +31,7 @@ from head.abstention import Bounds, choose_abstention
 from head.metrics import metrics_by_group
 from head.model import HeadKind
 from head.plots import write_plots, write_unseen_plot
+from head.uncertainty import DEFAULT_SAMPLES
 
 
 @task(name="fit-head", cache_policy=NO_CACHE)
@@ -75,7 +76,7 @@ def train_flow(
     workers: Workers = DEFAULT_WORKERS,
     max_real_called_ai: Rate = Bounds.real_called_ai,
     max_ai_called_real: Rate = Bounds.ai_called_real,
-    samples: Samples = 200,
+    samples: Samples = DEFAULT_SAMPLES,
     head_params: dict | None = None,
     augment: bool = True,
     views: ViewCount = DEFAULT_VIEWS,

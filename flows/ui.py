@@ -100,7 +100,7 @@ class Judge:
             folder.mkdir()
             (folder / "upload").write_bytes(data)
             records = scan(folder)
-            self.scorer.embed(records, self.store_dir, batch_size=1, workers=0)
+            self.scorer.embed(records, self.store_dir, str(folder), batch_size=1, workers=0)
             readable = [r for r in records if r.ok]
             predicted = self.scorer.predict([r.sha256 for r in readable], self.store_dir, self.samples)
             maps = self.scorer.draw_maps(

@@ -1,14 +1,35 @@
 """Bayesian heads on stored vectors: MC-dropout and Pyro variational MLPs, calibration, the uncertain
 band, out-of-distribution scores and model folders. Knows vectors only: no images, no Prefect."""
 
-from head.base import Head
-from head.calibration import Calibrator, expected_calibration_error, fit_calibrator
-from head.mc_dropout import MCDropoutHead
-from head.model import HEADS, FaceauditModel, ModelError, Scores
-from head.ood import MahalanobisOOD
-from head.pyro_head import PyroHead
-from head.thresholds import VERDICTS, Thresholds, choose_thresholds, decide
-from head.uncertainty import Prediction, summarize
+import importlib
+
+# Loaded on first use, so that light parts (bounds, thresholds) import without torch and Pyro.
+_EXPORTS = {
+    "Head": "head.base",
+    "Calibrator": "head.calibration",
+    "expected_calibration_error": "head.calibration",
+    "fit_calibrator": "head.calibration",
+    "MCDropoutHead": "head.mc_dropout",
+    "HEADS": "head.model",
+    "FaceauditModel": "head.model",
+    "ModelError": "head.model",
+    "Scores": "head.model",
+    "MahalanobisOOD": "head.ood",
+    "PyroHead": "head.pyro_head",
+    "VERDICTS": "head.thresholds",
+    "Thresholds": "head.thresholds",
+    "choose_thresholds": "head.thresholds",
+    "decide": "head.thresholds",
+    "Prediction": "head.uncertainty",
+    "summarize": "head.uncertainty",
+}
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'head' has no attribute {name!r}")
+    return getattr(importlib.import_module(_EXPORTS[name]), name)
+
 
 __all__ = [
     "HEADS",

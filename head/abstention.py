@@ -19,11 +19,11 @@ of its own training vectors' distances), so one threshold carries from the fold 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 
-from head.thresholds import Thresholds, decide
+from head.thresholds import Bounds, Thresholds, decide
 
 
 @dataclass
@@ -33,19 +33,6 @@ class Judged:
     p_ai: np.ndarray
     ood: np.ndarray
     y: np.ndarray
-
-
-@dataclass(frozen=True)
-class Bounds:
-    """The error shares a verdict may carry, on seen sources and on a source never trained on."""
-
-    real_called_ai: float = 0.01
-    ai_called_real: float = 0.05
-    unseen_real_called_ai: float = 0.02
-    unseen_ai_called_real: float = 0.10
-
-    def describe(self) -> dict:
-        return asdict(self)
 
 
 def verdict_rates(verdict: np.ndarray, y: np.ndarray) -> dict:
@@ -63,12 +50,13 @@ def verdict_rates(verdict: np.ndarray, y: np.ndarray) -> dict:
 
 
 def choose_abstention(
-    seen: Judged, unseen: Sequence[Judged], bounds: Bounds = Bounds(), grid: int = 100
+    seen: Judged, unseen: Sequence[Judged], bounds: Bounds | None = None, grid: int = 100
 ) -> tuple[Thresholds, dict]:
     """The (ai, real, ood) thresholds of highest coverage that keep every bound; see the module's text.
 
     With no allowed choice, everything is `uncertain` (a broken promise is worse than no answer).
     """
+    bounds = bounds or Bounds()
     pooled_p = np.concatenate([seen.p_ai, *(u.p_ai for u in unseen)])
     pooled_ood = np.concatenate([seen.ood, *(u.ood for u in unseen)])
     quantiles = np.quantile(pooled_p, np.linspace(0, 1, 2 * grid + 1))

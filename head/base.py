@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from head.uncertainty import Prediction, summarize
+from head.uncertainty import DEFAULT_SAMPLES, Prediction, summarize
 
 # Rows per block when sampling: bounds memory at n_samples x block x width floats.
 _BLOCK = 256
@@ -53,7 +53,7 @@ class Head:
     def _standardize(self, X: np.ndarray) -> np.ndarray:
         return ((np.asarray(X, dtype=np.float32) - self.mean_) / self.scale_).astype(np.float32)
 
-    def sample_logits(self, X: np.ndarray, n_samples: int = 200, seed: int = 0) -> np.ndarray:
+    def sample_logits(self, X: np.ndarray, n_samples: int = DEFAULT_SAMPLES, seed: int = 0) -> np.ndarray:
         """(n_samples, n_rows, 2) logits, one slice per sampled network."""
         import torch
 
@@ -68,7 +68,9 @@ class Head:
                 out[:, start : start + len(block)] = self._sample_logits(block, networks).numpy()
         return out
 
-    def predict(self, X: np.ndarray, n_samples: int = 200, seed: int = 0, calibrate=None) -> Prediction:
+    def predict(
+        self, X: np.ndarray, n_samples: int = DEFAULT_SAMPLES, seed: int = 0, calibrate=None
+    ) -> Prediction:
         """Mean P(AI), its spread, entropy and mutual information over `n_samples` sampled networks.
 
         `calibrate` maps logits to calibrated P(AI) per sample (see head.calibration).
@@ -80,11 +82,6 @@ class Head:
         else:
             probs = calibrate(logits)
         return summarize(probs)
-
-    def predict_proba(self, X: np.ndarray, n_samples: int = 200, seed: int = 0) -> np.ndarray:
-        """scikit-learn's shape: (n_rows, 2) columns P(real), P(AI)."""
-        p = self.predict(X, n_samples, seed).p_ai
-        return np.stack([1 - p, p], axis=1)
 
     def mean_logits(self, X):
         """(n, 2) logits of the head's mean network, differentiable in torch (for gradient maps)."""
@@ -108,8 +105,11 @@ class Head:
         raise NotImplementedError
 
     def state_tensors(self) -> dict[str, np.ndarray]:
-        """Everything learned, as named arrays (saved with safetensors)."""
-        raise NotImplementedError
+        """Everything learned, as named arrays (saved with safetensors): the input scaling, then the
+        subclass's `weights_`."""
+        return {"mean": self.mean_, "scale": self.scale_, **self.weights_}
 
     def load_state_tensors(self, tensors: dict[str, np.ndarray]) -> None:
-        raise NotImplementedError
+        self.mean_, self.scale_ = tensors["mean"], tensors["scale"]
+        self.n_features_in_ = len(self.mean_)
+        self.weights_ = {k: v for k, v in tensors.items() if k not in ("mean", "scale")}

@@ -8,7 +8,8 @@ import numpy as np
 from head.calibration import fit_calibrator
 from head.model import HEADS, FaceauditModel
 from head.ood import MahalanobisOOD
-from head.thresholds import choose_thresholds
+from head.thresholds import Bounds, choose_thresholds
+from head.uncertainty import DEFAULT_SAMPLES
 
 
 def fit_model(
@@ -18,9 +19,9 @@ def fit_model(
     y_val: np.ndarray,
     head_kind: str = "mc-dropout",
     head_params: dict | None = None,
-    max_real_called_ai: float = 0.01,
-    max_ai_called_real: float = 0.05,
-    n_samples: int = 200,
+    max_real_called_ai: float = Bounds.real_called_ai,
+    max_ai_called_real: float = Bounds.ai_called_real,
+    n_samples: int = DEFAULT_SAMPLES,
     info: dict | None = None,
     train_images: np.ndarray | None = None,
 ) -> tuple[FaceauditModel, dict]:

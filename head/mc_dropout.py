@@ -8,8 +8,6 @@ into the small later matrices: 200 samples cost two batched matmuls, not 200 for
 
 from __future__ import annotations
 
-import numpy as np
-
 from head.base import Head
 from head.training import early_stopping_loop, single_thread
 
@@ -77,17 +75,7 @@ class MCDropoutHead(Head):
                 return {k: v.detach().clone() for k, v in net.state_dict().items()}
 
             best = early_stopping_loop(
-                Z,
-                y,
-                val,
-                train_step,
-                val_loss,
-                snapshot,
-                self.batch_size,
-                self.max_epochs,
-                self.patience,
-                self.seed,
-                self.history_,
+                self, Z, y, val, train_step=train_step, val_loss=val_loss, snapshot=snapshot
             )
             net.load_state_dict(best)
         layers = [m for m in net if isinstance(m, torch.nn.Linear)]
@@ -127,11 +115,3 @@ class MCDropoutHead(Head):
         h1 = torch.relu(Z @ w["w1"].T + w["b1"])
         h2 = torch.relu(h1 @ w["w2"].T + w["b2"])
         return h2 @ w["w3"].T + w["b3"]
-
-    def state_tensors(self) -> dict[str, np.ndarray]:
-        return {"mean": self.mean_, "scale": self.scale_, **self.weights_}
-
-    def load_state_tensors(self, tensors: dict[str, np.ndarray]) -> None:
-        self.mean_, self.scale_ = tensors["mean"], tensors["scale"]
-        self.n_features_in_ = len(self.mean_)
-        self.weights_ = {k: tensors[k] for k in ("w1", "b1", "w2", "b2", "w3", "b3")}

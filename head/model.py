@@ -14,18 +14,19 @@ from typing import Literal, get_args
 
 import numpy as np
 
+from data.atomic import replacing, write_text
+from data.labels import CLASSES
 from head.base import Head
 from head.calibration import Calibrator
 from head.mc_dropout import MCDropoutHead
 from head.ood import MahalanobisOOD
 from head.pyro_head import PyroHead
 from head.thresholds import Thresholds, decide, uncertain_reason
-from head.uncertainty import Prediction
+from head.uncertainty import DEFAULT_SAMPLES, Prediction
 
 HeadKind = Literal["mc-dropout", "pyro-vi"]
 HEADS: dict[str, type[Head]] = {MCDropoutHead.kind: MCDropoutHead, PyroHead.kind: PyroHead}
 assert set(HEADS) == set(get_args(HeadKind)), "HeadKind must name every head"
-CLASSES = ["real", "ai"]
 # 2: the OOD score is normalised by `ood.scale` and the band may be fitted on unseen sources.
 FORMAT_VERSION = 2
 WEIGHTS_FILE = "model.safetensors"
@@ -53,7 +54,7 @@ class FaceauditModel:
     thresholds: Thresholds
     ood: MahalanobisOOD
     info: dict = field(default_factory=dict)
-    n_samples: int = 200
+    n_samples: int = DEFAULT_SAMPLES
 
     @property
     def fingerprint(self) -> str:
@@ -87,13 +88,13 @@ class FaceauditModel:
         folder.mkdir(parents=True, exist_ok=True)
         tensors = {f"head.{k}": np.ascontiguousarray(v) for k, v in self.head.state_tensors().items()}
         tensors.update({f"ood.{k}": np.ascontiguousarray(v) for k, v in self.ood.state_tensors().items()})
-        save_file(tensors, str(folder / (WEIGHTS_FILE + ".tmp")))
-        (folder / (WEIGHTS_FILE + ".tmp")).replace(folder / WEIGHTS_FILE)
+        with replacing(folder / WEIGHTS_FILE) as scratch:
+            save_file(tensors, str(scratch))
         card = {
             **self.info,
             "format_version": FORMAT_VERSION,
             "head": {"kind": self.head.kind, "params": _jsonable(self.head.get_params())},
-            "classes": CLASSES,
+            "classes": list(CLASSES),
             "calibration": self.calibrator.describe(),
             "thresholds": self.thresholds.describe(),
             "ood": {
@@ -103,8 +104,7 @@ class FaceauditModel:
             },
             "n_samples": self.n_samples,
         }
-        (folder / (CARD_FILE + ".tmp")).write_text(json.dumps(card, indent=2))
-        (folder / (CARD_FILE + ".tmp")).replace(folder / CARD_FILE)
+        write_text(folder / CARD_FILE, json.dumps(card, indent=2))
 
     @classmethod
     def load(cls, folder: Path | str) -> FaceauditModel:

@@ -19,13 +19,26 @@ import numpy as np
 VERDICTS = ("ai_generated", "real", "uncertain", "unreadable")
 
 
+@dataclass(frozen=True)
+class Bounds:
+    """The error shares a verdict may carry, on seen sources and on a source never trained on."""
+
+    real_called_ai: float = 0.01
+    ai_called_real: float = 0.05
+    unseen_real_called_ai: float = 0.02
+    unseen_ai_called_real: float = 0.10
+
+    def describe(self) -> dict:
+        return asdict(self)
+
+
 @dataclass
 class Thresholds:
     ai: float = 0.5
     real: float = 0.5
     ood: float = float("inf")
-    max_real_called_ai: float = 0.01
-    max_ai_called_real: float = 0.05
+    max_real_called_ai: float = Bounds.real_called_ai
+    max_ai_called_real: float = Bounds.ai_called_real
 
     def describe(self) -> dict:
         return asdict(self)
@@ -69,8 +82,8 @@ def choose_thresholds(
     y: np.ndarray,
     ood_score: np.ndarray,
     ood_threshold: float,
-    max_real_called_ai: float = 0.01,
-    max_ai_called_real: float = 0.05,
+    max_real_called_ai: float = Bounds.real_called_ai,
+    max_ai_called_real: float = Bounds.ai_called_real,
 ) -> tuple[Thresholds, dict]:
     """Search threshold pairs on validation predictions; return the one with the highest coverage."""
     candidates = np.unique(np.concatenate([np.quantile(p_ai, np.linspace(0, 1, 201)), [0.5]]))

@@ -32,19 +32,21 @@ def hold_out(Z: np.ndarray, y: np.ndarray, share: float, seed: int):
 
 
 def early_stopping_loop(
+    head,
     Z: np.ndarray,
     y: np.ndarray,
     val: tuple[np.ndarray, np.ndarray] | None,
+    *,
     train_step: Callable,
     val_loss: Callable,
     snapshot: Callable,
-    batch_size: int,
-    max_epochs: int,
-    patience: int,
-    seed: int,
-    history: dict[str, list[float]],
 ):
-    """Run epochs of shuffled minibatches; return the snapshot with the lowest validation loss."""
+    """Run epochs of shuffled minibatches; return the snapshot with the lowest validation loss.
+
+    The schedule comes from the head's own settings (`batch_size`, `max_epochs`, `patience`, `seed`);
+    losses are appended to its `history_`."""
+    batch_size, max_epochs, patience, seed = head.batch_size, head.max_epochs, head.patience, head.seed
+    history = head.history_
     import torch
 
     if val is None:

@@ -11,6 +11,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+# Monte Carlo samples per prediction (dropout masks or weight draws) unless a model or caller says otherwise.
+DEFAULT_SAMPLES = 200
+
 _EPS = 1e-12
 
 

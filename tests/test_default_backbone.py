@@ -63,15 +63,22 @@ def test_default_pipeline_embeds_real_images(real_images: list, tmp_path) -> Non
         shutil.copyfile(record.path, target)
     summary = embed_flow.fn(str(folder), str(tmp_path / "store"), batch_size=4, workers=0)
     # one image per (source, class) of ../shared/data, however many sources it holds
-    assert summary["new"] == len(real_images) == len({(r.group, r.label) for r in real_images})
+    assert summary.new == len(real_images) == len({(r.group, r.label) for r in real_images})
     assert {r.label for r in real_images} == {"real", "ai"}
 
     spec = make_spec()
     assert spec.dim == 384 * 3 * 3 and spec.pooling.layers == (4, 6, 8)
     vectors = FeatureStore(tmp_path / "store", spec.fingerprint).get([r.sha256 for r in real_images])
     assert np.isfinite(vectors).all()
-    # Different images give clearly different vectors; the same image the same vector.
+    # Different images give clearly different vectors; the same image the same vector, whatever batch
+    # it was embedded in (here: alone, against the batch of 4 above).
     assert np.linalg.norm(vectors[0] - vectors[1]) > 1.0
+    alone = tmp_path / "alone"
+    alone.mkdir()
+    shutil.copyfile(real_images[0].path, alone / real_images[0].path.name)
+    embed_flow.fn(str(alone), str(tmp_path / "store-alone"), batch_size=1, workers=0)
+    again = FeatureStore(tmp_path / "store-alone", spec.fingerprint).get([real_images[0].sha256])
+    np.testing.assert_allclose(again[0], vectors[0], atol=1e-5)
     provenance = FeatureStore(tmp_path / "store", spec.fingerprint).provenance()
     assert provenance["weights_sha256"] == spec.backbone.weights_sha256
     assert provenance["backbone"] == "dinov2-s14"

@@ -16,11 +16,11 @@ from embed.pooling import Pooling
 from embed.preprocess import Preprocess
 from embed.spec import make_spec
 from embed.store import FeatureStore
-from flows.embed_flow import embed_flow
+from flows.embed_flow import EmbedSummary, embed_flow
 from tests.conftest import make_labelled_folder, write_image
 
 
-def run(folder: Path, store: Path, backbone: Path, **options) -> dict:
+def run(folder: Path, store: Path, backbone: Path, **options) -> EmbedSummary:
     return embed_flow.fn(str(folder), str(store), backbone=str(backbone), batch_size=4, workers=0, **options)
 
 
@@ -50,7 +50,7 @@ def test_vectors_match_a_plain_transformers_forward(kind: str, request, tmp_path
     backbone = request.getfixturevalue(kind)
     folder = make_labelled_folder(tmp_path / "images", per_class=5)
     summary = run(folder, tmp_path / "store", backbone)
-    assert summary["new"] == 10 and not summary["unreadable"]
+    assert summary.new == 10 and not summary.unreadable
 
     records = scan(folder)
     spec = make_spec(str(backbone))
@@ -72,8 +72,8 @@ def test_rerun_embeds_nothing_and_loads_no_model(tiny_vit: Path, tmp_path: Path,
 
     monkeypatch.setattr(embed.runner.Embedder, "__init__", no_model)
     second = run(folder, tmp_path / "store", tiny_vit)
-    assert first["new"] == 12
-    assert second["new"] == 0 and second["already_stored"] == 12
+    assert first.new == 12
+    assert second.new == 0 and second.already_stored == 12
     assert sorted(p.stat().st_mtime_ns for p in (tmp_path / "store").rglob("*.h5")) == files_before
 
 
@@ -83,7 +83,7 @@ def test_only_new_images_are_embedded_and_duplicates_once(tiny_vit: Path, tmp_pa
     make_labelled_folder(folder, per_class=2, start=100)
     (folder / "copy.jpg").write_bytes((folder / "src" / "real" / "r0100.jpg").read_bytes())
     summary = run(folder, tmp_path / "store", tiny_vit)
-    assert (summary["new"], summary["already_stored"], summary["duplicates"]) == (4, 6, 1)
+    assert (summary.new, summary.already_stored, summary.duplicates) == (4, 6, 1)
 
 
 def test_broken_files_get_reasons_and_the_rest_is_embedded(tiny_vit: Path, tmp_path: Path) -> None:
@@ -101,7 +101,7 @@ def test_broken_files_get_reasons_and_the_rest_is_embedded(tiny_vit: Path, tmp_p
 
     summary = run(folder, tmp_path / "store", tiny_vit)
 
-    reasons = dict(summary["unreadable"])
+    reasons = dict(summary.unreadable)
     assert reasons["zero.jpg"] == "empty file"
     assert reasons["truncated.jpg"].startswith("cannot decode JPEG")
     assert reasons["text.jpg"] == "not an image: text"
@@ -109,7 +109,7 @@ def test_broken_files_get_reasons_and_the_rest_is_embedded(tiny_vit: Path, tmp_p
     assert reasons["bomb.png"].startswith("too many pixels")
     assert "outside" in reasons["escape.jpg"]
     assert len(reasons) == 6
-    assert summary["new"] == 8
+    assert summary.new == 8
     assert all("\n" not in reason for reason in reasons.values())
 
 
@@ -123,7 +123,7 @@ def test_options_change_the_fingerprint_and_the_vector(tiny_vit: Path, tmp_path:
     assert len({spec.fingerprint for spec in specs.values()}) == len(specs)
     summary = run(folder, tmp_path / "store", tiny_vit, preprocess="resize", pooling="mean", layers=[2])
     spec = specs[("resize", "mean", (2,))]
-    assert summary["fingerprint"] == spec.fingerprint and spec.dim == 32
+    assert summary.fingerprint == spec.fingerprint and spec.dim == 32
 
 
 def test_layers_past_the_deepest_pooled_one_are_not_run(tiny_dinov2: Path, tmp_path: Path) -> None:

@@ -22,4 +22,4 @@ def test_embed_flow_runs_under_prefect_as_named_tasks(
     )
     assert state.is_completed()
     summary = state.result()
-    assert summary["new"] == 4 and summary["files"] == 4
+    assert summary.new == 4 and summary.files == 4
