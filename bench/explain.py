@@ -28,7 +28,7 @@ def reference_map(explainer: Explainer, image) -> tuple[np.ndarray, float]:
     fitted = explainer.spec.preprocess.fit(image)
     pixels = explainer.spec.preprocess.normalise(fitted)
     size = pixels.shape[1]
-    base = float(explainer._forward(pixels[None])[0])
+    base = float(explainer.forward(pixels[None])[0])
     starts = range(0, size - 16 + 1, 8)
     out = np.zeros((len(starts), len(starts)))
     started = time.perf_counter()
@@ -36,7 +36,7 @@ def reference_map(explainer: Explainer, image) -> tuple[np.ndarray, float]:
         for j, left in enumerate(starts):
             hidden = pixels.copy()
             hidden[:, top : top + 16, left : left + 16] = 0.0
-            out[i, j] = base - float(explainer._forward(hidden[None])[0])
+            out[i, j] = base - float(explainer.forward(hidden[None])[0])
     return out, time.perf_counter() - started
 
 

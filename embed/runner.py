@@ -101,6 +101,24 @@ class Embedder:
             pooled = self.spec.pooling(states, self.spec.backbone.num_prefix_tokens, self.backbone.norm)
         return pooled.numpy().astype(np.float32, copy=False)
 
+    def pooled_with_tokens(self, pixels):
+        """Differentiable: (pooled vectors, every token as the patch embedding made them, prefix tokens
+        first), for maps that attribute to patches. The tokens are a leaf: nothing upstream needs
+        gradients."""
+        captured: dict = {}
+
+        def keep_tokens(module, inputs, output):
+            output.requires_grad_(True)
+            captured["tokens"] = output
+
+        handle = self.backbone.model.embeddings.register_forward_hook(keep_tokens)
+        try:
+            states = self.backbone.hidden_states(pixels)
+        finally:
+            handle.remove()
+        pooled = self.spec.pooling(states, self.spec.backbone.num_prefix_tokens, self.backbone.norm)
+        return pooled, captured["tokens"]
+
 
 @lru_cache(maxsize=2)
 def shared_embedder(spec: EmbeddingSpec) -> Embedder:

@@ -1,10 +1,13 @@
-"""Why a verdict: occlusion sensitivity of P(AI-generated) and its rendering over the image.
+"""Why a verdict: occlusion sensitivity and gradient x input of P(AI-generated), rendered over the image.
 
-An explanation is a function of a forward function (as in Captum's `Occlusion`): it is handed
-`forward(pixels) -> p_ai` and knows neither the backbone nor the head.
+An explanation is a function of a forward function (as in Captum's `Occlusion(forward).attribute(...)`):
+it is handed `forward(pixels) -> p_ai` (and, for gradients, a differentiable forward that also shows its
+patch tokens) and knows neither the backbone nor the head.
 """
 
-from explain.occlusion import Occlusion, OcclusionResult, occlusion_windows
+from explain.baselines import baseline_image
+from explain.gradient import GradientXInput
+from explain.occlusion import Attribution, Occlusion, occlusion_windows
 from explain.render import render_map
 
-__all__ = ["Occlusion", "OcclusionResult", "occlusion_windows", "render_map"]
+__all__ = ["Attribution", "GradientXInput", "Occlusion", "baseline_image", "occlusion_windows", "render_map"]

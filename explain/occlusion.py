@@ -21,8 +21,10 @@ Forward = Callable[[np.ndarray], np.ndarray]  # (batch, 3, H, W) -> (batch,) P(A
 
 
 @dataclass
-class OcclusionResult:
-    values: np.ndarray  # (H, W): mean drop in P(AI) when the region is hidden
+class Attribution:
+    """A map of one image, from occlusion or from gradients, with its faithfulness check."""
+
+    values: np.ndarray  # (H, W): occlusion: mean drop in P(AI) when hidden; gradient: gradient x input
     p_ai: float  # P(AI) of the unoccluded image
     window: int
     stride: int
@@ -76,7 +78,7 @@ class Occlusion:
         cell: int | None = None,
         random_draws: int = 1,
         seed: int = 0,
-    ) -> OcclusionResult:
+    ) -> Attribution:
         """Map for one image (`pixels` and `baseline` are (3, H, W), already normalised).
 
         `cell` is the side of the squares the faithfulness check hides (default: the stride).
@@ -102,13 +104,13 @@ class Occlusion:
             total[top : top + window, left : left + window] += base - score
             count[top : top + window, left : left + window] += 1
         values = total / np.maximum(count, 1)
-        result = OcclusionResult(values, base, window, stride, passes=len(copies))
+        result = Attribution(values, base, window, stride, passes=len(copies))
         if faithfulness:
             self.check_faithfulness(result, pixels, baseline, cell or stride, random_draws, seed)
         return result
 
     def check_faithfulness(
-        self, result: OcclusionResult, pixels, baseline, cell: int, draws: int = 1, seed: int = 0
+        self, result: Attribution, pixels, baseline, cell: int, draws: int = 1, seed: int = 0
     ) -> None:
         """Fill in the deletion check for any map (occlusion or gradient) of this image."""
         height, width = result.values.shape

@@ -8,10 +8,10 @@ import numpy as np
 from PIL import Image
 
 from data.atomic import replacing
-from explain.occlusion import OcclusionResult
+from explain.occlusion import Attribution
 
 
-def render_map(image: Image.Image, result: OcclusionResult, path: Path, verdict: str) -> None:
+def render_map(image: Image.Image, result: Attribution, path: Path, verdict: str) -> None:
     """The image, the map over it (red: pushed towards AI-generated, blue: towards real), a colour bar,
     and the verdict, P(AI) and faithfulness in the title. Written under a temporary name, then renamed."""
     import matplotlib

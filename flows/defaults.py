@@ -6,16 +6,17 @@ import os
 from pathlib import Path
 from typing import Literal, get_args
 
+from explain.baselines import BASELINES
+
 # Choices as types: flows annotate their parameters with them, so Prefect's parameter schema offers
 # them as enums and refuses anything else; the command line checks the same tuples before heavy imports.
 Explain = Literal["flagged", "all", "none"]
 ExplainMethod = Literal["occlusion", "gradient", "both"]
-OcclusionBaseline = Literal["blur", "mean"]
 EvalSplit = Literal["all", "train", "val", "test"]
 EXPLAIN_CHOICES: tuple[str, ...] = get_args(Explain)
 EXPLAIN_METHODS: tuple[str, ...] = get_args(ExplainMethod)
-OCCLUSION_BASELINES: tuple[str, ...] = get_args(OcclusionBaseline)
 EVAL_SPLITS: tuple[str, ...] = get_args(EvalSplit)
+OCCLUSION_BASELINES = BASELINES  # defined with the maps that use them, in explain/baselines.py
 
 DEFAULT_BATCH_SIZE = 16
 DEFAULT_WORKERS = 1

@@ -20,7 +20,8 @@ from prefect.cache_policies import NO_CACHE
 
 from data.records import ImageRecord
 from data.version import code_version
-from flows.defaults import DEFAULT_BATCH_SIZE, DEFAULT_WORKERS, Explain, ExplainMethod, OcclusionBaseline
+from explain.baselines import OcclusionBaseline
+from flows.defaults import DEFAULT_BATCH_SIZE, DEFAULT_WORKERS, Explain, ExplainMethod
 from flows.embed_flow import scan_folder
 from flows.orchestration import call
 from flows.outputs import csv_lines, json_text, jsonl_lines, output_lock, write_atomic

@@ -144,13 +144,12 @@ class Scorer:
         if not todo:
             return done
         from explain.render import render_map
-        from flows.explaining import Explainer, GradientExplainer
+        from flows.explaining import Explainer
 
-        occlusion = Explainer(self.model, self.spec, baseline=baseline, samples=samples)
-        explainers = {"occlusion": occlusion, "gradient": GradientExplainer(occlusion)}
+        explainer = Explainer(self.model, self.spec, baseline=baseline, samples=samples)
         with progress_bar("explaining", total=len(todo)) as advance:
             for digest, record, method, rel in todo:
-                fitted, result = explainers[method].explain(decode_image(record.path.read_bytes()))
+                fitted, result = explainer.explain(decode_image(record.path.read_bytes()), method)
                 render_map(fitted, result, out / rel, predicted[digest]["verdict"])
                 faith = "" if result.faithfulness is None else f"{result.faithfulness:.6f}"
                 write_atomic(out / (rel + ".json"), faith)

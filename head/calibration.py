@@ -30,6 +30,12 @@ class Calibrator:
         margin = (logits[..., 1] - logits[..., 0]).astype(np.float64)
         return _sigmoid(self.slope * margin + self.intercept)
 
+    def torch_p_ai(self, margin):
+        """The same formula on a torch tensor of logit margins, differentiable (for gradient maps)."""
+        import torch
+
+        return torch.sigmoid(torch.clamp(self.slope * margin + self.intercept, -60, 60))
+
     def describe(self) -> dict:
         return {**asdict(self), "temperature": self.temperature}
 

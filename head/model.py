@@ -79,6 +79,12 @@ class FaceauditModel:
             uncertain_reason(prediction.p_ai, ood_score, self.thresholds),
         )
 
+    def mean_p_ai(self, pooled):
+        """Calibrated P(AI) of the head's mean network on torch vectors, differentiable: what a gradient
+        map differentiates (the Monte Carlo mean has no useful gradient through dropout masks)."""
+        logits = self.head.mean_logits(pooled)
+        return self.calibrator.torch_p_ai(logits[:, 1] - logits[:, 0])
+
     # ---- files ---------------------------------------------------------------------------------
 
     def save(self, folder: Path | str) -> None:
