@@ -7,13 +7,11 @@ import random
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import h5py
 import pytest
 
-from flows.outputs import LOCK_FILE
 from tests.conftest import ROOT, faceaudit, kill_after_progress
 
 VOLATILE = {"scored_at"}  # differs between any two runs
@@ -149,25 +147,35 @@ def test_two_runs_share_one_store(trained: dict, folder: Path, tmp_path: Path) -
 
 
 def test_a_second_run_on_the_same_out_is_refused(trained: dict, folder: Path, tmp_path: Path) -> None:
-    """Two real `score` runs on one OUT: the second stops at once with a reason, the first finishes."""
+    """While another process holds OUT (a helper that takes the lock and waits to be told to let go:
+    a handshake, not a race against the clock), `score` on it stops at once with a reason and exit code
+    75; once the holder is gone, however it went, the next run goes ahead."""
     out, store = tmp_path / "out", tmp_path / "store"
-    command = score_command(folder, out, store, trained["model"])
-    first = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    lock = out / LOCK_FILE
-    deadline = time.monotonic() + 120
-    while not (lock.is_file() and lock.read_text().strip() == str(first.pid)):
-        assert first.poll() is None and time.monotonic() < deadline, "the first run never took OUT"
-        time.sleep(0.05)
-    second = faceaudit("score", str(folder), "--out", str(out), "--model", str(trained["model"]))
-    assert first.poll() is None, "the first run ended before the second tried: the test proves nothing"
-    assert second.returncode == 75  # EX_TEMPFAIL: retry later
-    assert second.stderr.strip() == (
-        f"faceaudit: error: {out} is being written by another faceaudit run (pid {first.pid}); "
-        "wait for it to finish or choose another --out"
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys; from pathlib import Path; from flows.outputs import output_lock\n"
+            f"with output_lock(Path({str(out)!r})):\n"
+            "    print('held', flush=True); sys.stdin.read()",
+        ],
+        cwd=ROOT,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
     )
-    _, err = first.communicate(timeout=300)
-    assert first.returncode == 0, err
-    assert len(read_rows(out)) == len(list(folder.iterdir()))
-    # The lock died with its holder: the next run on OUT goes ahead.
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        second = faceaudit(*score_args(folder, out, store, trained["model"], explain="none"))
+        assert second.returncode == 75  # EX_TEMPFAIL: retry later
+        assert second.stderr.strip() == (
+            f"faceaudit: error: {out} is being written by another faceaudit run (pid {holder.pid}); "
+            "wait for it to finish or choose another --out"
+        )
+        assert not (out / "verdicts.csv").exists()
+    finally:
+        holder.kill()  # the lock dies with its holder, however it dies
+        holder.wait()
     again = faceaudit(*score_args(folder, out, store, trained["model"], explain="none"))
     assert again.returncode == 0, again.stderr
+    assert len(read_rows(out)) == len(list(folder.iterdir()))
