@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -10,7 +11,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -83,6 +84,31 @@ def make_labelled_folder(root: Path, per_class: int, source: str = "src", start:
         write_image(root / source / "real" / f"r{start + i:04d}.jpg", seed=2 * (start + i))
         write_image(root / source / "ai" / f"a{start + i:04d}.jpg", seed=2 * (start + i) + 1)
     return root
+
+
+@contextlib.contextmanager
+def lock_held_elsewhere(out: Path) -> Iterator[subprocess.Popen]:
+    """Another process holding OUT's lock until the block ends: a handshake (it says when it holds the
+    lock), so a test never races a real run against the clock. Yields the holder, for its pid."""
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys; from pathlib import Path; from flows.outputs import output_lock\n"
+            f"with output_lock(Path({str(out)!r})):\n"
+            "    print('held', flush=True); sys.stdin.read()",
+        ],
+        cwd=ROOT,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        yield holder
+    finally:
+        holder.kill()  # the lock dies with its holder, however it dies
+        holder.wait()
 
 
 def free_port() -> int:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, faceaudit, stop_group, wait_for
+from tests.conftest import ROOT, faceaudit, lock_held_elsewhere, stop_group, wait_for
 
 
 def make_dumps(trained: dict, root: Path, nights: list[str], per_dump: int = 2) -> Path:
@@ -109,25 +109,9 @@ def test_a_dump_whose_report_folder_is_busy_is_skipped(trained: dict, tmp_path: 
 
     dumps = make_dumps(trained, tmp_path / "dumps", ["a", "b"])
     reports = tmp_path / "reports"
-    holder = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            "import sys; from pathlib import Path; from flows.outputs import output_lock\n"
-            f"with output_lock(Path({str(reports / 'a')!r})):\n"
-            "    print('held', flush=True); sys.stdin.read()",
-        ],
-        cwd=ROOT,
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert holder.stdout.readline().strip() == "held"
+    with lock_held_elsewhere(reports / "a"):
         model = str(trained["model"])
         done = nightly_flow.fn(str(dumps), str(reports), str(tmp_path / "store"), model, "none", 20)
-    finally:
-        holder.communicate("", timeout=30)
     assert list(done["scored"]) == ["b"] and not done["failed"]
     assert "being written by another faceaudit run" in done["busy"]["a"]
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import h5py
 import pytest
 
-from tests.conftest import ROOT, faceaudit, kill_after_progress
+from tests.conftest import ROOT, faceaudit, kill_after_progress, lock_held_elsewhere
 
 VOLATILE = {"scored_at"}  # differs between any two runs
 
@@ -151,21 +151,7 @@ def test_a_second_run_on_the_same_out_is_refused(trained: dict, folder: Path, tm
     a handshake, not a race against the clock), `score` on it stops at once with a reason and exit code
     75; once the holder is gone, however it went, the next run goes ahead."""
     out, store = tmp_path / "out", tmp_path / "store"
-    holder = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            "import sys; from pathlib import Path; from flows.outputs import output_lock\n"
-            f"with output_lock(Path({str(out)!r})):\n"
-            "    print('held', flush=True); sys.stdin.read()",
-        ],
-        cwd=ROOT,
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert holder.stdout.readline().strip() == "held"
+    with lock_held_elsewhere(out) as holder:
         second = faceaudit(*score_args(folder, out, store, trained["model"], explain="none"))
         assert second.returncode == 75  # EX_TEMPFAIL: retry later
         assert second.stderr.strip() == (
@@ -173,9 +159,6 @@ def test_a_second_run_on_the_same_out_is_refused(trained: dict, folder: Path, tm
             "wait for it to finish or choose another --out"
         )
         assert not (out / "verdicts.csv").exists()
-    finally:
-        holder.kill()  # the lock dies with its holder, however it dies
-        holder.wait()
     again = faceaudit(*score_args(folder, out, store, trained["model"], explain="none"))
     assert again.returncode == 0, again.stderr
     assert len(read_rows(out)) == len(list(folder.iterdir()))
