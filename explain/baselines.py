@@ -9,6 +9,7 @@ from PIL import Image, ImageFilter
 
 OcclusionBaseline = Literal["blur", "mean"]
 BASELINES: tuple[str, ...] = get_args(OcclusionBaseline)
+DEFAULT_BASELINE = "blur"
 
 
 def baseline_image(image: Image.Image, kind: str, window: int) -> Image.Image:

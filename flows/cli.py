@@ -14,8 +14,11 @@ import typer
 from embed.augment import DEFAULT_VIEWS
 from embed.default_backbone import DEFAULT_BACKBONE
 from embed.spec import DEFAULT_POOLING, DEFAULT_PREPROCESS
+from explain.baselines import DEFAULT_BASELINE
 from flows.defaults import (
     DEFAULT_BATCH_SIZE,
+    DEFAULT_EXPLAIN,
+    DEFAULT_EXPLAIN_METHOD,
     DEFAULT_WORKERS,
     EVAL_SPLITS,
     EXIT_BUSY,
@@ -28,6 +31,7 @@ from flows.defaults import (
     contain_library_state,
     default_store_dir,
 )
+from head.base import DEFAULT_HEAD
 from head.thresholds import Bounds
 from head.uncertainty import DEFAULT_SAMPLES
 
@@ -86,6 +90,9 @@ ModelOption = Annotated[Path | None, typer.Option(help="Model folder [default: t
 SamplesOption = Annotated[int | None, typer.Option(min=2, max=10000, help="Monte Carlo samples [model's].")]
 DaskAddressOption = Annotated[
     str | None, typer.Option(help="Embed on an existing Dask cluster, e.g. tcp://host:8786.")
+]
+ExplainOption = Annotated[
+    str, typer.Option(help="Maps for 'flagged' images (ai_generated and uncertain), 'all' or 'none'.")
 ]
 PrefectOption = Annotated[
     bool | None,
@@ -167,7 +174,7 @@ def train(
     model_out: Annotated[Path, typer.Option("--model-out", help="Folder to write the model into.")],
     head: Annotated[
         str, typer.Option(help="'mc-dropout' (MC-dropout MLP) or 'pyro-vi' (Pyro SVI).")
-    ] = "mc-dropout",
+    ] = DEFAULT_HEAD,
     store: StoreOption = None,
     backbone: BackboneOption = DEFAULT_BACKBONE,
     preprocess: PreprocessOption = DEFAULT_PREPROCESS,
@@ -356,15 +363,13 @@ def score(
     ],
     model: ModelOption = None,
     store: StoreOption = None,
-    explain: Annotated[
-        str, typer.Option(help="Occlusion maps for 'flagged' (ai_generated and uncertain), 'all' or 'none'.")
-    ] = "flagged",
+    explain: ExplainOption = DEFAULT_EXPLAIN,
     explain_method: Annotated[
         str, typer.Option(help="'occlusion' (about 1.8 s an image), 'gradient' (0.5 s, noisier) or 'both'.")
-    ] = "occlusion",
+    ] = DEFAULT_EXPLAIN_METHOD,
     occlusion_baseline: Annotated[
         str, typer.Option(help="What hides a window: 'blur' (a blurred copy) or 'mean' (the mean colour).")
-    ] = "blur",
+    ] = DEFAULT_BASELINE,
     samples: SamplesOption = None,
     batch_size: BatchOption = DEFAULT_BATCH_SIZE,
     workers: WorkersOption = DEFAULT_WORKERS,
@@ -485,7 +490,7 @@ def nightly(
     out: Annotated[Path, typer.Option("--out", help="Reports root: one report folder per dump.")],
     model: ModelOption = None,
     store: StoreOption = None,
-    explain: Annotated[str, typer.Option(help="'flagged', 'all' or 'none'.")] = "flagged",
+    explain: ExplainOption = DEFAULT_EXPLAIN,
     samples: SamplesOption = None,
     prefect: PrefectOption = None,
     progress: ProgressOption = None,
@@ -583,7 +588,7 @@ def serve(
     timezone: TimezoneOption = None,
     model: ModelOption = None,
     store: StoreOption = None,
-    explain: Annotated[str, typer.Option(help="'flagged', 'all' or 'none'.")] = "flagged",
+    explain: ExplainOption = DEFAULT_EXPLAIN,
     name: DeploymentNameOption = "faceaudit-nightly",
 ) -> None:
     """Register the nightly flow as a Prefect deployment on a schedule and run it from this process
@@ -615,7 +620,7 @@ def deploy(
     timezone: TimezoneOption = None,
     model: ModelOption = None,
     store: StoreOption = None,
-    explain: Annotated[str, typer.Option(help="'flagged', 'all' or 'none'.")] = "flagged",
+    explain: ExplainOption = DEFAULT_EXPLAIN,
     name: DeploymentNameOption = "faceaudit-nightly",
 ) -> None:
     """Register the nightly flow for a work pool and return: a worker runs the nights.

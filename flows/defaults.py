@@ -18,6 +18,8 @@ EXPLAIN_METHODS: tuple[str, ...] = get_args(ExplainMethod)
 EVAL_SPLITS: tuple[str, ...] = get_args(EvalSplit)
 OCCLUSION_BASELINES = BASELINES  # defined with the maps that use them, in explain/baselines.py
 
+DEFAULT_EXPLAIN = "flagged"
+DEFAULT_EXPLAIN_METHOD = "occlusion"
 DEFAULT_BATCH_SIZE = 16
 DEFAULT_WORKERS = 1
 

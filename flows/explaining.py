@@ -9,6 +9,8 @@ from PIL import Image
 from embed.runner import Embedder, shared_embedder
 from embed.spec import EmbeddingSpec
 from explain import Attribution, GradientXInput, Occlusion, baseline_image
+from explain.baselines import DEFAULT_BASELINE
+from flows.defaults import DEFAULT_EXPLAIN_METHOD
 from head.model import FaceauditModel
 
 
@@ -23,7 +25,7 @@ class Explainer:
         embedder: Embedder | None = None,
         window_patches: int = 4,
         stride_patches: int = 3,
-        baseline: str = "blur",
+        baseline: str = DEFAULT_BASELINE,
         samples: int | None = None,
     ) -> None:
         self.model, self.spec, self.baseline, self.samples = model, spec, baseline, samples
@@ -45,7 +47,9 @@ class Explainer:
         pooled, tokens = self.embedder.pooled_with_tokens(pixels)
         return self.model.mean_p_ai(pooled), tokens
 
-    def explain(self, image: Image.Image, method: str = "occlusion") -> tuple[Image.Image, Attribution]:
+    def explain(
+        self, image: Image.Image, method: str = DEFAULT_EXPLAIN_METHOD
+    ) -> tuple[Image.Image, Attribution]:
         """The image as the model sees it (after preprocessing) and its map."""
         fitted = self.spec.preprocess.fit(image)
         pixels = self.spec.preprocess.normalise(fitted)

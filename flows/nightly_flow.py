@@ -13,7 +13,7 @@ from pathlib import Path
 
 from prefect import flow
 
-from flows.defaults import Explain
+from flows.defaults import DEFAULT_EXPLAIN, Explain
 from flows.orchestration import call
 from flows.outputs import OutputBusy, display_name
 from flows.params import Samples
@@ -48,7 +48,7 @@ def nightly_flow(
     reports_root: str,
     store_dir: str,
     model_dir: str | None = None,
-    explain: Explain = "flagged",
+    explain: Explain = DEFAULT_EXPLAIN,
     samples: Samples | None = None,
 ) -> dict:
     """Score the dumps under `dumps_root` that need it; returns what was scored, kept, skipped and

@@ -20,8 +20,15 @@ from prefect.cache_policies import NO_CACHE
 
 from data.records import ImageRecord
 from data.version import code_version
-from explain.baselines import OcclusionBaseline
-from flows.defaults import DEFAULT_BATCH_SIZE, DEFAULT_WORKERS, Explain, ExplainMethod
+from explain.baselines import DEFAULT_BASELINE, OcclusionBaseline
+from flows.defaults import (
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_EXPLAIN,
+    DEFAULT_EXPLAIN_METHOD,
+    DEFAULT_WORKERS,
+    Explain,
+    ExplainMethod,
+)
 from flows.embed_flow import scan_folder
 from flows.orchestration import call
 from flows.outputs import csv_lines, json_text, jsonl_lines, output_lock, write_atomic
@@ -97,12 +104,12 @@ def score_flow(
     out_dir: str,
     store_dir: str,
     model_dir: str | None = None,
-    explain: Explain = "flagged",
+    explain: Explain = DEFAULT_EXPLAIN,
     samples: Samples | None = None,
     batch_size: BatchSize = DEFAULT_BATCH_SIZE,
     workers: Workers = DEFAULT_WORKERS,
-    explain_method: ExplainMethod = "occlusion",
-    occlusion_baseline: OcclusionBaseline = "blur",
+    explain_method: ExplainMethod = DEFAULT_EXPLAIN_METHOD,
+    occlusion_baseline: OcclusionBaseline = DEFAULT_BASELINE,
     only_if_changed: bool = False,
 ) -> dict:
     """Score every file under `input_dir`; returns run.json's content.

@@ -28,8 +28,8 @@ from flows.model_card import write_model_card
 from flows.orchestration import call
 from flows.params import BatchSize, Rate, Samples, ViewCount, Workers
 from head.abstention import Bounds, choose_abstention
+from head.base import DEFAULT_HEAD, HeadKind
 from head.metrics import metrics_by_group
-from head.model import HeadKind
 from head.plots import write_plots, write_unseen_plot
 from head.uncertainty import DEFAULT_SAMPLES
 
@@ -67,7 +67,7 @@ def train_flow(
     data_dir: str,
     model_out: str,
     store_dir: str,
-    head: HeadKind = "mc-dropout",
+    head: HeadKind = DEFAULT_HEAD,
     backbone: str = DEFAULT_BACKBONE,
     preprocess: PreprocessMode = DEFAULT_PREPROCESS,
     pooling: PoolingKind = DEFAULT_POOLING,

@@ -8,9 +8,14 @@ depends on which other images share its batch.
 
 from __future__ import annotations
 
+from typing import Literal
+
 import numpy as np
 
 from head.uncertainty import DEFAULT_SAMPLES, Prediction, summarize
+
+HeadKind = Literal["mc-dropout", "pyro-vi"]  # the `kind` of each Head subclass
+DEFAULT_HEAD = "mc-dropout"
 
 # Rows per block when sampling: bounds memory at n_samples x block x width floats.
 _BLOCK = 256

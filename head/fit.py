@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from head.base import DEFAULT_HEAD
 from head.calibration import fit_calibrator
 from head.model import HEADS, FaceauditModel
 from head.ood import MahalanobisOOD
@@ -17,7 +18,7 @@ def fit_model(
     y_train: np.ndarray,
     X_val: np.ndarray,
     y_val: np.ndarray,
-    head_kind: str = "mc-dropout",
+    head_kind: str = DEFAULT_HEAD,
     head_params: dict | None = None,
     max_real_called_ai: float = Bounds.real_called_ai,
     max_ai_called_real: float = Bounds.ai_called_real,

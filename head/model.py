@@ -10,13 +10,13 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, get_args
+from typing import get_args
 
 import numpy as np
 
 from data.atomic import replacing, write_text
 from data.labels import CLASSES
-from head.base import Head
+from head.base import Head, HeadKind
 from head.calibration import Calibrator
 from head.mc_dropout import MCDropoutHead
 from head.ood import MahalanobisOOD
@@ -24,7 +24,6 @@ from head.pyro_head import PyroHead
 from head.thresholds import Thresholds, decide, uncertain_reason
 from head.uncertainty import DEFAULT_SAMPLES, Prediction
 
-HeadKind = Literal["mc-dropout", "pyro-vi"]
 HEADS: dict[str, type[Head]] = {MCDropoutHead.kind: MCDropoutHead, PyroHead.kind: PyroHead}
 assert set(HEADS) == set(get_args(HeadKind)), "HeadKind must name every head"
 # 2: the OOD score is normalised by `ood.scale` and the band may be fitted on unseen sources.
