@@ -35,6 +35,7 @@ bench: setup
 	$(BIN)/python bench/cluster.py
 	$(BIN)/python bench/load.py
 	$(BIN)/python bench/ui.py
+	$(BIN)/python bench/prefect_modes.py
 
 lint: setup
 	$(BIN)/ruff check .
