@@ -11,23 +11,18 @@ Scores the demo's sample folder (six faces and a broken file, maps off) as a who
 
 import argparse
 import os
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / "flows" / "sample_faces" / "images"
+sys.path.insert(0, str(ROOT))
 
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+from tests.conftest import start_prefect_server, stop_group  # noqa: E402  (one way to start a server)
 
 
 def timed(args: list[str], env: dict) -> float:
@@ -36,26 +31,6 @@ def timed(args: list[str], env: dict) -> float:
         [sys.executable, "-m", "flows.cli", *args], cwd=ROOT, env=env, check=True, capture_output=True
     )
     return time.perf_counter() - started
-
-
-def start_server(home: Path) -> tuple[subprocess.Popen, str]:
-    port = free_port()
-    env = {**os.environ, "PREFECT_HOME": str(home)}
-    server = subprocess.Popen(
-        [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    url = f"http://127.0.0.1:{port}/api"
-    for _ in range(240):
-        try:
-            if urllib.request.urlopen(f"{url}/health", timeout=2).status == 200:
-                return server, url
-        except OSError:
-            time.sleep(0.5)
-    raise SystemExit("the Prefect server did not start")
 
 
 def main() -> None:
@@ -75,7 +50,7 @@ def main() -> None:
         env.pop("PREFECT_API_URL", None)
         command = ["score", str(SAMPLES), "--explain", "none"]
         timed([*command, "--out", str(base / "warm-up")], env)
-        server, url = start_server(base / "prefect-server")
+        server, url = start_prefect_server(base / "prefect-server")
         try:
             ways = {
                 "in-process": (env, []),
@@ -89,7 +64,7 @@ def main() -> None:
                         timed([*command, "--out", str(base / f"{name}-{i}"), *extra], way_env)
                     )
         finally:
-            os.killpg(server.pid, 15)
+            stop_group(server)
     baseline = statistics.median(seconds["in-process"])
     print(f"`faceaudit score` of 7 files, maps off, median of {args.repeat} (store already filled):")
     for name, values in seconds.items():

@@ -14,7 +14,7 @@ import typer
 from embed.augment import DEFAULT_VIEWS
 from embed.default_backbone import DEFAULT_BACKBONE
 from embed.spec import DEFAULT_POOLING, DEFAULT_PREPROCESS
-from explain.baselines import DEFAULT_BASELINE
+from explain.baselines import BASELINES, DEFAULT_BASELINE
 from flows.defaults import (
     DEFAULT_BATCH_SIZE,
     DEFAULT_EXPLAIN,
@@ -27,7 +27,6 @@ from flows.defaults import (
     EXIT_USAGE,
     EXPLAIN_CHOICES,
     EXPLAIN_METHODS,
-    OCCLUSION_BASELINES,
     contain_library_state,
     default_store_dir,
 )
@@ -385,7 +384,7 @@ def score(
     _existing_dir(input_dir, "input folder")
     _check_choice(explain, EXPLAIN_CHOICES, "--explain")
     _check_choice(explain_method, EXPLAIN_METHODS, "--explain-method")
-    _check_choice(occlusion_baseline, OCCLUSION_BASELINES, "--occlusion-baseline")
+    _check_choice(occlusion_baseline, BASELINES, "--occlusion-baseline")
     from flows.score_flow import score_flow
 
     if dask_address or dask_workers:  # embed what is missing on the cluster first, then score here

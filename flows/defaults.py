@@ -6,8 +6,6 @@ import os
 from pathlib import Path
 from typing import Literal, get_args
 
-from explain.baselines import BASELINES
-
 # Choices as types: flows annotate their parameters with them, so Prefect's parameter schema offers
 # them as enums and refuses anything else; the command line checks the same tuples before heavy imports.
 Explain = Literal["flagged", "all", "none"]
@@ -16,7 +14,6 @@ EvalSplit = Literal["all", "train", "val", "test"]
 EXPLAIN_CHOICES: tuple[str, ...] = get_args(Explain)
 EXPLAIN_METHODS: tuple[str, ...] = get_args(ExplainMethod)
 EVAL_SPLITS: tuple[str, ...] = get_args(EvalSplit)
-OCCLUSION_BASELINES = BASELINES  # defined with the maps that use them, in explain/baselines.py
 
 DEFAULT_EXPLAIN = "flagged"
 DEFAULT_EXPLAIN_METHOD = "occlusion"

@@ -9,7 +9,7 @@ from PIL import Image
 from embed.runner import Embedder, shared_embedder
 from embed.spec import EmbeddingSpec
 from explain import Attribution, GradientXInput, Occlusion, baseline_image
-from explain.baselines import DEFAULT_BASELINE
+from explain.baselines import DEFAULT_BASELINE, check_baseline
 from flows.defaults import DEFAULT_EXPLAIN_METHOD
 from head.model import FaceauditModel
 
@@ -28,6 +28,7 @@ class Explainer:
         baseline: str = DEFAULT_BASELINE,
         samples: int | None = None,
     ) -> None:
+        check_baseline(baseline)
         self.model, self.spec, self.baseline, self.samples = model, spec, baseline, samples
         self.embedder = embedder or shared_embedder(spec)
         self.patch = spec.backbone.patch_size
@@ -35,7 +36,6 @@ class Explainer:
         self.occlusion = Occlusion(self.forward, batch_size=32)
         prefix = spec.backbone.num_prefix_tokens
         self.gradient = GradientXInput(self.forward_with_tokens, self.patch, prefix, check=self.forward)
-        baseline_image(Image.new("RGB", (1, 1)), baseline, self.window)  # an unknown baseline fails here
 
     def forward(self, pixels: np.ndarray) -> np.ndarray:
         """(N, 3, H, W) normalised pixels -> (N,) P(AI), exactly as `score` computes it."""

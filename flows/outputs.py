@@ -12,8 +12,6 @@ import os
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from data.atomic import write_text as write_atomic  # noqa: F401  (re-exported: flows write through it)
-
 # A cell starting with one of these runs as a formula in Excel, LibreOffice or Google Sheets.
 _FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "\n")
 

@@ -6,8 +6,9 @@ import base64
 import io
 from pathlib import Path
 
+from data.atomic import write_text
 from data.decode import UnreadableImage, decode_image
-from flows.outputs import display_name, write_atomic
+from flows.outputs import display_name
 
 _TEMPLATE = Path(__file__).resolve().parent / "templates" / "report.html.j2"
 THUMBNAIL_PX = 64
@@ -42,4 +43,4 @@ def write_report(path: Path, rows: list[dict], run: dict, records) -> None:
                 "thumbnail": thumbnail(source) if source else "",
             }
 
-    write_atomic(path, template.generate(rows=shown(), run=run))
+    write_text(path, template.generate(rows=shown(), run=run))

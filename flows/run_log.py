@@ -11,6 +11,7 @@ import logging
 import re
 from pathlib import Path
 
+from flows.orchestration import in_flow_run
 from flows.outputs import display_name
 
 MAX_LOGGED_UNREADABLE = 50
@@ -27,12 +28,6 @@ def run_logger() -> logging.Logger | logging.LoggerAdapter:
     from prefect import get_run_logger
 
     return get_run_logger()
-
-
-def in_flow_run() -> bool:
-    from prefect.context import FlowRunContext
-
-    return FlowRunContext.get() is not None
 
 
 def artifact_key(prefix: str, name: str) -> str:

@@ -18,6 +18,7 @@ from pathlib import Path
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
+from data.atomic import write_text
 from data.records import ImageRecord
 from data.version import code_version
 from explain.baselines import DEFAULT_BASELINE, OcclusionBaseline
@@ -31,11 +32,11 @@ from flows.defaults import (
 )
 from flows.embed_flow import scan_folder
 from flows.orchestration import call
-from flows.outputs import csv_lines, json_text, jsonl_lines, output_lock, write_atomic
+from flows.outputs import csv_lines, json_text, jsonl_lines, output_lock
 from flows.params import BatchSize, Samples, Workers
 from flows.report import write_report
 from flows.run_log import OOD_WARNING_SHARE, STALE_MODEL_DAYS, log_unreadable, publish_artifacts, run_logger
-from flows.scoring import COLUMNS, Scorer
+from flows.scoring import COLUMNS, Scorer, images_to_map
 from head.thresholds import VERDICTS
 
 # A bound only a stalled step reaches: ~25x the measured cost of a map (about 1.8 s) on 2 cores.
@@ -93,9 +94,9 @@ def write_outputs(out_dir: str, rows: list[dict], run: dict, records: list[Image
     hold, so `nightly` trusts them only once it is there."""
     out = Path(out_dir)
     write_report(out / "report.html", rows, run, records)
-    write_atomic(out / "verdicts.csv", csv_lines(COLUMNS, rows))
-    write_atomic(out / "verdicts.jsonl", jsonl_lines(COLUMNS, rows))
-    write_atomic(out / "run.json", json_text(run))
+    write_text(out / "verdicts.csv", csv_lines(COLUMNS, rows))
+    write_text(out / "verdicts.jsonl", jsonl_lines(COLUMNS, rows))
+    write_text(out / "run.json", json_text(run))
 
 
 @flow(name="score", flow_run_name=_run_name, log_prints=True)
@@ -177,7 +178,7 @@ def _score(
 
     maps = {}
     if explain != "none":
-        wanted = sum(1 for r in readable if explain == "all" or predicted[r.sha256]["verdict"] != "real")
+        wanted = len(images_to_map(readable, predicted, explain))
         limit = MAP_TIMEOUT_S[0] + MAP_TIMEOUT_S[1] * wanted * len(methods)
         maps = call(
             draw_maps,

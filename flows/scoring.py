@@ -11,13 +11,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from data.atomic import write_text
 from data.decode import decode_image
 from data.records import ImageRecord
 from embed.spec import EmbeddingSpec
 from embed.store import FeatureStore
 from flows.embed_flow import EmbedSummary, embed_records
 from flows.models import resolve_model, spec_of
-from flows.outputs import write_atomic
 from flows.progress import progress_bar
 from head.model import CARD_FILE, WEIGHTS_FILE, FaceauditModel
 
@@ -50,6 +50,18 @@ MAP_COLUMNS = {
 
 
 _LOADED: dict[tuple[str, str], Scorer] = {}
+
+
+def images_to_map(readable: list[ImageRecord], predicted: dict[str, dict], explain: str) -> dict:
+    """{hash: record} of the images `explain` asks maps for: every one ('all'), the ai_generated and
+    uncertain ones ('flagged'), or none."""
+    if explain == "none":
+        return {}
+    return {
+        r.sha256: r
+        for r in readable
+        if explain == "all" or predicted[r.sha256]["verdict"] in ("ai_generated", "uncertain")
+    }
 
 
 def model_id(folder: Path) -> str:
@@ -123,13 +135,7 @@ class Scorer:
     ) -> dict[str, dict[str, tuple[str, str]]]:
         """Draw maps for the chosen images under `out`/maps, keeping any already drawn for this model;
         returns {hash: {method: (map path relative to `out`, faithfulness)}}."""
-        if explain == "none":
-            return {}
-        wanted = {}
-        for record in readable:
-            verdict = predicted[record.sha256]["verdict"]
-            if explain == "all" or verdict in ("ai_generated", "uncertain"):
-                wanted.setdefault(record.sha256, record)
+        wanted = images_to_map(readable, predicted, explain)
         done: dict[str, dict[str, tuple[str, str]]] = {}
         todo = []
         for digest, record in wanted.items():
@@ -152,7 +158,7 @@ class Scorer:
                 fitted, result = explainer.explain(decode_image(record.path.read_bytes()), method)
                 render_map(fitted, result, out / rel, predicted[digest]["verdict"])
                 faith = "" if result.faithfulness is None else f"{result.faithfulness:.6f}"
-                write_atomic(out / (rel + ".json"), faith)
+                write_text(out / (rel + ".json"), faith)
                 done.setdefault(digest, {})[method] = (rel, faith)
                 advance(1)
         return done

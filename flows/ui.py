@@ -28,7 +28,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, JSONResponse
 
 from data.records import scan
-from flows.defaults import OCCLUSION_BASELINES
+from explain.baselines import DEFAULT_BASELINE
 from flows.outputs import csv_lines, display_name
 from flows.scoring import COLUMNS, Scorer
 
@@ -104,7 +104,7 @@ class Judge:
             readable = [r for r in records if r.ok]
             predicted = self.scorer.predict([r.sha256 for r in readable], self.store_dir, self.samples)
             maps = self.scorer.draw_maps(
-                readable, predicted, "all", ("occlusion",), out, self.samples, OCCLUSION_BASELINES[0]
+                readable, predicted, "all", ("occlusion",), out, self.samples, DEFAULT_BASELINE
             )
             row = self.scorer.rows(records, predicted, maps, scored_at)[0]
             row["path"] = name

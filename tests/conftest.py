@@ -141,19 +141,26 @@ def stop_group(process: subprocess.Popen | None) -> None:
         process.wait()
 
 
-@pytest.fixture(scope="session")
-def prefect_server(tmp_path_factory: pytest.TempPathFactory):
-    """One real `prefect server start` (API, database, scheduler) for every test that needs Prefect
-    itself: in-process runs, served deployments and work-pool workers share it. Yields its API URL."""
-    port = free_port()
-    url = f"http://127.0.0.1:{port}/api"
-    env = {**os.environ, "PREFECT_HOME": str(tmp_path_factory.mktemp("prefect-server"))}
-    server = subprocess.Popen(
-        [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+def in_background(command: list[str], env: dict | None = None, cwd: Path = ROOT) -> subprocess.Popen:
+    """A long-running child in its own process group, output discarded; stop it with `stop_group`."""
+    return subprocess.Popen(
+        command,
+        cwd=cwd,
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,
+    )
+
+
+def start_prefect_server(home: Path) -> tuple[subprocess.Popen, str]:
+    """`prefect server start` on a free port with its database under `home`, once it answers; returns
+    the process and its API URL."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/api"
+    server = in_background(
+        [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+        {**os.environ, "PREFECT_HOME": str(home)},
     )
 
     def healthy() -> bool:
@@ -165,6 +172,18 @@ def prefect_server(tmp_path_factory: pytest.TempPathFactory):
 
     try:
         wait_for(healthy, 180, "the Prefect server")
+    except BaseException:
+        stop_group(server)
+        raise
+    return server, url
+
+
+@pytest.fixture(scope="session")
+def prefect_server(tmp_path_factory: pytest.TempPathFactory):
+    """One real `prefect server start` (API, database, scheduler) for every test that needs Prefect
+    itself: in-process runs, served deployments and work-pool workers share it. Yields its API URL."""
+    server, url = start_prefect_server(tmp_path_factory.mktemp("prefect-server"))
+    try:
         yield url
     finally:
         stop_group(server)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, faceaudit, lock_held_elsewhere, stop_group, wait_for
+from tests.conftest import ROOT, faceaudit, in_background, lock_held_elsewhere, stop_group, wait_for
 
 
 def make_dumps(trained: dict, root: Path, nights: list[str], per_dump: int = 2) -> Path:
@@ -176,14 +176,7 @@ def test_served_deployment_has_a_time_zone_typed_parameters_and_one_night_at_a_t
     command = [sys.executable, "-m", "flows.cli", "serve", str(dumps), "--out", str(reports)]
     command += ["--cron", "0 2 * * *", "--timezone", "Europe/Paris", "--name", "served"]
     command += ["--model", str(trained["model"]), "--store", str(tmp_path / "store"), "--explain", "none"]
-    served = subprocess.Popen(
-        command,
-        cwd=ROOT,
-        env=_env(prefect_api),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
+    served = in_background(command, _env(prefect_api))
     try:
         deployment = wait_for(_deployment("nightly/served"), 120, "the served deployment")
         schedule = deployment.schedules[0].schedule
@@ -244,13 +237,10 @@ def test_a_work_pool_worker_runs_the_nightly_deployment(
     assert deployment.work_pool_name == "faceaudit-test-pool"
     assert deployment.global_concurrency_limit.limit == 1
 
-    worker = subprocess.Popen(
+    worker = in_background(
         [sys.executable, "-m", "prefect", "worker", "start", "--pool", "faceaudit-test-pool"],
+        _env(prefect_api),
         cwd=tmp_path,
-        env=_env(prefect_api),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
     )
     try:
         finished = run_deployment("nightly/pooled", timeout=400)
