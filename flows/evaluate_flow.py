@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 from prefect import flow
 
+from data.atomic import write_text
 from data.decode import decode_image
 from embed.augment import Augmentation
 from embed.runner import embed_images, shared_embedder
@@ -73,7 +74,7 @@ def evaluate_flow(
             )
             _add_agreement(metrics["perturbations"][name], scores.verdict, perturbed.verdict, data.groups)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    write_text(out / "metrics.json", json.dumps(metrics, indent=2))
     return {
         "out": str(out),
         "accuracy": metrics["accuracy"],
@@ -121,5 +122,5 @@ def _leave_one_source_out(
     out.mkdir(parents=True, exist_ok=True)
     write_unseen_plot(out / "plots", report)
     metrics = {"model": model_path, "leave_one_source_out": report}
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    write_text(out / "metrics.json", json.dumps(metrics, indent=2))
     return {"out": str(out), "n": int((data.view == 0).sum()), "leave_one_source_out": report}

@@ -7,6 +7,8 @@ import shlex
 import sys
 from pathlib import Path
 
+from data.atomic import write_text
+
 
 def _pct(value) -> str:
     return "n/a" if value is None else f"{100 * value:.1f}%"
@@ -153,7 +155,7 @@ def write_model_card(folder: Path, card: dict, metrics: dict, data_dir: str) -> 
         "  with the highest coverage that allows",
         *_in_sample_table(metrics),
     ]
-    (folder / "README.md").write_text("\n".join(lines) + "\n")
+    write_text(folder / "README.md", "\n".join(lines) + "\n")
 
 
 def _abstention_lines(card: dict) -> list[str]:

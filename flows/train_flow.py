@@ -15,6 +15,7 @@ import numpy as np
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
+from data.atomic import write_text
 from data.version import code_version
 from embed.augment import DEFAULT_VIEWS, Augmentation
 from embed.default_backbone import DEFAULT_BACKBONE
@@ -128,7 +129,7 @@ def train_flow(
     model.info["metrics"] = _headline(metrics)
     out = Path(model_out)
     model.save(out)
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    write_text(out / "metrics.json", json.dumps(metrics, indent=2))
     write_model_card(out, json.loads((out / "model.json").read_text()), metrics, data_dir)
     write_plots(out / "plots", data.y[test], scores.prediction, scores.verdict, model.head.history_, "(test)")
     if unseen is not None:
