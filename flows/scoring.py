@@ -49,7 +49,7 @@ MAP_COLUMNS = {
 }
 
 
-_LOADED: dict[tuple[str, str], Scorer] = {}
+_LOADED: dict[tuple, Scorer] = {}  # by folder and its files' size and mtime
 
 
 def images_to_map(readable: list[ImageRecord], predicted: dict[str, dict], explain: str) -> dict:
@@ -88,10 +88,12 @@ class Scorer:
 
     @classmethod
     def cached(cls, model_dir: str | Path | None) -> Scorer:
-        """The scorer for `model_dir`, loaded once per process while its files stay the same: each task
-        of a run (and each dump of a night) asks for it by path."""
+        """The scorer for `model_dir`, loaded once per process while its files stay the same (size and
+        mtime, so asking does not re-read the weights): each task of a run, and each dump of a night,
+        asks for it by path."""
         folder = resolve_model(model_dir)
-        key = (str(folder.resolve()), model_id(folder))
+        files = [folder / WEIGHTS_FILE, folder / CARD_FILE]
+        key = (str(folder.resolve()), *((f.stat().st_size, f.stat().st_mtime_ns) for f in files))
         if key not in _LOADED:
             _LOADED.clear()  # one model at a time: a long-lived server does not pile them up
             _LOADED[key] = cls.load(folder)
