@@ -2,6 +2,8 @@
 
 Every file faceaudit writes for others to read (store shards, models, reports, maps, caches) goes
 through `commit`, so a reader, or a run after a crash, sees the old file or the new one, never a part.
+None of it goes through a symlink (see `data.nofollow`): the folder must be real, the scratch file is
+created new, and a target that is a link is refused rather than replaced.
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ import os
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
+from data.nofollow import create_new, open_file, real_folder, refuse_link, remove_file
+
 
 def scratch_for(path: Path) -> Path:
     """The scratch name beside `path`: hidden, unique to this process, ending in .tmp (never read)."""
@@ -19,11 +23,12 @@ def scratch_for(path: Path) -> Path:
 
 def commit(scratch: Path, target: Path) -> None:
     """Flush `scratch` to disk, rename it over `target`, and flush the folder's entry."""
-    fd = os.open(scratch, os.O_RDONLY)
+    fd = open_file(scratch, os.O_RDONLY)
     try:
         os.fsync(fd)
     finally:
         os.close(fd)
+    refuse_link(target)
     os.replace(scratch, target)
     fsync_dir(target.parent)
 
@@ -41,20 +46,35 @@ def fsync_dir(folder: Path) -> None:
 
 @contextlib.contextmanager
 def replacing(path: Path, scratch: Path | None = None) -> Iterator[Path]:
-    """Yield a scratch path to write `path`'s new content to; committed when the block ends, removed
-    if it raises."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Yield a scratch path (created new and empty, so a writer that opens it by name truncates only
+    our own file) to write `path`'s new content to; committed when the block ends, removed if it
+    raises."""
+    real_folder(path.parent)
+    refuse_link(path)
     scratch = scratch or scratch_for(path)
+    os.close(create_new(scratch))
     try:
         yield scratch
         commit(scratch, path)
     except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            scratch.unlink()
+        remove_file(scratch)
         raise
 
 
+def write_bytes(path: Path, data: bytes) -> None:
+    """Write bytes as one atomic replacement."""
+    with replacing(path) as scratch, open(open_file(scratch, os.O_WRONLY), "wb") as handle:
+        handle.write(data)
+
+
 def write_text(path: Path, text: str | Iterable[str]) -> None:
-    """Write text (in pieces, so a big CSV never sits whole in memory) as one atomic replacement."""
-    with replacing(path) as scratch, open(scratch, "w", encoding="utf-8", newline="") as handle:
+    """Write text (in pieces, so a big CSV never sits whole in memory) as one atomic replacement.
+    Text that cannot be UTF-8 (a lone surrogate from an undecodable file name) is written escaped
+    rather than failing the run."""
+    with (
+        replacing(path) as scratch,
+        open(
+            open_file(scratch, os.O_WRONLY), "w", encoding="utf-8", errors="backslashreplace", newline=""
+        ) as handle,
+    ):
         handle.writelines([text] if isinstance(text, str) else text)

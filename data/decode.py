@@ -1,7 +1,10 @@
 """Turn image bytes into an RGB picture without trusting them.
 
-Guards: the type comes from the bytes, the pixel count is checked from the header before any pixel
-is decoded (decompression bombs), EXIF orientation is applied, and every mode ends as 8-bit RGB.
+Guards: the type comes from the bytes, the pixel count and the aspect ratio are checked from the
+header before any pixel is decoded (decompression bombs; a 40000 x 1 strip that preprocessing would
+enlarge to millions of pixels), EXIF orientation is applied, and every mode ends as 8-bit RGB. Every
+later step works on an image whose long side is at most MAX_ASPECT times its short side, so the
+enlargements of preprocessing stay within MAX_ASPECT x (input size)^2 pixels.
 """
 
 from __future__ import annotations
@@ -16,6 +19,8 @@ from data.sniff import describe_non_image, sniff_format
 
 # 40 megapixels: bigger than any camera photo we expect, far below what would exhaust memory.
 DEFAULT_MAX_PIXELS = 40_000_000
+# No face picture is ten times wider than tall; a strip like that is refused with its reason.
+MAX_ASPECT = 10
 
 
 class UnreadableImage(Exception):
@@ -46,6 +51,10 @@ def decode_image(
                 )
             if width < 1 or height < 1:
                 raise UnreadableImage(f"empty image: {width}x{height}")
+            if max(width, height) > MAX_ASPECT * min(width, height):
+                raise UnreadableImage(
+                    f"extreme aspect ratio: {width}x{height} is more than {MAX_ASPECT}:1, not a face picture"
+                )
             if draft_size is not None and fmt == "JPEG":
                 image.draft("RGB", draft_size)
             image.seek(0)  # first frame of an animation
@@ -67,9 +76,13 @@ def to_rgb(image: Image.Image) -> Image.Image:
     if image.mode == "RGB":
         return image
     if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
-        array = np.asarray(image, dtype=np.float64)
+        # float32, not float64: the copy of a 40-megapixel image stays at 160 MB
+        array = np.asarray(image, dtype=np.float32)
         top = 65535.0 if image.mode.startswith("I;16") or array.max() > 255 else 255.0
-        gray = np.clip(array / top * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        array *= 255.0 / top
+        array += 0.5
+        gray = np.clip(array, 0, 255, out=array).astype(np.uint8)
+        del array
         return Image.fromarray(gray, mode="L").convert("RGB")
     if image.mode == "P" and "transparency" in image.info:
         image = image.convert("RGBA")

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
-from collections.abc import Callable, Iterator
+import os
+import stat
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from data.decode import UnreadableImage
 from data.labels import label_and_group
 from data.sniff import HEAD_BYTES, describe_non_image, sniff_format
 from data.walk import walk
@@ -28,23 +32,88 @@ class ImageRecord:
     label: str | None = None
     group: str | None = None
     error: str | None = None
+    via_link: bool = False  # reached through a symlink inside the input folder
 
     @property
     def ok(self) -> bool:
         return self.error is None
 
 
+def read_scanned(record: ImageRecord) -> bytes:
+    """The file's bytes exactly as the scan hashed them, or UnreadableImage saying what changed.
+
+    Every read after the scan (decoding for the backbone, maps, thumbnails) comes through here: the
+    path must still be a regular file (a FIFO or device put in its place is never read, so nothing
+    hangs), of the scanned size, with the scanned hash (a file swapped for another, or for a link to
+    one outside the folder, is caught), and a file that was not a link must not have become one.
+    """
+    fd = _open_regular(record.path, record.via_link)
+    try:
+        size = os.fstat(fd).st_size
+        if size != record.size:
+            raise UnreadableImage(f"changed since the scan: {size:,} bytes, was {record.size:,}")
+        with os.fdopen(os.dup(fd), "rb") as handle:
+            data = handle.read(record.size + 1)
+    finally:
+        os.close(fd)
+    if len(data) != record.size or hashlib.sha256(data).hexdigest() != record.sha256:
+        raise UnreadableImage("changed since the scan: its content is not what was hashed")
+    return data
+
+
+def _open_regular(path: Path, follow_link: bool) -> int:
+    """A read descriptor for `path`, refused (UnreadableImage) unless it is a regular file. Opened
+    non-blocking, so a FIFO without a writer answers at once instead of hanging the run."""
+    flags = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | (0 if follow_link else os.O_NOFOLLOW)
+    try:
+        fd = os.open(path, flags)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise UnreadableImage("is a symlink now, was a file when scanned (not followed)") from None
+        if exc.errno == errno.ENOENT:
+            raise UnreadableImage("file is gone (deleted or moved while the run read it)") from None
+        raise UnreadableImage(f"cannot read file: {exc.strerror or exc}") from None
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        raise UnreadableImage(f"not a regular file ({_kind(mode)}): not read")
+    os.set_blocking(fd, True)
+    return fd
+
+
+def _kind(mode: int) -> str:
+    for test, name in (
+        (stat.S_ISFIFO, "a FIFO"),
+        (stat.S_ISCHR, "a device"),
+        (stat.S_ISBLK, "a device"),
+        (stat.S_ISSOCK, "a socket"),
+        (stat.S_ISDIR, "a folder"),
+    ):
+        if test(mode):
+            return name
+    return "not a file"
+
+
 def iter_records(
     root: Path | str,
     max_bytes: int = DEFAULT_MAX_BYTES,
+    skip: Iterable[Path | str] = (),
 ) -> Iterator[ImageRecord]:
-    """Walk `root`, hash each file's bytes and sniff its type. Never raises for a bad file."""
+    """Walk `root` (leaving out the folders in `skip`), hash each file's bytes and sniff its type.
+    Never raises for a bad file."""
     root = Path(root)
     base_folders = [root.resolve().name]
-    for found in walk(root):
+    for found in walk(root, skip):
         folders = base_folders + found.rel.split("/")[:-1]
         label, group = label_and_group(folders)
-        record = ImageRecord(path=found.path, rel=found.rel, label=label, group=group, error=found.error)
+        record = ImageRecord(
+            path=found.path,
+            rel=found.rel,
+            label=label,
+            group=group,
+            error=found.error,
+            via_link=found.via_link,
+        )
         if record.error is None:
             _hash_and_sniff(record, max_bytes)
         yield record
@@ -54,10 +123,11 @@ def scan(
     root: Path | str,
     max_bytes: int = DEFAULT_MAX_BYTES,
     on_record: Callable[[ImageRecord], None] | None = None,
+    skip: Iterable[Path | str] = (),
 ) -> list[ImageRecord]:
     """All records under `root`, in walk order; `on_record` is called after each (for progress)."""
     records = []
-    for record in iter_records(root, max_bytes):
+    for record in iter_records(root, max_bytes, skip):
         records.append(record)
         if on_record is not None:
             on_record(record)
@@ -67,7 +137,15 @@ def scan(
 def _hash_and_sniff(record: ImageRecord, max_bytes: int) -> None:
     digest = hashlib.sha256()
     try:
-        with open(record.path, "rb") as handle:
+        fd = _open_regular(record.path, record.via_link)
+    except UnreadableImage as exc:
+        record.error = str(exc)
+        return
+    try:
+        if os.fstat(fd).st_size > max_bytes:
+            record.error = f"file too large: over {max_bytes // (1024 * 1024)} MB"
+            return
+        with os.fdopen(os.dup(fd), "rb") as handle:
             head = handle.read(HEAD_BYTES)
             digest.update(head)
             size = len(head)
@@ -80,6 +158,8 @@ def _hash_and_sniff(record: ImageRecord, max_bytes: int) -> None:
     except OSError as exc:
         record.error = f"cannot read file: {exc.strerror or exc}"
         return
+    finally:
+        os.close(fd)
     record.size = size
     record.sha256 = digest.hexdigest()
     record.format = sniff_format(head)

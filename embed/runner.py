@@ -6,7 +6,6 @@ Composed like clip-retrieval's inference: a reader (`DecodedImages`, run by the 
 
 from __future__ import annotations
 
-import hashlib
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -15,7 +14,7 @@ from functools import lru_cache
 import numpy as np
 
 from data.decode import DEFAULT_MAX_PIXELS, UnreadableImage, decode_image
-from data.records import ImageRecord
+from data.records import ImageRecord, read_scanned
 from embed.augment import Augmentation
 from embed.backbone import Backbone
 from embed.spec import EmbeddingSpec
@@ -64,13 +63,7 @@ class DecodedImages:
     def __getitem__(self, index: int) -> Decoded:
         record = self.records[index]
         try:
-            with open(record.path, "rb") as handle:
-                data = handle.read()
-        except OSError as exc:
-            return Decoded(index, None, f"cannot read file: {exc.strerror or exc}")
-        if record.sha256 and hashlib.sha256(data).hexdigest() != record.sha256:
-            return Decoded(index, None, "file changed while being processed")
-        try:
+            data = read_scanned(record)
             if self.views is None:
                 image = decode_image(data, self.max_pixels, self.preprocess.draft_size())
             else:  # a view is drawn from the full-resolution image
@@ -140,12 +133,30 @@ def _worker_init(_: int) -> None:
 
     import torch
 
+    _die_with_parent()
     torch.set_num_threads(1)  # decoding is single-threaded; leave the cores to the model
     # A forked worker inherits its parent's thread-exit hooks. Inside a Prefect run one of them drains
     # Prefect's log service, whose state the fork reset: it fails at the worker's exit, the worker exits
     # with code 1 and the DataLoader calls the whole batch lost (Prefect 3.8.8). Those hooks belong to
     # the parent's threads, none of which exist here.
     threading._threading_atexits.clear()  # type: ignore[attr-defined]
+
+
+def _die_with_parent() -> None:
+    """Ask Linux to kill this worker when the process that forked it dies, however it dies: a run
+    killed with -9 never runs the DataLoader's own clean-up, and its workers would linger (hundreds of
+    MB each) until killed by hand. Elsewhere, a no-op."""
+    import ctypes
+    import os
+    import signal
+
+    libc = ctypes.CDLL(None, use_errno=True)  # the symbols already loaded: libc's among them
+    if not hasattr(libc, "prctl"):
+        return
+    pr_set_pdeathsig = 1
+    libc.prctl(pr_set_pdeathsig, signal.SIGKILL)
+    if os.getppid() == 1:  # the parent died before the request took effect
+        os._exit(1)
 
 
 def embed_missing(

@@ -14,7 +14,9 @@ Crash safety comes from never modifying a complete file: every batch is written 
 name, flushed to disk and renamed, so a kill loses at most the batch in flight. When a run ends it
 merges its batches (and those of runs that died) into one shard, dropping hashes already stored, then
 deletes the batches. A run holds an flock on `run-<id>.lock` while alive, which is how others tell a
-dead run's leftovers from a live run's.
+dead run's leftovers from a live run's. No file is created, written or deleted through a symlink
+(`data.nofollow`), and a damaged .h5 file is skipped with a warning, never a crash: `faceaudit store
+check` lists such files and moves them aside.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import contextlib
 import errno
 import fcntl
 import json
+import logging
 import os
 import re
 import secrets
@@ -34,7 +37,8 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from data.atomic import commit, fsync_dir, replacing
+from data.atomic import fsync_dir, replacing
+from data.nofollow import open_file, real_folder, remove_file
 from data.version import code_version
 
 FORMAT_VERSION = 1
@@ -42,6 +46,10 @@ _BATCH = re.compile(r"^batch-(?P<run>.+)-(?P<seq>\d{6})\.h5$")
 _SHARD = re.compile(r"^shard-(?P<run>.+?)(?:-\d+)?\.h5$")
 _TMP = re.compile(r"^(?:batch|shard)-(?:merge-)?(?P<run>\d{8}T\d{6}-\d+-[0-9a-f]{6})")
 
+
+QUARANTINE = "quarantine"  # where `faceaudit store check --quarantine` moves damaged files
+_log = logging.getLogger("faceaudit")
+_warned: set[str] = set()  # damaged files already reported by this process
 
 # More shards than this under this many rows each are folded into one at the next compaction.
 MAX_SMALL_SHARDS = 16
@@ -113,6 +121,8 @@ class FeatureStore:
     def provenance(self) -> dict | None:
         """The attributes of the first complete file, or None for an empty store."""
         for path in self.files():
+            if _read_keys(path) is None:
+                continue
             with contextlib.suppress(FileNotFoundError), h5py.File(path, "r", locking=False) as handle:
                 return {key: _plain(value) for key, value in handle.attrs.items()}
         return None
@@ -131,6 +141,7 @@ class FeatureStore:
         """
         if not self.folder.is_dir():
             return 0
+        real_folder(self.folder, create=False)
         with _exclusive_lock(self.folder / "compact.lock"):
             batches: list[Path] = []
             dead: set[str] = set()
@@ -153,10 +164,9 @@ class FeatureStore:
         a file each, and every look-up opens every file."""
         small = []
         for path in self.files():
-            if path.name.startswith("shard-"):
-                with h5py.File(path, "r", locking=False) as handle:
-                    if len(handle["key"]) < SMALL_SHARD_ROWS:
-                        small.append(path)
+            content = _read_keys(path) if path.name.startswith("shard-") else None
+            if content is not None and len(content[1]) < SMALL_SHARD_ROWS:
+                small.append(path)
         if len(small) > MAX_SMALL_SHARDS:
             self._merge(small, run_id=f"merge-{_new_run_id()}")
 
@@ -168,6 +178,7 @@ class FeatureStore:
         plan: list[tuple[Path, np.ndarray]] = []
         taken: set[bytes] = set()
         attrs: dict = {}
+        sources = [path for path in sources if _read_keys(path) is not None]  # damaged ones stay put
         for path in sources:
             with h5py.File(path, "r", locking=False) as handle:
                 attrs = attrs or dict(handle.attrs)
@@ -186,8 +197,7 @@ class FeatureStore:
             attrs.update(created_at=_now(), run_id=run_id)
             _write_atomic_from(target, plan, total, int(attrs["dim"]), attrs)
         for path in sources:
-            with contextlib.suppress(FileNotFoundError):
-                path.unlink()
+            remove_file(path)
         fsync_dir(self.folder)
         return total
 
@@ -196,13 +206,11 @@ class FeatureStore:
         for path in self.folder.glob("*.tmp"):
             match = _TMP.match(path.name)
             if match and (match["run"] in dead_runs or _is_dead(self.folder, match["run"])):
-                with contextlib.suppress(FileNotFoundError):
-                    path.unlink()
+                remove_file(path)
         for path in self.folder.glob("run-*.lock"):
             run = path.name[len("run-") : -len(".lock")]
             if run in dead_runs or _is_dead(self.folder, run):
-                with contextlib.suppress(FileNotFoundError):
-                    path.unlink()
+                remove_file(path)
 
 
 class StoreWriter:
@@ -222,12 +230,13 @@ class StoreWriter:
 
     def __enter__(self) -> StoreWriter:
         folder = self.store.folder
-        folder.mkdir(parents=True, exist_ok=True)
+        real_folder(self.store.root)
+        real_folder(folder)
         spec = folder / "spec.json"
         if not spec.exists():
             with replacing(spec, folder / f"spec.json.{self.run_id}.tmp") as scratch:
                 scratch.write_text(json.dumps({k: _plain(v) for k, v in self.attrs.items()}, indent=2))
-        self._lock_fd = os.open(folder / f"run-{self.run_id}.lock", os.O_CREAT | os.O_RDWR, 0o644)
+        self._lock_fd = open_file(folder / f"run-{self.run_id}.lock", os.O_CREAT | os.O_RDWR)
         fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
         return self
 
@@ -252,8 +261,7 @@ class StoreWriter:
             if self._lock_fd is not None:
                 os.close(self._lock_fd)
                 self._lock_fd = None
-                with contextlib.suppress(FileNotFoundError):
-                    (self.store.folder / f"run-{self.run_id}.lock").unlink()
+                remove_file(self.store.folder / f"run-{self.run_id}.lock")
             self.store.refresh()
 
 
@@ -293,20 +301,24 @@ class _Index:
     @classmethod
     def build_from(cls, paths: list[Path]) -> _Index:
         hashes, keys, files, rows, fingerprints = [], [], [], [], []
-        for number, path in enumerate(paths):
-            with h5py.File(path, "r", locking=False) as handle:
-                hashes.append(handle["sha256"][()])
-                keys.append(handle["key"][()])
-                fingerprints.append(str(handle.attrs.get("fingerprint", "")))
-            files.append(np.full(len(keys[-1]), number, dtype=np.int32))
+        readable = []
+        for path in paths:
+            content = _read_keys(path)
+            if content is None:
+                continue
+            readable.append(path)
+            hashes.append(content[0])
+            keys.append(content[1])
+            fingerprints.append(content[2])
+            files.append(np.full(len(keys[-1]), len(readable) - 1, dtype=np.int32))
             rows.append(np.arange(len(keys[-1]), dtype=np.int64))
-        if not paths:
+        if not readable:
             empty = np.zeros(0, dtype=np.uint64)
             return cls([], [], empty, np.zeros(0, np.int32), np.zeros(0, np.int64))
         all_keys = np.concatenate(keys)
         order = np.argsort(all_keys, kind="stable")
         return cls(
-            paths,
+            readable,
             hashes,
             all_keys[order],
             np.concatenate(files)[order],
@@ -359,24 +371,86 @@ class _Index:
         return len(self.hash_set())
 
 
+def damage(path: Path) -> str | None:
+    """Why the .h5 file at `path` cannot be read as a store file, or None when it can."""
+    try:
+        with h5py.File(path, "r", locking=False) as handle:
+            missing = [name for name in ("sha256", "key", "vectors") if name not in handle]
+            if missing:
+                return f"no {', '.join(missing)} dataset"
+            rows = {len(handle["sha256"]), len(handle["key"]), handle["vectors"].shape[0]}
+            if len(rows) != 1 or handle["vectors"].ndim != 2:
+                return "datasets of different lengths or shapes"
+            handle["key"][()]
+            handle["sha256"][()]
+    except FileNotFoundError:
+        raise
+    except (OSError, KeyError, ValueError, TypeError) as exc:
+        detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        return f"not a readable HDF5 store file ({detail})"
+    return None
+
+
+def _read_keys(path: Path) -> tuple[np.ndarray, np.ndarray, str] | None:
+    """(hashes, keys, fingerprint) of a store file; None, with a warning once per process, for a
+    damaged one. A file deleted meanwhile (a concurrent compaction) raises FileNotFoundError."""
+    try:
+        with h5py.File(path, "r", locking=False) as handle:
+            return handle["sha256"][()], handle["key"][()], str(handle.attrs.get("fingerprint", ""))
+    except FileNotFoundError:
+        raise
+    except (OSError, KeyError, ValueError, TypeError):
+        reason = damage(path) or "unreadable"
+        if str(path) not in _warned:
+            _warned.add(str(path))
+            _log.warning(
+                "skipping damaged store file %s: %s (`faceaudit store check --quarantine %s` moves it aside)",
+                path,
+                reason,
+                path.parent.parent,
+            )
+        return None
+
+
+def check_store(root: Path | str) -> list[tuple[Path, str | None]]:
+    """Every .h5 file of every fingerprint folder under `root`, with why it is damaged (None: sound)."""
+    found = []
+    for folder in sorted(p for p in Path(root).iterdir() if p.is_dir() and p.name != QUARANTINE):
+        for path in sorted(folder.glob("*.h5")):
+            with contextlib.suppress(FileNotFoundError):
+                found.append((path, damage(path)))
+    return found
+
+
+def quarantine(path: Path, root: Path | str) -> Path:
+    """Move a damaged store file to ROOT/quarantine/<fingerprint folder>/, out of every look-up."""
+    folder = real_folder(Path(root) / QUARANTINE / path.parent.name)
+    target = folder / path.name
+    os.replace(path, target)  # renames the file itself, never a link's target
+    return target
+
+
 def _write_atomic(target: Path, hashes: list[str], vectors: np.ndarray, attrs: dict) -> None:
     """Write a complete file under a temporary name, flush it to disk, then rename it into place."""
-    scratch = target.with_name(target.name + ".tmp")
-    with h5py.File(scratch, "w", locking=False) as handle:
+    with (
+        replacing(target, target.with_name(target.name + ".tmp")) as scratch,
+        h5py.File(scratch, "w", locking=False) as handle,
+    ):
         handle.create_dataset("sha256", data=np.array(hashes, dtype="S64"))
         handle.create_dataset("key", data=hash_keys(hashes))
         handle.create_dataset("vectors", data=vectors.astype(np.float32, copy=False))
         for key, value in attrs.items():
             handle.attrs[key] = value
-    commit(scratch, target)
 
 
 def _write_atomic_from(
     target: Path, plan: list[tuple[Path, np.ndarray]], total: int, dim: int, attrs: dict
 ) -> None:
     """Like `_write_atomic`, copying the chosen rows of each batch file in turn (memory: one batch)."""
-    scratch = target.with_name(target.name + ".tmp")
-    with h5py.File(scratch, "w", locking=False) as out:
+    with (
+        replacing(target, target.with_name(target.name + ".tmp")) as scratch,
+        h5py.File(scratch, "w", locking=False) as out,
+    ):
         sha = out.create_dataset("sha256", shape=(total,), dtype="S64")
         key = out.create_dataset("key", shape=(total,), dtype=np.uint64)
         vectors = out.create_dataset("vectors", shape=(total, dim), dtype=np.float32)
@@ -391,12 +465,11 @@ def _write_atomic_from(
             at += len(keep)
         for name, value in attrs.items():
             out.attrs[name] = value
-    commit(scratch, target)
 
 
 @contextlib.contextmanager
 def _exclusive_lock(path: Path) -> Iterator[None]:
-    fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o644)
+    fd = open_file(path, os.O_CREAT | os.O_RDWR)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield
@@ -407,7 +480,7 @@ def _exclusive_lock(path: Path) -> Iterator[None]:
 def _is_dead(folder: Path, run: str) -> bool:
     """True when no live process holds run `run`'s lock."""
     try:
-        fd = os.open(folder / f"run-{run}.lock", os.O_RDWR)
+        fd = open_file(folder / f"run-{run}.lock", os.O_RDWR)
     except FileNotFoundError:
         return True
     try:

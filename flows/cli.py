@@ -32,7 +32,7 @@ from flows.defaults import (
 )
 from head.base import DEFAULT_HEAD
 from head.thresholds import Bounds
-from head.uncertainty import DEFAULT_SAMPLES
+from head.uncertainty import DEFAULT_SAMPLES, SAMPLE_RANGE
 
 app = typer.Typer(
     name="faceaudit",
@@ -86,7 +86,10 @@ ProgressOption = Annotated[
 BatchOption = Annotated[int, typer.Option(min=1, max=1024, help="Images per forward pass.")]
 WorkersOption = Annotated[int, typer.Option(min=0, max=64, help="DataLoader processes decoding ahead.")]
 ModelOption = Annotated[Path | None, typer.Option(help="Model folder [default: the built-in model].")]
-SamplesOption = Annotated[int | None, typer.Option(min=2, max=10000, help="Monte Carlo samples [model's].")]
+SamplesOption = Annotated[
+    int | None,
+    typer.Option(min=SAMPLE_RANGE[0], max=SAMPLE_RANGE[1], help="Monte Carlo samples [model's]."),
+]
 DaskAddressOption = Annotated[
     str | None, typer.Option(help="Embed on an existing Dask cluster, e.g. tcp://host:8786.")
 ]
@@ -380,8 +383,11 @@ def score(
     prefect: PrefectOption = None,
     progress: ProgressOption = None,
 ) -> None:
-    """Judge every file under INPUT_DIR: one CSV row each, maps for flagged images, an audit report."""
+    """Judge every file under INPUT_DIR: one CSV row each, maps for flagged images, an audit report.
+    OUT and the store are never scored, even when they lie inside INPUT_DIR."""
     _existing_dir(input_dir, "input folder")
+    if out.resolve() == input_dir.resolve():
+        raise fail("--out must not be INPUT_DIR itself: the report would be mixed with the images")
     _check_choice(explain, EXPLAIN_CHOICES, "--explain")
     _check_choice(explain_method, EXPLAIN_METHODS, "--explain-method")
     _check_choice(occlusion_baseline, BASELINES, "--occlusion-baseline")
@@ -464,6 +470,7 @@ def _run_guarded(flow_fn, prefect: bool | None, progress: bool | None, **params)
     held by another run (retry later)."""
     from prefect.exceptions import ParameterTypeError
 
+    from data.nofollow import UnsafePath
     from embed.backbone import BackboneError
     from embed.store import StoreError
     from flows import progress as progress_mod
@@ -479,8 +486,41 @@ def _run_guarded(flow_fn, prefect: bool | None, progress: bool | None, **params)
         raise fail(str(exc), EXIT_BUSY) from None
     except ParameterTypeError as exc:
         raise fail(" ".join(str(exc).split())) from None
-    except (BackboneError, StoreError, DataError, ModelError, ValueError) as exc:
+    except (BackboneError, StoreError, DataError, ModelError, UnsafePath, ValueError) as exc:
         raise fail(str(exc)) from None
+
+
+store_app = typer.Typer(
+    help="Look after a feature store: find damaged files and move them aside.", no_args_is_help=True
+)
+app.add_typer(store_app, name="store")
+
+
+@store_app.command("check")
+def store_check(
+    store: Annotated[Path | None, typer.Argument(help="Store folder [default: as for --store].")] = None,
+    quarantine: Annotated[
+        bool, typer.Option("--quarantine", help="Move damaged files to STORE/quarantine/ (kept, not read).")
+    ] = False,
+) -> None:
+    """List every store file and whether it reads; damaged ones are skipped by every run (with a
+    warning) until moved aside. Exit code 1 while damaged files remain in place."""
+    from embed.store import check_store
+    from embed.store import quarantine as move_aside
+
+    root = _existing_dir(store or default_store_dir(), "store")
+    checked = check_store(root)
+    damaged = [(path, reason) for path, reason in checked if reason is not None]
+    for path, reason in damaged:
+        if quarantine:
+            typer.echo(f"quarantined {path} -> {move_aside(path, root)}: {reason}")
+        else:
+            typer.echo(f"damaged {path}: {reason}")
+    typer.echo(
+        f"{len(checked)} store files, {len(damaged)} damaged" + (", moved aside" if quarantine else "")
+    )
+    if damaged and not quarantine:
+        raise typer.Exit(EXIT_FAILED)
 
 
 @app.command()

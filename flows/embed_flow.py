@@ -48,9 +48,9 @@ class EmbedSummary:
 
 
 @task(name="scan-folder", cache_policy=NO_CACHE)
-def scan_folder(input_dir: str) -> list[ImageRecord]:
-    """Walk, hash and sniff every file (cheap: no decoding)."""
-    return scan(input_dir)
+def scan_folder(input_dir: str, skip: tuple[str, ...] = ()) -> list[ImageRecord]:
+    """Walk, hash and sniff every file (cheap: no decoding), leaving out the folders in `skip`."""
+    return scan(input_dir, skip=skip)
 
 
 @dataclass

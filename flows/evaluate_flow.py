@@ -8,7 +8,8 @@ import numpy as np
 from prefect import flow
 
 from data.atomic import write_text
-from data.decode import decode_image
+from data.decode import UnreadableImage, decode_image
+from data.records import read_scanned
 from embed.augment import Augmentation
 from embed.runner import embed_images, shared_embedder
 from flows.defaults import DEFAULT_BATCH_SIZE, DEFAULT_WORKERS, EvalSplit
@@ -65,7 +66,10 @@ def evaluate_flow(
             images = []
             with progress_bar(f"perturbed {name}", total=len(data.records)) as advance:
                 for record in data.records:
-                    images.append(apply(decode_image(record.path.read_bytes())))
+                    try:
+                        images.append(apply(decode_image(read_scanned(record))))
+                    except UnreadableImage as exc:
+                        raise DataError(f"{record.rel}: {exc}") from None
                     advance(1)
             X = embed_images(images, spec, embedder, batch_size)
             perturbed = model.score(X, samples)

@@ -9,11 +9,16 @@ import fcntl
 import io
 import json
 import os
+import re
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-# A cell starting with one of these runs as a formula in Excel, LibreOffice or Google Sheets.
-_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "\n")
+from data.nofollow import open_file, real_folder, remove_matching
+
+# A cell starting with one of these runs as a formula in Excel, LibreOffice or Google Sheets (tab, CR
+# and LF never reach a cell: they are escaped first).
+_FORMULA_STARTS = ("=", "+", "-", "@")
+_GUARD = "'"
 
 
 LOCK_FILE = ".faceaudit.lock"
@@ -29,10 +34,11 @@ def output_lock(out: Path) -> Iterator[None]:
 
     The lock is a POSIX record lock: it ends with the process however it ends, and unlike an flock
     it is not inherited by forked DataLoader workers, which can outlive a killed run by seconds.
-    Scratch files a killed run left behind are removed once the lock is ours.
+    Scratch files a killed run left behind are removed once the lock is ours. Nothing here goes
+    through a symlink: a lock file or a maps/ folder that is a link is refused (UnsafePath).
     """
-    out.mkdir(parents=True, exist_ok=True)
-    fd = os.open(out / LOCK_FILE, os.O_CREAT | os.O_RDWR, 0o644)
+    real_folder(out)
+    fd = open_file(out / LOCK_FILE, os.O_CREAT | os.O_RDWR)
     try:
         fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError as exc:
@@ -47,9 +53,9 @@ def output_lock(out: Path) -> Iterator[None]:
     try:
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-        for scratch in [*out.glob(".*.tmp"), *out.glob("maps/*.tmp")]:
-            with contextlib.suppress(FileNotFoundError):
-                scratch.unlink()
+        remove_matching(out, ".*.tmp")
+        if (out / "maps").exists() or (out / "maps").is_symlink():
+            remove_matching(real_folder(out / "maps", create=False), "*.tmp")
         yield
     finally:
         os.close(fd)
@@ -60,21 +66,75 @@ def display_name(path: str) -> str:
     return os.fsencode(path).decode("utf-8", "backslashreplace")
 
 
+def _unsafe(code: int) -> bool:
+    """Characters that would break a CSV row or a line on screen: controls, DEL, C1, line separators."""
+    return code < 0x20 or code == 0x7F or 0x80 <= code < 0xA0 or code in (0x2028, 0x2029)
+
+
+def path_cell(path: str) -> str:
+    """The `path` cell for a file name: one line, never a formula, and reversible (`path_from_cell`).
+
+    Rules, applied to the name's bytes: a backslash is written `\\\\`; a byte that is not part of
+    valid UTF-8, and every byte of a control character (tab, CR, LF, DEL, U+0080-U+009F, U+2028-9),
+    is written `\\xNN` (two lowercase hex digits); everything else is kept. Then a cell that starts
+    with = + - @ or ' gets one more ' in front. Two different names never give the same cell.
+    """
+    parts = []
+    for char in os.fsencode(path).decode("utf-8", "surrogateescape"):
+        code = ord(char)
+        if char == "\\":
+            parts.append("\\\\")
+        elif 0xDC80 <= code <= 0xDCFF:  # a byte that is not UTF-8, as surrogateescape holds it
+            parts.append(f"\\x{code - 0xDC00:02x}")
+        elif _unsafe(code):
+            parts.append("".join(f"\\x{byte:02x}" for byte in char.encode("utf-8")))
+        else:
+            parts.append(char)
+    cell = "".join(parts)
+    return _GUARD + cell if cell.startswith((*_FORMULA_STARTS, _GUARD)) else cell
+
+
+_ESCAPE = re.compile(r"\\(\\|x[0-9a-f]{2})")
+
+
+def path_from_cell(cell: str) -> str:
+    """The file name (as `os` functions take it) that `path_cell` wrote as `cell`: join it to the scored
+    folder to reach the file. ValueError for a cell `path_cell` cannot have written."""
+    if cell.startswith(_GUARD):
+        cell = cell[1:]
+    raw, at = bytearray(), 0
+    for match in _ESCAPE.finditer(cell):
+        raw += cell[at : match.start()].encode("utf-8")
+        token = match.group(1)
+        raw += b"\\" if token == "\\" else bytes([int(token[1:], 16)])
+        at = match.end()
+    rest = cell[at:]
+    if "\\" in rest or any(_unsafe(ord(c)) for c in cell):
+        raise ValueError(f"not a path cell written by faceaudit: {cell!r}")
+    raw += rest.encode("utf-8")
+    return os.fsdecode(bytes(raw))
+
+
 def safe_text(value: str) -> str:
-    """Text for a CSV cell: valid UTF-8 whatever the file name's bytes, and never a formula."""
-    text = display_name(value) if isinstance(value, str) else str(value)
-    if text.startswith(_FORMULA_STARTS):
-        return "'" + text
-    return text
+    """Text for any other CSV cell: valid UTF-8, one line (control characters become spaces), never
+    a formula."""
+    text = "".join(" " if _unsafe(ord(c)) else c for c in display_name(value))
+    return _GUARD + text if text.startswith((*_FORMULA_STARTS, _GUARD)) else text
 
 
 def csv_lines(columns: list[str], rows: Iterable[dict]) -> Iterator[str]:
-    """The CSV a line at a time: the header, then one line per row, cells made safe."""
+    """The CSV a line at a time: the header, then one line per row; the path cell by `path_cell`,
+    every other text cell by `safe_text`."""
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=columns, quoting=csv.QUOTE_MINIMAL, lineterminator="\n")
     writer.writeheader()
     for row in rows:
-        writer.writerow({k: (safe_text(v) if isinstance(v, str) else v) for k, v in row.items()})
+        writer.writerow(
+            {
+                k: (path_cell(v) if k == "path" else safe_text(v)) if isinstance(v, str) else v
+                for k, v in row.items()
+            }
+        )
         yield buffer.getvalue()
         buffer.seek(0)
         buffer.truncate()

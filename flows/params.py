@@ -8,9 +8,13 @@ from typing import Annotated
 
 from pydantic import Field
 
+from head.uncertainty import SAMPLE_RANGE
+
 BatchSize = Annotated[int, Field(ge=1, le=1024, description="Images per forward pass.")]
 Workers = Annotated[int, Field(ge=0, le=64, description="DataLoader processes decoding ahead.")]
-Samples = Annotated[int, Field(ge=2, le=10000, description="Monte Carlo samples per prediction.")]
+Samples = Annotated[
+    int, Field(ge=SAMPLE_RANGE[0], le=SAMPLE_RANGE[1], description="Monte Carlo samples per prediction.")
+]
 Rate = Annotated[float, Field(ge=0.0, le=1.0)]
 ViewCount = Annotated[int, Field(ge=0, le=16, description="Augmented views per training image.")]
 Partitions = Annotated[int, Field(ge=1, le=256, description="Parallel embedding tasks.")]

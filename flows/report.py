@@ -8,17 +8,19 @@ from pathlib import Path
 
 from data.atomic import write_text
 from data.decode import UnreadableImage, decode_image
+from data.records import ImageRecord, read_scanned
 from flows.outputs import display_name
 
 _TEMPLATE = Path(__file__).resolve().parent / "templates" / "report.html.j2"
 THUMBNAIL_PX = 64
 
 
-def thumbnail(path: Path) -> str:
-    """A small inline JPEG as a data URI, or '' when the file cannot be drawn."""
+def thumbnail(record: ImageRecord) -> str:
+    """A small inline JPEG as a data URI, or '' when the file cannot be drawn (or is no longer the
+    file that was judged)."""
     try:
-        image = decode_image(path.read_bytes())
-    except (UnreadableImage, OSError):
+        image = decode_image(read_scanned(record))
+    except UnreadableImage:
         return ""
     image.thumbnail((THUMBNAIL_PX, THUMBNAIL_PX))
     buffer = io.BytesIO()
@@ -32,7 +34,7 @@ def write_report(path: Path, rows: list[dict], run: dict, records) -> None:
 
     environment = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
     template = environment.from_string(_TEMPLATE.read_text())
-    files = {record.rel: record.path for record in records if record.ok}
+    files = {record.rel: record for record in records if record.ok}
 
     def shown():
         for row in rows:
@@ -43,4 +45,6 @@ def write_report(path: Path, rows: list[dict], run: dict, records) -> None:
                 "thumbnail": thumbnail(source) if source else "",
             }
 
-    write_text(path, template.generate(rows=shown(), run=run))
+    # folder names are shown as text whatever their bytes (a name that is not UTF-8 stays readable)
+    shown_run = {**run, **{key: display_name(run[key]) for key in ("input_dir", "out_dir") if key in run}}
+    write_text(path, template.generate(rows=shown(), run=shown_run))

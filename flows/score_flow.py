@@ -32,11 +32,11 @@ from flows.defaults import (
 )
 from flows.embed_flow import scan_folder
 from flows.orchestration import call
-from flows.outputs import csv_lines, json_text, jsonl_lines, output_lock
+from flows.outputs import csv_lines, display_name, json_text, jsonl_lines, output_lock
 from flows.params import BatchSize, Samples, Workers
 from flows.report import write_report
 from flows.run_log import OOD_WARNING_SHARE, STALE_MODEL_DAYS, log_unreadable, publish_artifacts, run_logger
-from flows.scoring import COLUMNS, Scorer, images_to_map
+from flows.scoring import COLUMNS, NO_MAPS, Maps, Scorer, images_to_map
 from head.thresholds import VERDICTS
 
 # A bound only a stalled step reaches: ~25x the measured cost of a map (about 1.8 s) on 2 cores.
@@ -63,7 +63,7 @@ def current_run(out: Path, manifest: str, model: str) -> dict | None:
 def _run_name() -> str:
     from prefect.runtime import flow_run
 
-    return f"score {Path(flow_run.parameters['input_dir']).name}"
+    return f"score {display_name(Path(flow_run.parameters['input_dir']).name)}"
 
 
 @task(name="predict", cache_policy=NO_CACHE, timeout_seconds=3600)
@@ -82,7 +82,7 @@ def draw_maps(
     out_dir: str,
     samples: int | None,
     baseline: str,
-) -> dict[str, dict[str, tuple[str, str]]]:
+) -> Maps:
     """Maps for the chosen images; a retry keeps the maps already drawn."""
     scorer = Scorer.cached(model_dir)
     return scorer.draw_maps(readable, predicted, explain, methods, Path(out_dir), samples, baseline)
@@ -154,12 +154,13 @@ def _score(
     scored_at = datetime.now(UTC).isoformat(timespec="seconds")
     scorer = Scorer.cached(model_dir)
     out = Path(out_dir)
-    records = call(scan_folder, str(input_dir))
+    shown = display_name(str(input_dir))  # for log lines: valid text whatever the folder's bytes
+    records = call(scan_folder, str(input_dir), (str(out), str(store_dir)))  # never score our own files
     manifest = input_manifest(records)
     if only_if_changed and (kept := current_run(out, manifest, scorer.ident)) is not None:
-        logger.info("%s: report up to date (%d files, model %s)", input_dir, kept["files"], scorer.ident)
+        logger.info("%s: report up to date (%d files, model %s)", shown, kept["files"], scorer.ident)
         return {**kept, "up_to_date": True}
-    logger.info("%s: %d files found; model %s", input_dir, len(records), scorer.ident)
+    logger.info("%s: %d files found; model %s", shown, len(records), scorer.ident)
 
     embed_summary = scorer.embed(records, store_dir, str(input_dir), batch_size, workers)
     timings = {"embed_s": round(time.perf_counter() - started, 3)}
@@ -176,7 +177,7 @@ def _score(
     predicted = call(predict, model_dir, hashes, store_dir, samples)
     timings["predict_s"] = round(time.perf_counter() - started - timings["embed_s"], 3)
 
-    maps = {}
+    maps = NO_MAPS
     if explain != "none":
         wanted = len(images_to_map(readable, predicted, explain))
         limit = MAP_TIMEOUT_S[0] + MAP_TIMEOUT_S[1] * wanted * len(methods)
@@ -192,6 +193,7 @@ def _score(
             occlusion_baseline,
             timeout_s=limit,
         )
+    log_unreadable([(r.rel, maps.failed[r.sha256]) for r in readable if r.sha256 in maps.failed])
     timings["explain_s"] = round(time.perf_counter() - started - timings["embed_s"] - timings["predict_s"], 3)
 
     rows = scorer.rows(records, predicted, maps, scored_at)
@@ -219,10 +221,10 @@ def _score(
     _warn_if_doubtful(rows, records, scorer)
     logger.info(
         "%s: %s in %.1f s -> %s",
-        input_dir,
+        shown,
         ", ".join(f"{c} {v}" for v, c in run["counts"].items()),
         run["timings"]["total_s"],
-        out / "report.html",
+        display_name(str(out / "report.html")),
     )
     publish_artifacts(Path(input_dir).name, out, run, rows)
     return run

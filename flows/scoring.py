@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from data.atomic import write_text
-from data.decode import decode_image
-from data.records import ImageRecord
+from data.decode import UnreadableImage, decode_image
+from data.records import ImageRecord, read_scanned
 from embed.spec import EmbeddingSpec
 from embed.store import FeatureStore
 from flows.embed_flow import EmbedSummary, embed_records
@@ -69,6 +69,18 @@ def model_id(folder: Path) -> str:
     digest = hashlib.sha256((folder / WEIGHTS_FILE).read_bytes())
     digest.update((folder / CARD_FILE).read_bytes())
     return digest.hexdigest()[:16]
+
+
+@dataclass
+class Maps:
+    """What the map step made: {hash: {method: (map path relative to OUT, faithfulness)}}, and the
+    reason for each image whose file changed after the scan (its row becomes `unreadable`)."""
+
+    drawn: dict[str, dict[str, tuple[str, str]]]
+    failed: dict[str, str]
+
+
+NO_MAPS = Maps({}, {})
 
 
 @dataclass(frozen=True)
@@ -134,9 +146,9 @@ class Scorer:
         out: Path,
         samples: int | None,
         baseline: str,
-    ) -> dict[str, dict[str, tuple[str, str]]]:
-        """Draw maps for the chosen images under `out`/maps, keeping any already drawn for this model;
-        returns {hash: {method: (map path relative to `out`, faithfulness)}}."""
+    ) -> Maps:
+        """Draw maps for the chosen images under `out`/maps, keeping any already drawn for this model.
+        A file that changed since the scan gets no map and its reason in `failed`."""
         wanted = images_to_map(readable, predicted, explain)
         done: dict[str, dict[str, tuple[str, str]]] = {}
         todo = []
@@ -149,28 +161,39 @@ class Scorer:
                     done.setdefault(digest, {})[method] = (rel, note.read_text().strip())
                 else:
                     todo.append((digest, record, method, rel))
+        failed: dict[str, str] = {}
         if not todo:
-            return done
+            return Maps(done, failed)
         from explain.render import render_map
         from flows.explaining import Explainer
 
         explainer = Explainer(self.model, self.spec, baseline=baseline, samples=samples)
         with progress_bar("explaining", total=len(todo)) as advance:
             for digest, record, method, rel in todo:
-                fitted, result = explainer.explain(decode_image(record.path.read_bytes()), method)
+                advance(1)
+                if digest in failed:
+                    continue
+                try:
+                    image = decode_image(read_scanned(record))
+                except UnreadableImage as exc:
+                    failed[digest] = str(exc)
+                    continue
+                fitted, result = explainer.explain(image, method)
                 render_map(fitted, result, out / rel, predicted[digest]["verdict"])
                 faith = "" if result.faithfulness is None else f"{result.faithfulness:.6f}"
                 write_text(out / (rel + ".json"), faith)
                 done.setdefault(digest, {})[method] = (rel, faith)
-                advance(1)
-        return done
+        return Maps(done, failed)
 
     def rows(
-        self, records: list[ImageRecord], predicted: dict[str, dict], maps: dict, scored_at: str
+        self, records: list[ImageRecord], predicted: dict[str, dict], maps: Maps, scored_at: str
     ) -> list[dict]:
-        """One CSV row per file, in `records` order; unreadable files carry their reason."""
+        """One CSV row per file, in `records` order; unreadable files carry their reason, and so do
+        files that changed after the scan (whatever their hash was judged, the file is no longer it)."""
         rows = []
         for record in records:
+            if record.ok and record.sha256 in maps.failed:
+                record.error = maps.failed[record.sha256]
             row = {
                 "path": record.rel,
                 "sha256": record.sha256 or "",
@@ -179,7 +202,7 @@ class Scorer:
             }
             if record.ok:
                 row.update(predicted[record.sha256])
-                drawn = maps.get(record.sha256, {})
+                drawn = maps.drawn.get(record.sha256, {})
                 for method, (map_column, faith_column) in MAP_COLUMNS.items():
                     rel, faith = drawn.get(method, ("", ""))
                     # a number, not text: a negative score is not a formula to neutralise in the CSV

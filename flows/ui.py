@@ -12,21 +12,24 @@ their turn and the rest get an immediate "busy" reply, so a burst of uploads can
 from __future__ import annotations
 
 import base64
+import contextlib
 import ctypes
 import ctypes.util
 import functools
 import re
 import tempfile
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from urllib.parse import unquote
+from urllib.parse import unquote, urlsplit
 
 from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, JSONResponse
 
+from data.atomic import write_bytes
 from data.records import scan
 from explain.baselines import DEFAULT_BASELINE
 from flows.outputs import csv_lines, display_name
@@ -43,7 +46,8 @@ class Busy(Exception):
 
 class Gate:
     """Admits one running job plus `waiting` queued ones; anyone beyond is refused at once, and a
-    queued job that waits longer than `wait_s` gives up."""
+    queued job that waits longer than `wait_s` gives up. A place is taken (`admit`) before the upload's
+    body is read, so a burst of uploads never holds more than 1 + `waiting` bodies in memory."""
 
     def __init__(self, waiting: int = 4, wait_s: float = 60.0) -> None:
         self.capacity, self.wait_s = 1 + waiting, wait_s
@@ -51,21 +55,27 @@ class Gate:
         self._count_lock = threading.Lock()
         self._run_lock = threading.Lock()
 
-    def run(self, job, *args):
+    @contextlib.contextmanager
+    def admit(self) -> Iterator[None]:
+        """Hold a place in the queue for the block, or raise Busy at once."""
         with self._count_lock:
             if self._admitted >= self.capacity:
                 raise Busy(f"busy: {self._admitted} images are being judged or waiting; try again shortly")
             self._admitted += 1
         try:
-            if not self._run_lock.acquire(timeout=self.wait_s):
-                raise Busy(f"busy: waited {self.wait_s:.0f} s for a turn; try again shortly")
-            try:
-                return job(*args)
-            finally:
-                self._run_lock.release()
+            yield
         finally:
             with self._count_lock:
                 self._admitted -= 1
+
+    def run(self, job, *args):
+        """Run `job` when its turn comes (call inside `admit`)."""
+        if not self._run_lock.acquire(timeout=self.wait_s):
+            raise Busy(f"busy: waited {self.wait_s:.0f} s for a turn; try again shortly")
+        try:
+            return job(*args)
+        finally:
+            self._run_lock.release()
 
 
 @dataclass
@@ -123,13 +133,13 @@ class Judge:
         }
 
     def _keep(self, row: dict, data: bytes, png: bytes | None) -> str:
-        """Save the upload (and its map) under --keep; returns the map's path, or ''."""
-        self.keep_dir.mkdir(parents=True, exist_ok=True)
+        """Save the upload (and its map) under --keep, never through a symlink; returns the map's
+        path, or ''."""
         stem = f"{datetime.now(UTC):%Y%m%dT%H%M%S}-{(row['sha256'] or 'unreadable')[:16]}"
-        (self.keep_dir / f"{stem}-{safe_file_name(row['path'])}").write_bytes(data)
+        write_bytes(self.keep_dir / f"{stem}-{safe_file_name(row['path'])}", data)
         if png is None:
             return ""
-        (self.keep_dir / f"{stem}-map.png").write_bytes(png)
+        write_bytes(self.keep_dir / f"{stem}-map.png", png)
         return str(self.keep_dir / f"{stem}-map.png")
 
 
@@ -154,11 +164,41 @@ def _malloc_trim():
     return getattr(ctypes.CDLL(name), "malloc_trim", None) if name else None
 
 
-def create_app(judge: Judge, gate: Gate, max_upload_bytes: int):
-    """The FastAPI app: the page, one upload endpoint and a health check."""
+LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
+
+
+def foreign_request(headers, open_to_network: bool) -> str | None:
+    """Why a request must be refused as coming from another web site, or None.
+
+    Host must name this machine by a loopback name unless the server was opened to the network on
+    purpose (`--host`): a DNS-rebinding page reaches us under its own name. A request that says where
+    it comes from (Origin, or the browser's Sec-Fetch-Site) must come from this page itself: a page
+    elsewhere may send a no-cors POST, and must not get an image judged, stored or kept.
+    """
+    host = headers.get("host", "")
+    if not open_to_network and urlsplit(f"//{host}").hostname not in LOOPBACK_NAMES:
+        return f"refused: Host {display_name(host)[:100]!r} is not a loopback name for this server"
+    origin = headers.get("origin")
+    if origin is not None and urlsplit(origin).netloc != host:
+        return f"refused: requests from {display_name(origin)[:100]!r} are not accepted, only from this page"
+    if headers.get("sec-fetch-site", "same-origin") not in ("same-origin", "none"):
+        return "refused: the request came from another site, only this page may upload"
+    return None
+
+
+def create_app(judge: Judge, gate: Gate, max_upload_bytes: int, open_to_network: bool = False):
+    """The FastAPI app: the page, one upload endpoint and a health check, for this page only."""
     import jinja2
 
     app = FastAPI(title="faceaudit", docs_url=None, redoc_url=None, openapi_url=None)
+
+    @app.middleware("http")
+    async def same_site_only(request: Request, call_next):
+        reason = foreign_request(request.headers, open_to_network)
+        if reason is not None:
+            return JSONResponse({"error": reason}, status_code=403)
+        return await call_next(request)
+
     environment = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
     page = environment.from_string(PAGE.read_text()).render(
         columns=",".join(COLUMNS),
@@ -178,23 +218,32 @@ def create_app(judge: Judge, gate: Gate, max_upload_bytes: int):
     @app.post("/api/judge")
     async def judge_upload(request: Request) -> JSONResponse:
         name = display_name(unquote(request.headers.get("x-filename", "upload")))[:255] or "upload"
-        body, size = bytearray(), 0
-        # Read to the end even past the limit (keeping nothing beyond it): a reply sent while the
-        # client is still sending would reach it as a broken connection instead of the reason.
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size <= max_upload_bytes:
-                body.extend(chunk)
-        if size > max_upload_bytes:
-            too_big = f"{name}: larger than the {max_upload_bytes / 1e6:g} MB upload limit"
-            return JSONResponse({"error": too_big}, status_code=413)
         try:
-            answer = await run_in_threadpool(gate.run, judge.judge, name, bytes(body))
+            with gate.admit():  # a place first, then the body: a refused upload is never kept
+                body = await read_body(request, max_upload_bytes)
+                if body is None:
+                    too_big = f"{name}: larger than the {max_upload_bytes / 1e6:g} MB upload limit"
+                    return JSONResponse({"error": too_big}, status_code=413)
+                answer = await run_in_threadpool(gate.run, judge.judge, name, body)
         except Busy as exc:
+            await read_body(request, 0)
             return JSONResponse({"error": str(exc)}, status_code=503, headers={"Retry-After": "5"})
         return JSONResponse(answer)
 
     return app
+
+
+async def read_body(request: Request, limit: int) -> bytes | None:
+    """The request's body, or None past `limit` bytes. Read to the end even then (keeping nothing
+    beyond the limit): a reply sent while the client is still sending would reach it as a broken
+    connection instead of the reason."""
+    body, size = bytearray(), 0
+    with contextlib.suppress(RuntimeError):  # the stream was already consumed
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size <= limit:
+                body.extend(chunk)
+    return bytes(body) if size <= limit else None
 
 
 def serve(judge: Judge, host: str, port: int, max_upload_bytes: int, waiting: int = 4) -> None:
@@ -206,7 +255,9 @@ def serve(judge: Judge, host: str, port: int, max_upload_bytes: int, waiting: in
     progress.enable(False)  # no bars per upload in the server's terminal
     judge.warm_up()
     release_free_memory()
-    app = create_app(judge, Gate(waiting=waiting), max_upload_bytes)
+    app = create_app(
+        judge, Gate(waiting=waiting), max_upload_bytes, open_to_network=host not in LOOPBACK_NAMES
+    )
     uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
 
 

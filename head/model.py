@@ -22,7 +22,7 @@ from head.mc_dropout import MCDropoutHead
 from head.ood import MahalanobisOOD
 from head.pyro_head import PyroHead
 from head.thresholds import Thresholds, decide, uncertain_reason
-from head.uncertainty import DEFAULT_SAMPLES, Prediction
+from head.uncertainty import DEFAULT_SAMPLES, SAMPLE_RANGE, Prediction
 
 HEADS: dict[str, type[Head]] = {MCDropoutHead.kind: MCDropoutHead, PyroHead.kind: PyroHead}
 assert set(HEADS) == set(get_args(HeadKind)), "HeadKind must name every head"
@@ -136,9 +136,8 @@ class FaceauditModel:
                 f"{folder} is a model of format {card.get('format_version')!r}; this faceaudit reads format "
                 f"{FORMAT_VERSION}: train it again with this version"
             )
-        kind = card.get("head", {}).get("kind")
-        if kind not in HEADS:
-            raise ModelError(f"{folder / CARD_FILE} names an unknown head kind {kind!r}")
+        _check_card(card, folder / CARD_FILE)
+        kind = card["head"]["kind"]
         try:
             params = card["head"]["params"]
             head = HEADS[kind](**{k: tuple(v) if isinstance(v, list) else v for k, v in params.items()})
@@ -153,7 +152,68 @@ class FaceauditModel:
         except (KeyError, TypeError, ValueError) as exc:
             raise ModelError(f"{folder} is incomplete or damaged: {exc!r}") from None
         info = {k: v for k, v in card.items() if k not in ("head", "calibration", "thresholds", "ood")}
-        return cls(head, calibrator, thresholds, ood, info, int(card.get("n_samples", 200)))
+        model = cls(head, calibrator, thresholds, ood, info, int(card.get("n_samples", DEFAULT_SAMPLES)))
+        model.check_weights(folder)
+        return model
+
+    def check_weights(self, folder: Path) -> None:
+        """Score one zero vector of the card's dimension: weights whose shapes disagree with the card
+        (a hidden size edited, a file from another model) are refused here, before any work."""
+        dim = int(self.info["embedding"].get("dim", self.head.n_features_in_))
+        try:
+            scores = self.score(np.zeros((1, dim), np.float32), n_samples=2)
+        except Exception as exc:  # any failure here means the two files do not belong together
+            detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise ModelError(
+                f"{folder}: the weights do not fit {CARD_FILE} (embedding dim {dim}, head "
+                f"{self.head.get_params().get('hidden', '?')}): {detail[:200]}"
+            ) from None
+        if not np.isfinite(scores.prediction.p_ai).all():
+            raise ModelError(f"{folder}: the weights give no finite P(AI); the model is damaged")
+
+
+def _number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and not np.isnan(value)
+
+
+def _check_card(card: dict, path: Path) -> None:
+    """Refuse, in one line, a model.json whose values cannot be right: wrong types, thresholds out of
+    order or range, sample counts no run could use, an unknown head."""
+
+    def refuse(what: str) -> ModelError:
+        return ModelError(f"{path}: {what}; refusing this model")
+
+    if not isinstance(card, dict):
+        raise refuse("not a JSON object")
+    for section in ("head", "thresholds", "calibration", "ood", "embedding"):
+        if not isinstance(card.get(section), dict):
+            raise refuse(f"'{section}' must be an object")
+    if card["head"].get("kind") not in HEADS:
+        raise refuse(f"unknown head kind {card['head'].get('kind')!r} (known: {', '.join(HEADS)})")
+    if not isinstance(card["head"].get("params"), dict):
+        raise refuse("'head.params' must be an object")
+    thresholds = card["thresholds"]
+    for name in ("ai", "real", "ood", "max_real_called_ai", "max_ai_called_real"):
+        if name in thresholds and not _number(thresholds[name]):
+            raise refuse(f"threshold '{name}' must be a number, not {thresholds[name]!r}")
+    ai, real = thresholds.get("ai", 0.5), thresholds.get("real", 0.5)
+    if not 0.0 <= real <= ai <= 1.0:
+        raise refuse(f"thresholds must satisfy 0 <= real <= ai <= 1 (real {real}, ai {ai})")
+    if thresholds.get("ood", 1.0) <= 0:
+        raise refuse(f"the OOD threshold must be above 0, not {thresholds['ood']}")
+    samples = card.get("n_samples", DEFAULT_SAMPLES)
+    low, high = SAMPLE_RANGE
+    if not isinstance(samples, int) or isinstance(samples, bool) or not low <= samples <= high:
+        raise refuse(f"'n_samples' must be a whole number from {low} to {high}, not {samples!r}")
+    for name in ("slope", "intercept"):
+        value = card["calibration"].get(name)
+        if not _number(value) or not np.isfinite(value):
+            raise refuse(f"calibration '{name}' must be a finite number, not {value!r}")
+    dim = card["embedding"].get("dim", 1)
+    if not isinstance(dim, int) or isinstance(dim, bool) or dim < 1:
+        raise refuse(f"'embedding.dim' must be a positive whole number, not {dim!r}")
+    if not isinstance(card["embedding"].get("fingerprint"), str):
+        raise refuse("'embedding.fingerprint' must be text")
 
 
 def _jsonable(value):

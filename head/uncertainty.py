@@ -13,6 +13,7 @@ import numpy as np
 
 # Monte Carlo samples per prediction (dropout masks or weight draws) unless a model or caller says otherwise.
 DEFAULT_SAMPLES = 200
+SAMPLE_RANGE = (2, 10000)  # Monte Carlo samples a run may ask for: below 2 no spread, above it no gain
 
 _EPS = 1e-12
 

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from flows.outputs import path_from_cell
 from tests.conftest import faceaudit, unprivileged
 
 
@@ -64,7 +65,7 @@ def build_corpus(folder: Path, good: list[Path]) -> dict[str, str]:
     exif[0x0112] = 6
     put("rotated.jpg", encoded(photo, "JPEG", exif=exif), "ok")
     put("tiny.png", png(Image.new("RGB", (1, 1), "red")), "ok")
-    put("tall.png", png(Image.new("RGB", (10, 10000), "blue")), "ok")
+    put("tall.png", png(Image.new("RGB", (10, 10000), "blue")), "unreadable")  # 1000:1, not a face
     put("bomb.png", png(Image.new("L", (6400, 6400))), "unreadable")
     os.symlink(folder / "loop-b.jpg", folder / "loop-a.jpg")
     os.symlink(folder / "loop-a.jpg", folder / "loop-b.jpg")
@@ -113,20 +114,10 @@ def scored(trained: dict, tmp_path_factory) -> tuple[dict[str, str], list[dict],
     return expected, rows, out
 
 
-def unescape(cell: str) -> str:
-    """The file name as written on disk, from its CSV cell."""
-    name = cell[1:] if cell.startswith("'") else cell
-    return (
-        os.fsdecode(name.encode("utf-8").decode("unicode_escape").encode("latin-1"))
-        if "\\x" in name
-        else name
-    )
-
-
 def test_every_kind_is_one_row_scored_or_unreadable_with_a_reason(scored) -> None:
     expected, rows, _ = scored
     assert len(expected) >= 25
-    by_name = {unescape(r["path"]): r for r in rows}
+    by_name = {path_from_cell(r["path"]): r for r in rows}
     assert set(by_name) == set(expected)
     for name, outcome in expected.items():
         row = by_name[name]

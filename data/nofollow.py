@@ -1,0 +1,89 @@
+"""Creating, truncating, renaming and deleting files without ever going through a symlink.
+
+An output folder, a store or a `--keep` folder may hold links planted by someone else (or left by a
+tool); a write that follows one lands outside the folder the user named. Every file faceaudit changes
+goes through these helpers: the folder it lives in must be a real folder (not a link), the file is
+opened with O_NOFOLLOW, new files are created with O_EXCL, and a deletion never enters a linked
+folder. The folder the user names may itself be a link (that is their choice); what faceaudit makes
+inside it may not.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import stat
+from pathlib import Path
+
+
+class UnsafePath(Exception):
+    """A path faceaudit would change goes through a symlink or is not what it must be; one-line reason."""
+
+
+def real_folder(folder: Path, create: bool = True) -> Path:
+    """`folder`, created if asked, refused unless it is a folder and not a symlink."""
+    if create:
+        with contextlib.suppress(FileExistsError):  # a dangling link or a file: refused below
+            folder.mkdir(parents=True, exist_ok=True)
+    try:
+        info = os.lstat(folder)
+    except FileNotFoundError:
+        raise UnsafePath(f"{folder} does not exist") from None
+    if stat.S_ISLNK(info.st_mode):
+        raise UnsafePath(f"{folder} is a symlink; faceaudit does not write through symlinks")
+    if not stat.S_ISDIR(info.st_mode):
+        raise UnsafePath(f"{folder} is not a folder")
+    return folder
+
+
+def refuse_link(path: Path) -> None:
+    """Refuse `path` if it is a symlink (a file faceaudit is about to replace or delete)."""
+    with contextlib.suppress(FileNotFoundError):
+        if stat.S_ISLNK(os.lstat(path).st_mode):
+            raise UnsafePath(f"{path} is a symlink; faceaudit does not write through symlinks")
+
+
+def open_file(path: Path, flags: int, mode: int = 0o644) -> int:
+    """os.open with O_NOFOLLOW, refusing anything but a regular file; returns the descriptor."""
+    try:
+        fd = os.open(path, flags | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK, mode)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise UnsafePath(f"{path} is a symlink; faceaudit does not write through symlinks") from None
+        raise
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise UnsafePath(f"{path} is not a regular file")
+    os.set_blocking(fd, True)
+    return fd
+
+
+def create_new(path: Path) -> int:
+    """A new, empty regular file at `path` (a leftover of the same name, file or link, is removed
+    first, never followed); returns a descriptor open for writing."""
+    remove_file(path)
+    return open_file(path, os.O_CREAT | os.O_EXCL | os.O_RDWR)
+
+
+def remove_file(path: Path) -> bool:
+    """Delete `path` if it is a file or a link (the link itself, never its target); folders stay.
+    Returns whether something was removed."""
+    try:
+        if stat.S_ISDIR(os.lstat(path).st_mode):
+            return False
+        path.unlink()
+    except FileNotFoundError:
+        return False
+    return True
+
+
+def remove_matching(folder: Path, pattern: str) -> int:
+    """Delete the files in `folder` whose names match `pattern`, only if `folder` is a real folder;
+    returns how many were removed."""
+    try:
+        if not stat.S_ISDIR(os.lstat(folder).st_mode):
+            return 0
+    except FileNotFoundError:
+        return 0
+    return sum(remove_file(path) for path in folder.glob(pattern))
