@@ -424,7 +424,7 @@ def score(
         f"{run['files']} files: {counts}; {run['newly_embedded']} newly embedded, "
         f"{run['timings']['total_s']:.1f} s"
     )
-    typer.echo(f"report: {Path(out) / 'report.html'}")
+    typer.echo(f"report: {_printable(str(Path(out) / 'report.html'))}")
 
 
 def _embed(

@@ -19,6 +19,7 @@ from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
 from data.atomic import write_text
+from data.nofollow import refuse_link
 from data.records import ImageRecord
 from data.version import code_version
 from explain.baselines import DEFAULT_BASELINE, OcclusionBaseline
@@ -38,6 +39,9 @@ from flows.report import write_report
 from flows.run_log import OOD_WARNING_SHARE, STALE_MODEL_DAYS, log_unreadable, publish_artifacts, run_logger
 from flows.scoring import COLUMNS, NO_MAPS, Maps, Scorer, images_to_map
 from head.thresholds import VERDICTS
+
+# What a run writes into OUT; none of them may be a symlink.
+OUTPUT_NAMES = ("verdicts.csv", "verdicts.jsonl", "run.json", "report.html", "maps")
 
 # A bound only a stalled step reaches: ~25x the measured cost of a map (about 1.8 s) on 2 cores.
 MAP_TIMEOUT_S = (300, 45.0)  # base, per map to draw
@@ -119,6 +123,8 @@ def score_flow(
     keep it and return it with "up_to_date": true (what `nightly` asks for).
     """
     with output_lock(Path(out_dir)):
+        for name in OUTPUT_NAMES:  # refused now, before any work, rather than at the last write
+            refuse_link(Path(out_dir) / name)
         return _score(
             input_dir,
             out_dir,

@@ -177,3 +177,56 @@ def test_keep_saves_upload_and_map_and_without_it_nothing_stays(trained: dict, t
     plain = Judge(scorer, str(tmp_path / "store"), 20).judge("x.png", image.read_bytes())
     assert plain["row"]["occlusion_map"] == "" and plain["map"] == answer["map"]
     assert sorted(p.name for p in kept.iterdir()) == names
+
+
+def ask(url: str, path: str, headers: dict, data: bytes | None = None) -> tuple[int, dict | str]:
+    """One request with the headers a browser on another site (or a rebinding page) would send."""
+    request = urllib.request.Request(url + path, data=data, method="POST" if data is not None else "GET")
+    for name, value in headers.items():
+        request.add_header(name, value)
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+def test_other_web_sites_are_refused_in_one_line(server: dict, trained: dict) -> None:
+    image = sorted((trained["data"] / "alpha").rglob("*.png"))[7].read_bytes()
+    port = server["url"].rsplit(":", 1)[1].strip("/")
+    # A page elsewhere POSTs the image as a no-cors text/plain Blob: its browser names the page.
+    status, answer = ask(
+        server["url"], "api/judge", {"Origin": "http://evil.example", "Content-Type": "text/plain"}, image
+    )
+    assert status == 403 and answer["error"].startswith("refused: ") and "\n" not in answer["error"]
+    # Another member: the browser says cross-site without an Origin header.
+    status, answer = ask(server["url"], "api/judge", {"Sec-Fetch-Site": "cross-site"}, image)
+    assert status == 403 and answer["error"].startswith("refused: ")
+    # DNS rebinding: the same server reached under another name, for the page and for the API.
+    for path, data in (("", None), ("api/judge", image), ("api/health", None)):
+        status, answer = ask(server["url"], path, {"Host": f"rebind.example:{port}"}, data)
+        assert status == 403 and "not a loopback name" in answer["error"]
+    assert not list(server["scratch"].iterdir())  # nothing was written for them
+    # The page itself, under each loopback name, still works.
+    for host in (f"127.0.0.1:{port}", f"localhost:{port}"):
+        status, text = ask(server["url"], "api/judge", {"Host": host, "Origin": f"http://{host}"}, image)
+        assert status == 200 and json.loads(text)["row"]["verdict"] != "unreadable"
+
+
+def test_a_full_queue_refuses_before_the_body_is_read(trained: dict, tmp_path: Path) -> None:
+    from starlette.testclient import TestClient
+
+    from flows.scoring import Scorer
+    from flows.ui import Gate, Judge, create_app
+
+    gate = Gate(waiting=0)
+    kept = tmp_path / "kept"
+    app = create_app(Judge(Scorer.cached(trained["model"]), str(tmp_path / "store"), 20, kept), gate, 10**6)
+    image = sorted((trained["data"] / "alpha").rglob("*.png"))[8].read_bytes()
+    with TestClient(app, base_url="http://127.0.0.1") as client:
+        with gate.admit():  # the one place is taken, as by a long upload
+            reply = client.post("/api/judge", content=image)
+        assert reply.status_code == 503 and reply.json()["error"].startswith("busy: ")
+        assert not kept.exists()  # never judged, never kept
+        assert client.post("/api/judge", content=image).status_code == 200
+    assert kept.is_dir() and len(list(kept.iterdir())) == 2
