@@ -264,17 +264,40 @@ def trained(tiny_vit: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
     return {"data": data, "store": store, "model": model, "stdout": result.stdout, "base": base}
 
 
+def children_of(pid: int) -> set[int]:
+    """Pids of the live processes whose parent is `pid` (DataLoader workers, say)."""
+    found = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid and fields[0] != "Z":
+            found.add(int(stat.parent.name))
+    return found
+
+
+def alive(pid: int) -> bool:
+    """Whether `pid` still runs (a zombie waiting to be reaped does not)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
 def kill_after_progress(
     command: list[str],
     committed: Callable[[], set[str]],
     wanted: int,
     sliver: float,
     watch: Callable[[], None] = lambda: None,
+    orphans: set[int] | None = None,
 ) -> bool:
     """Run `command` and kill -9 it once `committed()` names `wanted` new files, `sliver` seconds later.
 
     The moment is tied to progress, not wall time, so a fast machine cannot finish the run first; the
-    sliver lands some kills mid-write. `watch` is called while waiting. True when the kill landed."""
+    sliver lands some kills mid-write. `watch` is called while waiting. True when the kill landed.
+    `orphans`, when given, receives the pids of the children the killed process had."""
     seen = committed()
     process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 120
@@ -286,6 +309,8 @@ def kill_after_progress(
     time.sleep(sliver)
     killed = process.poll() is None
     if killed:
+        if orphans is not None:
+            orphans.update(children_of(process.pid))
         os.kill(process.pid, signal.SIGKILL)
     process.wait()
     return killed

@@ -82,6 +82,20 @@ def build_corpus(folder: Path, good: list[Path]) -> dict[str, str]:
         put(name, good[1].read_bytes(), "ok")
     weird = os.fsdecode(b"latin-\xe9.png")
     put(weird, good[2].read_bytes(), "ok")
+    # Round two. Pixels that cost far more than the file: strips preprocessing would enlarge to ~9 GB.
+    put("strip.png", png(Image.new("RGB", (40000, 1))), "unreadable")
+    put("column.png", png(Image.new("L", (1, 30000))), "unreadable")
+    put("strip.gif", encoded(Image.new("P", (20000, 3)), "GIF"), "unreadable")
+    # Names that a spreadsheet would read as another row, or that would give another name's cell.
+    for name in ("carriage\rreturn.png", "tab\tname.png", "\rstarts.png", "=x.png", "'=x.png", "\\x41.png"):
+        put(name, good[1].read_bytes(), "ok")
+    put(os.fsdecode(b"\xff.png"), good[2].read_bytes(), "ok")
+    put("\\xff.png", good[2].read_bytes(), "ok")  # the literal text of the name above's escape
+    # A tree deeper than Python's recursion limit, with a picture at the bottom.
+    deep = "/".join(["d"] * 1100)
+    for depth in range(1, 1101):  # one level at a time: mkdir(parents=True) itself recurses
+        os.mkdir(folder / "/".join(["d"] * depth))
+    put(f"{deep}/bottom.png", good[2].read_bytes(), "ok")
     for i, path in enumerate(good[3:9]):
         put(f"good{i}.png", path.read_bytes(), "ok")
     return expected
@@ -127,6 +141,15 @@ def test_every_kind_is_one_row_scored_or_unreadable_with_a_reason(scored) -> Non
         else:
             assert row["verdict"] == "unreadable", name
             assert row["error"] and "\n" not in row["error"], name
+    for name in ("strip.png", "column.png", "strip.gif"):
+        assert by_name[name]["error"].startswith("extreme aspect ratio"), by_name[name]["error"]
+
+
+def test_every_path_cell_maps_back_to_its_own_file(scored) -> None:
+    expected, rows, _ = scored
+    names = [path_from_cell(r["path"]) for r in rows]
+    assert len(names) == len(set(names)) == len(expected)  # no two files share a cell
+    assert not any(c in r["path"] for r in rows for c in "\r\n\t")  # one line, one cell each
 
 
 def test_the_csv_reads_the_same_with_pandas(scored) -> None:

@@ -12,7 +12,7 @@ from pathlib import Path
 import h5py
 import pytest
 
-from tests.conftest import ROOT, faceaudit, kill_after_progress, lock_held_elsewhere
+from tests.conftest import ROOT, alive, faceaudit, kill_after_progress, lock_held_elsewhere, wait_for
 
 VOLATILE = {"scored_at"}  # differs between any two runs
 
@@ -94,6 +94,7 @@ def test_kill_nine_five_times_then_resume_equals_an_uninterrupted_run(
     out, store = tmp_path / "out", tmp_path / "store"
     rng = random.Random(4)
     interrupted = 0
+    orphans: set[int] = set()  # DataLoader workers of the killed runs
     for _ in range(5):
         wanted, sliver = rng.randint(1, 12), rng.uniform(0.0, 0.05)
         interrupted += kill_after_progress(
@@ -102,9 +103,12 @@ def test_kill_nine_five_times_then_resume_equals_an_uninterrupted_run(
             wanted,
             sliver,
             watch=lambda: check_outputs_whole(out, files),
+            orphans=orphans,
         )
         check_outputs_whole(out, files)
     assert interrupted >= 4, "the runs finished before they could be killed; the test proves nothing"
+    assert orphans, "no run was killed while its decoding worker ran; the worker check proves nothing"
+    wait_for(lambda: not any(alive(pid) for pid in orphans), 15, "the killed runs' workers to exit", 0.1)
 
     subprocess.run(score_command(folder, out, store, model), cwd=ROOT, check=True)
     assert comparable(read_rows(out)) == comparable(read_rows(clean_out))

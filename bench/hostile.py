@@ -1,0 +1,78 @@
+"""Peak memory of `faceaudit score` on files whose pixels cost far more than their bytes.
+
+Scores, each in a fresh process with the built-in model (`--explain none`, fresh store):
+1. a baseline folder of three ordinary pictures;
+2. the same three plus the hostile strips of issue 13 (`Image.new('RGB', (40000, 1))` saved as a
+   201-byte PNG, its 1 x 30000 twin, a 20000 x 3 GIF) and a 6000 x 6000 16-bit greyscale PNG (36
+   megapixels: under the pixel limit, so it is decoded and judged).
+Prints each run's peak resident memory, the ratio to the baseline, and the verdict rows of the hostile
+files. The target: the hostile run's peak under 1 GiB.
+
+    python bench/hostile.py [--keep DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from tests.conftest import write_image  # noqa: E402
+
+TARGET_MIB = 1024
+
+
+def score(folder: Path, out: Path) -> tuple[float, float, int]:
+    """(seconds, peak RSS in MiB, exit code) of one `faceaudit score` process."""
+    started = time.perf_counter()
+    command = [sys.executable, "-m", "flows.cli", "score", str(folder), "--out", str(out)]
+    command += ["--store", str(out / "store"), "--explain", "none", "--no-progress"]
+    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL)
+    _, status, usage = os.wait4(process.pid, 0)
+    return time.perf_counter() - started, usage.ru_maxrss / 1024, os.waitstatus_to_exitcode(status)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--keep", type=Path, help="Work in this folder and keep it.")
+    args = parser.parse_args()
+    scratch = args.keep or Path(tempfile.mkdtemp(prefix="faceaudit-bench-hostile-"))
+    plain, hostile = scratch / "plain", scratch / "hostile"
+    for folder in (plain, hostile):
+        for i in range(3):
+            write_image(folder / f"photo{i}.jpg", seed=i, size=(320, 320))
+    Image.new("RGB", (40000, 1)).save(hostile / "strip.png")
+    Image.new("L", (1, 30000)).save(hostile / "column.png")
+    Image.new("P", (20000, 3)).save(hostile / "strip.gif")
+    deep = (np.arange(6000 * 6000, dtype=np.uint32) % 65536).astype(np.uint16).reshape(6000, 6000)
+    Image.fromarray(deep).save(hostile / "sixteen-bit.png")
+    sizes = {p.name: p.stat().st_size for p in sorted(hostile.iterdir()) if not p.name.startswith("photo")}
+    print("hostile files (bytes):", ", ".join(f"{name} {size:,}" for name, size in sizes.items()))
+
+    figures = {}
+    for name, folder in (("baseline", plain), ("hostile", hostile)):
+        seconds, peak, code = score(folder, scratch / f"out-{name}")
+        figures[name] = peak
+        print(f"{name:9s} exit {code}, {seconds:5.1f} s, peak RSS {peak:7.1f} MiB")
+    print(f"ratio hostile / baseline: {figures['hostile'] / figures['baseline']:.2f}")
+    verdict = "under" if figures["hostile"] < TARGET_MIB else "OVER"
+    print(f"target: hostile peak under {TARGET_MIB} MiB: {verdict}")
+    with open(scratch / "out-hostile" / "verdicts.csv", newline="", encoding="utf-8") as handle:
+        for row in csv.DictReader(handle):
+            if row["path"] in sizes:
+                print(f"  {row['path']}: {row['verdict']} {row['error']}")
+
+
+if __name__ == "__main__":
+    main()
