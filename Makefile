@@ -36,6 +36,7 @@ bench: setup
 	$(BIN)/python bench/load.py
 	$(BIN)/python bench/ui.py
 	$(BIN)/python bench/prefect_modes.py
+	$(BIN)/python bench/hostile.py
 
 lint: setup
 	$(BIN)/ruff check .
