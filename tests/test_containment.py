@@ -72,28 +72,37 @@ def test_nothing_is_written_or_deleted_through_a_planted_symlink(trained: dict, 
     (outside / "store-elsewhere").mkdir()
     before = fingerprints(outside)
 
-    planted = {
-        ".faceaudit.lock": outside / "victim",  # the reproduction: the lock would be truncated
-        "maps": outside / "maps-elsewhere",  # stale scratch clean-up and maps would land outside
-        "verdicts.csv": outside / "victim",
-    }
-    for name, target in planted.items():
-        out = tmp_path / f"out-{name.strip('.')}"
-        out.mkdir()
-        (out / name).symlink_to(target)
-        result = score(dump, out, tmp_path / "store", trained, "--explain", "all")
-        assert result.returncode == 2, (name, result.stderr)
-        lines = result.stderr.strip().splitlines()
-        assert len(lines) == 1 and "is a symlink" in lines[0] and name in lines[0], (name, lines)
-        assert fingerprints(outside) == before, name
-
-    # The store's own folder planted as a link: vectors would be written, batches deleted, outside.
-    store = tmp_path / "linked-store"
-    store.mkdir()
-    store_folder(trained, store).symlink_to(outside / "store-elsewhere")
-    result = score(dump, tmp_path / "out-store", store, trained, "--explain", "none")
-    assert result.returncode == 2 and "is a symlink" in result.stderr.strip().splitlines()[-1]
+    # The reproduction, through the command line: the lock would be truncated to hold a pid.
+    out = tmp_path / "out-lock"
+    out.mkdir()
+    (out / ".faceaudit.lock").symlink_to(outside / "victim")
+    result = score(dump, out, tmp_path / "store", trained, "--explain", "none")
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "is a symlink" in lines[0] and ".faceaudit.lock" in lines[0], lines
     assert fingerprints(outside) == before
+
+    # Other members, through the same flow in-process: maps/ (its stale scratch files would be cleaned
+    # up, its maps drawn, outside), an output file, the store's own folder (batches written and deleted).
+    from data.nofollow import UnsafePath
+    from flows.score_flow import score_flow
+
+    linked_store = tmp_path / "linked-store"
+    linked_store.mkdir()
+    store_folder(trained, linked_store).symlink_to(outside / "store-elsewhere")
+    for name, target, store in (
+        ("maps", outside / "maps-elsewhere", tmp_path / "store"),
+        ("verdicts.csv", outside / "victim", tmp_path / "store"),
+        ("report.html", outside / "victim", tmp_path / "store"),
+        (None, None, linked_store),
+    ):
+        out = tmp_path / f"out-{name}"
+        out.mkdir()
+        if name is not None:
+            (out / name).symlink_to(target)
+        with pytest.raises(UnsafePath, match="is a symlink"):
+            score_flow.fn(str(dump), str(out), str(store), str(trained["model"]), explain="all", samples=20)
+        assert fingerprints(outside) == before, name
 
 
 def test_an_atomic_write_never_opens_a_planted_scratch_link(tmp_path: Path) -> None:
@@ -258,13 +267,17 @@ def test_the_command_line_refuses_a_bad_model_in_one_line(trained: dict, dump: P
 
 
 def test_an_undecodable_input_folder_with_out_inside_it(trained: dict, dump: Path, tmp_path: Path) -> None:
+    from flows.score_flow import score_flow
+
     folder = Path(os.fsdecode(bytes(tmp_path) + b"/dump-\xff"))
     dump.rename(folder)
     out, store = folder / "report", folder / "store"
     for _ in range(2):  # the second run must not score the first run's maps, CSV or store
-        result = score(folder, out, store, trained, "--explain", "all")
-        assert result.returncode == 0, result.stderr
-        rows = rows_of(out)
-        assert sorted(r["path"] for r in rows) == [f"face{i}.png" for i in range(4)]
+        run = score_flow.fn(
+            str(folder), str(out), str(store), str(trained["model"]), explain="all", samples=20
+        )
+        assert run["files"] == 4
+        assert sorted(r["path"] for r in rows_of(out)) == [f"face{i}.png" for i in range(4)]
+    assert len(list((out / "maps").glob("*.png"))) == 4
     page = (out / "report.html").read_bytes().decode("utf-8")  # valid UTF-8 whatever the folder's bytes
     assert "dump-\\xff" in page

@@ -6,6 +6,7 @@ import csv
 import io
 import os
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +27,21 @@ def encoded(image: Image.Image, fmt: str, **kwargs) -> bytes:
     buffer = io.BytesIO()
     image.save(buffer, format=fmt, **kwargs)
     return buffer.getvalue()
+
+
+DEEP = 1100  # folder levels
+
+
+def remove_deep_tree(folder: Path) -> None:
+    """Delete the deep tree bottom up (shutil.rmtree, and so pytest's clean-up of old temporary
+    folders, recurses once per level and would fail on it in every later session)."""
+    bottom = folder / "/".join(["d"] * DEEP)
+    while bottom != folder:
+        for child in bottom.iterdir():
+            if not child.is_dir():
+                child.unlink()
+        bottom.rmdir()
+        bottom = bottom.parent
 
 
 def build_corpus(folder: Path, good: list[Path]) -> dict[str, str]:
@@ -92,8 +108,8 @@ def build_corpus(folder: Path, good: list[Path]) -> dict[str, str]:
     put(os.fsdecode(b"\xff.png"), good[2].read_bytes(), "ok")
     put("\\xff.png", good[2].read_bytes(), "ok")  # the literal text of the name above's escape
     # A tree deeper than Python's recursion limit, with a picture at the bottom.
-    deep = "/".join(["d"] * 1100)
-    for depth in range(1, 1101):  # one level at a time: mkdir(parents=True) itself recurses
+    deep = "/".join(["d"] * DEEP)
+    for depth in range(1, DEEP + 1):  # one level at a time: mkdir(parents=True) itself recurses
         os.mkdir(folder / "/".join(["d"] * depth))
     put(f"{deep}/bottom.png", good[2].read_bytes(), "ok")
     for i, path in enumerate(good[3:9]):
@@ -102,30 +118,33 @@ def build_corpus(folder: Path, good: list[Path]) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def scored(trained: dict, tmp_path_factory) -> tuple[dict[str, str], list[dict], Path]:
+def scored(trained: dict, tmp_path_factory) -> Iterator[tuple[dict[str, str], list[dict], Path]]:
     folder = tmp_path_factory.mktemp("hostile")
     good = sorted((trained["data"] / "alpha").rglob("*.png"))
     expected = build_corpus(folder, good)
-    out = tmp_path_factory.mktemp("hostile-out")
-    result = faceaudit(
-        "score",
-        str(folder),
-        "--out",
-        str(out),
-        "--model",
-        str(trained["model"]),
-        "--store",
-        str(trained["store"]),
-        "--samples",
-        "20",
-        "--explain",
-        "none",
-        as_user=unprivileged(["true"]) is not None,
-    )
-    assert result.returncode == 0, result.stderr
-    with open(out / "verdicts.csv", newline="", encoding="utf-8") as handle:
-        rows = list(csv.DictReader(handle))
-    return expected, rows, out
+    try:
+        out = tmp_path_factory.mktemp("hostile-out")
+        result = faceaudit(
+            "score",
+            str(folder),
+            "--out",
+            str(out),
+            "--model",
+            str(trained["model"]),
+            "--store",
+            str(trained["store"]),
+            "--samples",
+            "20",
+            "--explain",
+            "none",
+            as_user=unprivileged(["true"]) is not None,
+        )
+        assert result.returncode == 0, result.stderr
+        with open(out / "verdicts.csv", newline="", encoding="utf-8") as handle:
+            rows = list(csv.DictReader(handle))
+        yield expected, rows, out
+    finally:
+        remove_deep_tree(folder)
 
 
 def test_every_kind_is_one_row_scored_or_unreadable_with_a_reason(scored) -> None:
