@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from data.atomic import replacing
 from head.uncertainty import Prediction
 
 
@@ -21,8 +22,10 @@ def _figure():
 
 
 def _save(plt, fig, path: Path) -> None:
+    """Save as one atomic replacement, never through a symlink (data.atomic)."""
     fig.tight_layout()
-    fig.savefig(path)
+    with replacing(path) as scratch:
+        fig.savefig(scratch, format="png")
     plt.close(fig)
 
 

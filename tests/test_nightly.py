@@ -66,6 +66,6 @@ def test_a_failed_dump_is_named_and_the_exit_code_says_so(dumps, trained, tmp_pa
     reports.mkdir()
     (reports / "2026-11-20").write_text("a file where a report folder should go")
     said = nightly(dumps, reports, trained, tmp_path / "store", code=1)
-    assert "failed 2026-11-20: FileExistsError" in said
+    assert "failed 2026-11-20: UnsafePath: " in said and "2026-11-20 is not a folder" in said
     assert "1 dumps scored, 0 already up to date, 1 failed" in said
     assert json.loads((reports / "2026-11-21" / "run.json").read_text())["files"] == 3

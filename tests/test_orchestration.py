@@ -78,7 +78,8 @@ def test_a_failed_dump_does_not_stop_the_night(trained: dict, tmp_path: Path, pr
         return_state=True,
     )
     assert state.is_failed()
-    assert "1 of 3 dumps failed: 2026-11-21: FileExistsError" in state.message
+    assert "1 of 3 dumps failed: 2026-11-21: UnsafePath: " in state.message
+    assert "2026-11-21 is not a folder" in state.message
     for night, files in (("2026-11-20", 3), ("2026-11-22", 2)):
         run = json.loads((reports / night / "run.json").read_text())
         assert run["files"] == files and (reports / night / "verdicts.jsonl").is_file()

@@ -54,7 +54,10 @@ def test_score_offline_writes_only_out_store_and_cache(trained: dict, tiny_vit: 
     for folder in (home, scratch, cwd):
         folder.mkdir()
     out, store, log = tmp_path / "out", tmp_path / "store", tmp_path / "network.log"
-    inputs = trained["data"] / "alpha"
+    inputs = tmp_path / "in"  # eight pictures prove the point as well as eighty
+    inputs.mkdir()
+    for i, source in enumerate(sorted(trained["data"].rglob("*.png"))[::20]):
+        (inputs / f"{i}-{source.name}").write_bytes(source.read_bytes())
     watched = (home, scratch, cwd, inputs, trained["model"], tiny_vit)
     before = snapshot(*watched)
     env = {
@@ -77,4 +80,4 @@ def test_score_offline_writes_only_out_store_and_cache(trained: dict, tiny_vit: 
         rows = list(csv.DictReader(handle))
     assert len(rows) == len(list(inputs.rglob("*.png"))) and all(r["occlusion_map"] for r in rows)
     assert snapshot(*watched) == before  # HOME, /tmp, the working folder and the inputs untouched
-    assert {p.name for p in tmp_path.iterdir()} == {"home", "tmp", "cwd", "cache", "out", "store"}
+    assert {p.name for p in tmp_path.iterdir()} == {"home", "tmp", "cwd", "cache", "out", "store", "in"}
