@@ -4,8 +4,9 @@ An output folder, a store or a `--keep` folder may hold links planted by someone
 tool); a write that follows one lands outside the folder the user named. Every file faceaudit changes
 goes through these helpers: the folder it lives in must be a real folder (not a link), the file is
 opened with O_NOFOLLOW, new files are created with O_EXCL, and a deletion never enters a linked
-folder. The folder the user names may itself be a link (that is their choice); what faceaudit makes
-inside it may not.
+folder. The folders written into (OUT, OUT/maps, the store and its fingerprint folders, --keep) must
+themselves be real folders: a link there is refused too (nightly makes OUT under the reports root,
+where a planted link would otherwise be followed). The folders above them may be links.
 """
 
 from __future__ import annotations
