@@ -27,11 +27,30 @@ def in_flow_run() -> bool:
     return FlowRunContext.get() is not None
 
 
+def check_recordable(params: dict[str, Any]) -> None:
+    """Refuse, in one line, a flow parameter Prefect cannot record: a path whose name is not valid
+    UTF-8 (Prefect stores parameters as JSON text). In-process runs take such names as they are."""
+    for value in params.values():
+        if isinstance(value, str):
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                shown = value.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+                raise ValueError(
+                    f"{shown}: the name is not valid UTF-8, and a recorded Prefect run keeps its parameters "
+                    "as UTF-8 text; rename it, or run without Prefect (--no-prefect)"
+                ) from None
+
+
 def call(task_fn, *args: Any, timeout_s: float | None = None, **kwargs: Any):
     """Call a Prefect task (or subflow) as such inside a flow run, or as its plain function outside one.
 
     `timeout_s` bounds a task run whose cost depends on its input (Prefect fails it past that)."""
     if in_flow_run():
+        from prefect import Flow
+
+        if isinstance(task_fn, Flow):
+            check_recordable(kwargs)
         if timeout_s is not None:
             task_fn = task_fn.with_options(timeout_seconds=timeout_s)
         return task_fn(*args, **kwargs)
@@ -46,6 +65,7 @@ def run_flow(flow_fn, orchestrate: bool | None, **params: Any):
     if orchestrate is None:
         orchestrate = api_configured()
     if orchestrate:
+        check_recordable(params)
         return flow_fn(**params)
     runner: Callable = flow_fn.fn
     return runner(**flow_fn.validate_parameters(params))

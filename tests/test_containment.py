@@ -281,3 +281,11 @@ def test_an_undecodable_input_folder_with_out_inside_it(trained: dict, dump: Pat
     assert len(list((out / "maps").glob("*.png"))) == 4
     page = (out / "report.html").read_bytes().decode("utf-8")  # valid UTF-8 whatever the folder's bytes
     assert "dump-\\xff" in page
+
+
+def test_a_recorded_run_refuses_an_undecodable_name_in_one_line(trained: dict, dump: Path, tmp_path: Path):
+    folder = Path(os.fsdecode(bytes(tmp_path) + b"/dump-\xff"))
+    dump.rename(folder)
+    result = score(folder, tmp_path / "out", tmp_path / "store", trained, "--prefect")
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1 and "dump-\\xff: the name is not valid UTF-8" in result.stderr
