@@ -214,7 +214,7 @@ def test_other_web_sites_are_refused_in_one_line(server: dict, trained: dict) ->
 
 
 def test_a_full_queue_refuses_before_the_body_is_read(trained: dict, tmp_path: Path) -> None:
-    from starlette.testclient import TestClient
+    from fastapi.testclient import TestClient
 
     from flows.scoring import Scorer
     from flows.ui import Gate, Judge, create_app
