@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import shutil
 import signal
@@ -77,6 +78,21 @@ def write_image(path: Path, seed: int, size: tuple[int, int] = (48, 40), fmt: st
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(pixels).save(path, format=fmt)
     return path
+
+
+def snapshot(*folders: Path) -> dict[str, str]:
+    """Every entry under `folders` with a hash of its bytes (links by their target): what a run must
+    leave as it found it."""
+    seen = {}
+    for folder in folders:
+        for path in sorted(folder.rglob("*")):
+            if path.is_symlink():
+                seen[str(path)] = "link:" + os.readlink(path)
+            elif path.is_file():
+                seen[str(path)] = hashlib.sha256(path.read_bytes()).hexdigest()
+            else:
+                seen[str(path)] = "dir"
+    return seen
 
 
 def make_labelled_folder(root: Path, per_class: int, source: str = "src", start: int = 0) -> Path:

@@ -4,7 +4,6 @@ scan is a reason row (never a hang or a lost run), a damaged store or model is a
 from __future__ import annotations
 
 import csv
-import hashlib
 import json
 import os
 import shutil
@@ -14,20 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import faceaudit, write_image
-
-
-def fingerprints(folder: Path) -> dict[str, str]:
-    """Every entry under `folder` (links as their target text), hashed: what must not change."""
-    found = {}
-    for path in sorted(folder.rglob("*")):
-        if path.is_symlink():
-            found[str(path)] = "link:" + os.readlink(path)
-        elif path.is_file():
-            found[str(path)] = hashlib.sha256(path.read_bytes()).hexdigest()
-        else:
-            found[str(path)] = "folder"
-    return found
+from tests.conftest import faceaudit, snapshot, write_image
 
 
 def rows_of(out: Path) -> list[dict]:
@@ -70,7 +56,7 @@ def test_nothing_is_written_or_deleted_through_a_planted_symlink(trained: dict, 
     (outside / "maps-elsewhere").mkdir()
     (outside / "maps-elsewhere" / ".stale.png.123.tmp").write_text("not faceaudit's\n")
     (outside / "store-elsewhere").mkdir()
-    before = fingerprints(outside)
+    before = snapshot(outside)
 
     # The issue's reproduction, through the command line: the lock would be truncated to hold a pid.
     out = tmp_path / "out-lock"
@@ -80,7 +66,7 @@ def test_nothing_is_written_or_deleted_through_a_planted_symlink(trained: dict, 
     assert result.returncode == 2, result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "is a symlink" in lines[0] and ".faceaudit.lock" in lines[0], lines
-    assert fingerprints(outside) == before
+    assert snapshot(outside) == before
 
     # Other members, through the same flow in-process: maps/ (its stale scratch files would be cleaned
     # up, its maps drawn, outside), an output file, the store's own folder (batches written and deleted).
@@ -102,7 +88,7 @@ def test_nothing_is_written_or_deleted_through_a_planted_symlink(trained: dict, 
             (out / name).symlink_to(target)
         with pytest.raises(UnsafePath, match="is a symlink"):
             score_flow.fn(str(dump), str(out), str(store), str(trained["model"]), explain="all", samples=20)
-        assert fingerprints(outside) == before, name
+        assert snapshot(outside) == before, name
 
 
 def test_an_atomic_write_never_opens_a_planted_scratch_link(tmp_path: Path) -> None:

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import csv
-import hashlib
 import os
 import subprocess
 import sys
 from pathlib import Path
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, snapshot
 
 # Runs inside the child before faceaudit: every attempt to open an internet socket or resolve a name
 # is written to $NET_LOG and refused. Unix sockets (DataLoader workers, asyncio) stay allowed.
@@ -33,20 +32,6 @@ from flows.cli import main
 sys.argv = ["faceaudit", *sys.argv[1:]]
 main()
 """
-
-
-def snapshot(*folders: Path) -> dict[str, str]:
-    """Every file under `folders` with a hash of its bytes (links by their target)."""
-    seen = {}
-    for folder in folders:
-        for path in sorted(folder.rglob("*")):
-            if path.is_symlink():
-                seen[str(path)] = "link:" + os.readlink(path)
-            elif path.is_file():
-                seen[str(path)] = hashlib.sha256(path.read_bytes()).hexdigest()
-            else:
-                seen[str(path)] = "dir"
-    return seen
 
 
 def test_score_offline_writes_only_out_store_and_cache(trained: dict, tiny_vit: Path, tmp_path: Path) -> None:
