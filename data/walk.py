@@ -32,7 +32,7 @@ def walk(root: Path | str, skip: Iterable[Path | str] = ()) -> Iterator[Found]:
     """
     root = Path(root)
     real_root = os.path.realpath(root)
-    skipped = {identity for identity in map(_identity, skip) if identity is not None}
+    skipped = {found for found in map(identity, skip) if found is not None}
     listed = _listing(root, "")
     if isinstance(listed, Found):
         yield listed
@@ -51,7 +51,7 @@ def walk(root: Path | str, skip: Iterable[Path | str] = ()) -> Iterator[Found]:
         if entry.is_symlink():
             yield _symlink(path, rel, real_root)
         elif entry.is_dir(follow_symlinks=False):
-            if _identity(path) in skipped:
+            if identity(path) in skipped:
                 continue
             if path.suffix.lower() in IMAGE_SUFFIXES:
                 yield Found(path, rel, "a folder, not an image file")
@@ -75,7 +75,7 @@ def _listing(folder: Path, rel: str) -> list[os.DirEntry] | Found:
         return Found(folder, rel or ".", f"cannot list folder: {exc.strerror or exc}")
 
 
-def _identity(path: Path | str) -> tuple[int, int] | None:
+def identity(path: Path | str) -> tuple[int, int] | None:
     """(device, inode) of a folder, to recognise it under any name; None if it does not exist."""
     try:
         info = os.stat(path)

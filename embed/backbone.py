@@ -89,7 +89,12 @@ def resolve_folder(name: str) -> Path:
 def describe_backbone(name: str = DEFAULT_BACKBONE) -> BackboneInfo:
     """Read a backbone's identity and geometry from its folder (config and weights hash)."""
     folder = resolve_folder(name)
-    config = json.loads((folder / "config.json").read_text())
+    try:
+        config = json.loads((folder / "config.json").read_text())
+    except (OSError, ValueError, RecursionError) as exc:
+        raise BackboneError(f"{folder / 'config.json'} cannot be read as a model config: {exc}") from None
+    if not isinstance(config, dict):
+        raise BackboneError(f"{folder / 'config.json'} is not a JSON object")
     model_type = config.get("model_type", "")
     patch = int(config.get("patch_size", 16))
     size = int(config.get("image_size", 224))

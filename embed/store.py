@@ -371,42 +371,51 @@ class _Index:
         return len(self.hash_set())
 
 
-def damage(path: Path) -> str | None:
-    """Why the .h5 file at `path` cannot be read as a store file, or None when it can."""
+class _Damaged(Exception):
+    """A store file that cannot be read as one; the message says why."""
+
+
+def _load_keys(path: Path) -> tuple[np.ndarray, np.ndarray, str]:
+    """(hashes, keys, fingerprint) of a store file, checked for the layout every reader relies on;
+    _Damaged otherwise. A file deleted meanwhile (a concurrent compaction) raises FileNotFoundError."""
     try:
         with h5py.File(path, "r", locking=False) as handle:
             missing = [name for name in ("sha256", "key", "vectors") if name not in handle]
             if missing:
-                return f"no {', '.join(missing)} dataset"
-            rows = {len(handle["sha256"]), len(handle["key"]), handle["vectors"].shape[0]}
-            if len(rows) != 1 or handle["vectors"].ndim != 2:
-                return "datasets of different lengths or shapes"
-            handle["key"][()]
-            handle["sha256"][()]
-    except FileNotFoundError:
+                raise _Damaged(f"no {', '.join(missing)} dataset")
+            hashes, keys, vectors = handle["sha256"][()], handle["key"][()], handle["vectors"]
+            if hashes.dtype != np.dtype("S64") or keys.dtype != np.uint64 or vectors.dtype != np.float32:
+                raise _Damaged("datasets of the wrong types")
+            if hashes.ndim != 1 or vectors.ndim != 2 or not len(hashes) == len(keys) == vectors.shape[0]:
+                raise _Damaged("datasets of different lengths or shapes")
+            return hashes, keys, str(handle.attrs.get("fingerprint", ""))
+    except (FileNotFoundError, _Damaged):
         raise
     except (OSError, KeyError, ValueError, TypeError) as exc:
         detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        return f"not a readable HDF5 store file ({detail})"
+        raise _Damaged(f"not a readable HDF5 store file ({detail})") from None
+
+
+def damage(path: Path) -> str | None:
+    """Why the .h5 file at `path` cannot be read as a store file, or None when it can."""
+    try:
+        _load_keys(path)
+    except _Damaged as exc:
+        return str(exc)
     return None
 
 
 def _read_keys(path: Path) -> tuple[np.ndarray, np.ndarray, str] | None:
-    """(hashes, keys, fingerprint) of a store file; None, with a warning once per process, for a
-    damaged one. A file deleted meanwhile (a concurrent compaction) raises FileNotFoundError."""
+    """What `_load_keys` reads, or None, with a warning once per process, for a damaged file."""
     try:
-        with h5py.File(path, "r", locking=False) as handle:
-            return handle["sha256"][()], handle["key"][()], str(handle.attrs.get("fingerprint", ""))
-    except FileNotFoundError:
-        raise
-    except (OSError, KeyError, ValueError, TypeError):
-        reason = damage(path) or "unreadable"
+        return _load_keys(path)
+    except _Damaged as exc:
         if str(path) not in _warned:
             _warned.add(str(path))
             _log.warning(
                 "skipping damaged store file %s: %s (`faceaudit store check --quarantine %s` moves it aside)",
                 path,
-                reason,
+                exc,
                 path.parent.parent,
             )
         return None

@@ -699,12 +699,19 @@ def ui(
     Uses the same model, thresholds and code as `score`; the model loads once at start-up. Open
     http://127.0.0.1:8765 (the default) in a browser; Ctrl-C stops the server.
     """
-    from flows.ui import Judge, check_port_free, serve
+    from flows.ui import LOOPBACK_NAMES, Judge, check_port_free, serve
 
     problem = check_port_free(host, port)
     if problem:
         raise fail(f"{problem}; choose another with --port")
-    if host not in ("127.0.0.1", "localhost", "::1"):
+    if keep is not None:
+        from data.nofollow import UnsafePath, real_folder
+
+        try:
+            real_folder(keep)  # a link or a file there is refused now, not at the first upload
+        except (UnsafePath, OSError) as exc:
+            raise fail(f"--keep: {exc}") from None
+    if host not in LOOPBACK_NAMES:
         typer.echo(f"warning: listening on {host}: anyone who can reach it can upload images", err=True)
     from embed.backbone import BackboneError
     from flows.scoring import Scorer

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from prefect import flow
 
+from data.walk import identity
 from flows.defaults import DEFAULT_EXPLAIN, Explain
 from flows.orchestration import call
 from flows.outputs import OutputBusy, display_name
@@ -37,9 +38,13 @@ def _run_name() -> str:
     return f"nightly {Path(flow_run.parameters['dumps_root']).name}"
 
 
-def dump_folders(root: Path) -> list[Path]:
-    """The dumps: visible subfolders of `root`, in name order (dates sort as they happened)."""
-    return sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+def dump_folders(root: Path, skip: tuple[str, ...] = ()) -> list[Path]:
+    """The dumps: visible subfolders of `root`, in name order (dates sort as they happened), less the
+    folders in `skip` (the reports root and the store, should they lie under `root`)."""
+    skipped = {found for found in map(identity, skip) if found is not None}
+    return sorted(
+        p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".") and identity(p) not in skipped
+    )
 
 
 @flow(name="nightly", flow_run_name=_run_name, log_prints=True)
@@ -54,7 +59,7 @@ def nightly_flow(
     """Score the dumps under `dumps_root` that need it; returns what was scored, kept, skipped and
     failed, or raises `NightFailed` (after trying every dump) when any dump failed."""
     logger = run_logger()
-    dumps = dump_folders(Path(dumps_root))
+    dumps = dump_folders(Path(dumps_root), (reports_root, store_dir))
     done: dict = {"dumps": len(dumps), "scored": {}, "up_to_date": [], "busy": {}, "failed": {}}
     logger.info("%d dumps under %s", len(dumps), dumps_root)
     for dump in dumps:

@@ -67,17 +67,26 @@ def display_name(path: str) -> str:
 
 
 def _unsafe(code: int) -> bool:
-    """Characters that would break a CSV row or a line on screen: controls, DEL, C1, line separators."""
-    return code < 0x20 or code == 0x7F or 0x80 <= code < 0xA0 or code in (0x2028, 0x2029)
+    """Characters that would break a CSV row or a line on screen (controls, DEL, C1, line separators),
+    or show a name other than it is (the bidirectional controls: x<U+202E>gnp.exe shows as xexe.png)."""
+    return (
+        code < 0x20
+        or code == 0x7F
+        or 0x80 <= code < 0xA0
+        or code in (0x2028, 0x2029, 0x061C, 0x200E, 0x200F)
+        or 0x202A <= code <= 0x202E
+        or 0x2066 <= code <= 0x2069
+    )
 
 
 def path_cell(path: str) -> str:
     """The `path` cell for a file name: one line, never a formula, and reversible (`path_from_cell`).
 
     Rules, applied to the name's bytes: a backslash is written `\\\\`; a byte that is not part of
-    valid UTF-8, and every byte of a control character (tab, CR, LF, DEL, U+0080-U+009F, U+2028-9),
-    is written `\\xNN` (two lowercase hex digits); everything else is kept. Then a cell that starts
-    with = + - @ or ' gets one more ' in front. Two different names never give the same cell.
+    valid UTF-8, and every byte of a control character (tab, CR, LF, DEL, U+0080-U+009F, U+2028-9,
+    the bidirectional controls), is written `\\xNN` (two lowercase hex digits); everything else is
+    kept. Then a cell that starts with = + - @ or ' gets one more ' in front. Two different names
+    never give the same cell.
     """
     parts = []
     for char in os.fsencode(path).decode("utf-8", "surrogateescape"):

@@ -57,7 +57,9 @@ def current_run(out: Path, manifest: str, model: str) -> dict | None:
     """run.json of a complete report for exactly these files and this model, if OUT holds one."""
     try:
         run = json.loads((out / "run.json").read_text())
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
+        return None
+    if not isinstance(run, dict) or not isinstance(run.get("model"), dict):
         return None
     complete = all((out / name).is_file() for name in ("verdicts.csv", "verdicts.jsonl", "report.html"))
     same = run.get("input_sha256") == manifest and run.get("model", {}).get("id") == model

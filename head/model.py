@@ -123,7 +123,7 @@ class FaceauditModel:
             )
         try:
             card = json.loads((folder / CARD_FILE).read_text())
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:  # RecursionError: nesting no card has
             raise ModelError(f"{folder / CARD_FILE} is not valid JSON: {exc}") from None
         try:
             tensors = load_file(str(folder / WEIGHTS_FILE))

@@ -11,9 +11,11 @@ import signal
 import threading
 from pathlib import Path
 
+import h5py
+import numpy as np
 import pytest
 
-from tests.conftest import faceaudit, snapshot, write_image
+from tests.conftest import faceaudit, free_port, snapshot, write_image
 
 
 def rows_of(out: Path) -> list[dict]:
@@ -193,6 +195,10 @@ def test_a_damaged_store_file_is_skipped_named_and_quarantined(trained: dict, du
     shard = sorted(folder.glob("shard-*.h5"))[0]
     (folder / "shard-truncated.h5").write_bytes(shard.read_bytes()[:3000])
     (folder / "batch-20260101T000000-1-abcdef-000000.h5").write_bytes(os.urandom(4096))
+    with h5py.File(folder / "shard-wrong-types.h5", "w") as handle:  # valid HDF5, not a store file
+        handle["sha256"] = np.arange(3)
+        handle["key"] = np.arange(3, dtype=np.uint64)
+        handle["vectors"] = np.zeros((3, 4), np.float32)
 
     result = score(dump, tmp_path / "out", store, trained, "--explain", "none")
     assert result.returncode == 0, result.stderr
@@ -200,14 +206,16 @@ def test_a_damaged_store_file_is_skipped_named_and_quarantined(trained: dict, du
     warned = [line for line in result.stderr.splitlines() if "damaged store file" in line]
     assert any("shard-truncated.h5" in line for line in warned)
     assert any("batch-20260101T000000" in line for line in warned)
+    assert any("shard-wrong-types.h5: datasets of the wrong types" in line for line in warned)
 
     check = faceaudit("store", "check", str(store))
-    assert check.returncode == 1 and check.stdout.count("damaged ") == 2
+    assert check.returncode == 1 and check.stdout.count("damaged ") == 3
     moved = faceaudit("store", "check", str(store), "--quarantine")
-    assert moved.returncode == 0 and moved.stdout.count("quarantined ") == 2
+    assert moved.returncode == 0 and moved.stdout.count("quarantined ") == 3
     assert sorted(p.name for p in (store / "quarantine" / folder.name).iterdir()) == [
         "batch-20260101T000000-1-abcdef-000000.h5",
         "shard-truncated.h5",
+        "shard-wrong-types.h5",
     ]
     again = faceaudit("store", "check", str(store))
     assert again.returncode == 0 and "0 damaged" in again.stdout
@@ -234,6 +242,16 @@ def test_a_bad_model_card_is_refused_before_any_work(trained: dict, tmp_path: Pa
     change(card)
     (model / CARD_FILE).write_text(json.dumps(card))
     with pytest.raises(ModelError, match=reason.replace("(", r"\(")):
+        FaceauditModel.load(model)
+
+
+def test_a_card_nested_past_any_parser_is_refused(trained: dict, tmp_path: Path) -> None:
+    from head.model import FaceauditModel, ModelError
+
+    model = tmp_path / "model"
+    shutil.copytree(trained["model"], model)
+    (model / "model.json").write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(ModelError, match="is not valid JSON"):
         FaceauditModel.load(model)
 
 
@@ -275,3 +293,25 @@ def test_a_recorded_run_refuses_an_undecodable_name_in_one_line(trained: dict, d
     result = score(folder, tmp_path / "out", tmp_path / "store", trained, "--prefect")
     assert result.returncode == 2
     assert result.stderr.count("\n") == 1 and "dump-\\xff: the name is not valid UTF-8" in result.stderr
+
+
+def test_a_keep_folder_that_is_a_link_is_refused_at_start(tmp_path: Path) -> None:
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "kept").symlink_to(tmp_path / "elsewhere")
+    result = faceaudit("ui", "--keep", str(tmp_path / "kept"), "--port", str(free_port()))
+    assert result.returncode == 2 and result.stderr.count("\n") == 1 and "is a symlink" in result.stderr
+    assert not list((tmp_path / "elsewhere").iterdir())
+
+
+def test_nightly_never_takes_its_reports_or_store_for_a_dump(trained: dict, dump: Path, tmp_path: Path):
+    from flows.nightly_flow import nightly_flow
+
+    root = tmp_path / "dumps"
+    root.mkdir()
+    dump.rename(root / "2026-12-01")
+    reports, store = root / "reports", root / "store"  # both inside the dumps root
+    params = dict(dumps_root=str(root), reports_root=str(reports), store_dir=str(store), samples=20)
+    first = nightly_flow.fn(**params, model_dir=str(trained["model"]), explain="none")
+    again = nightly_flow.fn(**params, model_dir=str(trained["model"]), explain="none")
+    assert first["dumps"] == again["dumps"] == 1 and list(first["scored"]) == ["2026-12-01"]
+    assert again["up_to_date"] == ["2026-12-01"] and not again["scored"] and not again["failed"]

@@ -103,7 +103,16 @@ def build_corpus(folder: Path, good: list[Path]) -> dict[str, str]:
     put("column.png", png(Image.new("L", (1, 30000))), "unreadable")
     put("strip.gif", encoded(Image.new("P", (20000, 3)), "GIF"), "unreadable")
     # Names that a spreadsheet would read as another row, or that would give another name's cell.
-    for name in ("carriage\rreturn.png", "tab\tname.png", "\rstarts.png", "=x.png", "'=x.png", "\\x41.png"):
+    reordered = f"reordered{chr(0x202E)}gnp.exe"  # shown as 'reorderedexe.png' where it is not escaped
+    for name in (
+        "carriage\rreturn.png",
+        "tab\tname.png",
+        "\rstarts.png",
+        "=x.png",
+        "'=x.png",
+        "\\x41.png",
+        reordered,
+    ):
         put(name, good[1].read_bytes(), "ok")
     put(os.fsdecode(b"\xff.png"), good[2].read_bytes(), "ok")
     put("\\xff.png", good[2].read_bytes(), "ok")  # the literal text of the name above's escape
@@ -169,6 +178,7 @@ def test_every_path_cell_maps_back_to_its_own_file(scored) -> None:
     names = [path_from_cell(r["path"]) for r in rows]
     assert len(names) == len(set(names)) == len(expected)  # no two files share a cell
     assert not any(c in r["path"] for r in rows for c in "\r\n\t")  # one line, one cell each
+    assert not any(chr(0x202E) in r["path"] for r in rows)  # no cell shows another name than its own
 
 
 def test_the_csv_reads_the_same_with_pandas(scored) -> None:
