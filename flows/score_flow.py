@@ -11,6 +11,7 @@ so a retried or re-run map task resumes where it stopped.
 
 import hashlib
 import json
+import os
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -51,6 +52,16 @@ def input_manifest(records: list[ImageRecord]) -> str:
     """sha256 over every file's relative path and content hash (or error): changes when the dump does."""
     lines = sorted(f"{r.rel}\0{r.sha256 or ''}\0{r.error or ''}" for r in records)
     return hashlib.sha256("\n".join(lines).encode("utf-8", "surrogateescape")).hexdigest()
+
+
+def refuse_planted_links(out: Path) -> None:
+    """Refuse, before any work, an output name or a map in OUT that is a symlink: a run would write
+    through it at its end, or take a linked map for one it drew and show it in the report."""
+    for name in OUTPUT_NAMES:
+        refuse_link(out / name)
+    if (out / "maps").is_dir():
+        for entry in os.scandir(out / "maps"):
+            refuse_link(Path(entry.path))
 
 
 def current_run(out: Path, manifest: str, model: str) -> dict | None:
@@ -125,8 +136,7 @@ def score_flow(
     keep it and return it with "up_to_date": true (what `nightly` asks for).
     """
     with output_lock(Path(out_dir)):
-        for name in OUTPUT_NAMES:  # refused now, before any work, rather than at the last write
-            refuse_link(Path(out_dir) / name)
+        refuse_planted_links(Path(out_dir))
         return _score(
             input_dir,
             out_dir,

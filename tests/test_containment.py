@@ -58,6 +58,7 @@ def test_nothing_is_written_or_deleted_through_a_planted_symlink(trained: dict, 
     (outside / "maps-elsewhere").mkdir()
     (outside / "maps-elsewhere" / ".stale.png.123.tmp").write_text("not faceaudit's\n")
     (outside / "store-elsewhere").mkdir()
+    (outside / "drawn.png").write_bytes(b"someone else's picture")
     before = snapshot(outside)
 
     # The reproduction, through the command line: the lock would be truncated to hold a pid.
@@ -80,13 +81,15 @@ def test_nothing_is_written_or_deleted_through_a_planted_symlink(trained: dict, 
     store_folder(trained, linked_store).symlink_to(outside / "store-elsewhere")
     for name, target, store in (
         ("maps", outside / "maps-elsewhere", tmp_path / "store"),
+        ("maps/0123456789abcdef-00000000-occlusion-blur.png", outside / "drawn.png", tmp_path / "store"),
         ("verdicts.csv", outside / "victim", tmp_path / "store"),
         ("report.html", outside / "victim", tmp_path / "store"),
         (None, None, linked_store),
     ):
-        out = tmp_path / f"out-{name}"
+        out = tmp_path / f"out-{str(name).replace('/', '-')}"
         out.mkdir()
         if name is not None:
+            (out / name).parent.mkdir(exist_ok=True)
             (out / name).symlink_to(target)
         with pytest.raises(UnsafePath, match="is a symlink"):
             score_flow.fn(str(dump), str(out), str(store), str(trained["model"]), explain="all", samples=20)
