@@ -31,6 +31,7 @@ import re
 import secrets
 import time
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -121,10 +122,9 @@ class FeatureStore:
     def provenance(self) -> dict | None:
         """The attributes of the first complete file, or None for an empty store."""
         for path in self.files():
-            if _read_keys(path) is None:
-                continue
-            with contextlib.suppress(FileNotFoundError), h5py.File(path, "r", locking=False) as handle:
-                return {key: _plain(value) for key, value in handle.attrs.items()}
+            with contextlib.suppress(FileNotFoundError):
+                if (contents := _read(path, read=False)) is not None:
+                    return {key: _plain(value) for key, value in contents.attrs.items()}
         return None
 
     # ---- writing -------------------------------------------------------------------------------
@@ -164,8 +164,8 @@ class FeatureStore:
         a file each, and every look-up opens every file."""
         small = []
         for path in self.files():
-            content = _read_keys(path) if path.name.startswith("shard-") else None
-            if content is not None and len(content[1]) < SMALL_SHARD_ROWS:
+            contents = _read(path, read=False) if path.name.startswith("shard-") else None
+            if contents is not None and contents.rows < SMALL_SHARD_ROWS:
                 small.append(path)
         if len(small) > MAX_SMALL_SHARDS:
             self._merge(small, run_id=f"merge-{_new_run_id()}")
@@ -178,11 +178,14 @@ class FeatureStore:
         plan: list[tuple[Path, np.ndarray]] = []
         taken: set[bytes] = set()
         attrs: dict = {}
-        sources = [path for path in sources if _read_keys(path) is not None]  # damaged ones stay put
+        readable = []  # damaged sources are left where they are, for `store check` to move aside
         for path in sources:
-            with h5py.File(path, "r", locking=False) as handle:
-                attrs = attrs or dict(handle.attrs)
-                batch_hashes = handle["sha256"][()]
+            contents = _read(path)
+            if contents is None:
+                continue
+            readable.append(path)
+            attrs = attrs or contents.attrs
+            batch_hashes = contents.hashes
             in_shards = stored.locate([h.decode() for h in batch_hashes])[0] >= 0
             keep = [i for i, h in enumerate(batch_hashes) if not in_shards[i] and h not in taken]
             taken.update(batch_hashes[keep])
@@ -196,7 +199,7 @@ class FeatureStore:
                 suffix += 1
             attrs.update(created_at=_now(), run_id=run_id)
             _write_atomic_from(target, plan, total, int(attrs["dim"]), attrs)
-        for path in sources:
+        for path in readable:
             remove_file(path)
         fsync_dir(self.folder)
         return total
@@ -303,13 +306,13 @@ class _Index:
         hashes, keys, files, rows, fingerprints = [], [], [], [], []
         readable = []
         for path in paths:
-            content = _read_keys(path)
-            if content is None:
+            contents = _read(path)
+            if contents is None:
                 continue
             readable.append(path)
-            hashes.append(content[0])
-            keys.append(content[1])
-            fingerprints.append(content[2])
+            hashes.append(contents.hashes)
+            keys.append(contents.keys)
+            fingerprints.append(contents.fingerprint)
             files.append(np.full(len(keys[-1]), len(readable) - 1, dtype=np.int32))
             rows.append(np.arange(len(keys[-1]), dtype=np.int64))
         if not readable:
@@ -375,20 +378,38 @@ class _Damaged(Exception):
     """A store file that cannot be read as one; the message says why."""
 
 
-def _load_keys(path: Path) -> tuple[np.ndarray, np.ndarray, str]:
-    """(hashes, keys, fingerprint) of a store file, checked for the layout every reader relies on;
-    _Damaged otherwise. A file deleted meanwhile (a concurrent compaction) raises FileNotFoundError."""
+@dataclass
+class _Contents:
+    """A store file's row count and attributes, and its hashes and keys when they were read."""
+
+    rows: int
+    attrs: dict
+    hashes: np.ndarray | None = None
+    keys: np.ndarray | None = None
+
+    @property
+    def fingerprint(self) -> str:
+        return str(self.attrs.get("fingerprint", ""))
+
+
+def _load(path: Path, read: bool = True) -> _Contents:
+    """A store file checked for the layout every reader relies on (names, types and shapes, from the
+    file's metadata), with its hashes and keys if `read`; _Damaged otherwise. A file deleted meanwhile
+    (a concurrent compaction) raises FileNotFoundError."""
     try:
         with h5py.File(path, "r", locking=False) as handle:
             missing = [name for name in ("sha256", "key", "vectors") if name not in handle]
             if missing:
                 raise _Damaged(f"no {', '.join(missing)} dataset")
-            hashes, keys, vectors = handle["sha256"][()], handle["key"][()], handle["vectors"]
+            hashes, keys, vectors = handle["sha256"], handle["key"], handle["vectors"]
             if hashes.dtype != np.dtype("S64") or keys.dtype != np.uint64 or vectors.dtype != np.float32:
                 raise _Damaged("datasets of the wrong types")
             if hashes.ndim != 1 or vectors.ndim != 2 or not len(hashes) == len(keys) == vectors.shape[0]:
                 raise _Damaged("datasets of different lengths or shapes")
-            return hashes, keys, str(handle.attrs.get("fingerprint", ""))
+            contents = _Contents(len(keys), dict(handle.attrs))
+            if read:
+                contents.hashes, contents.keys = hashes[()], keys[()]
+            return contents
     except (FileNotFoundError, _Damaged):
         raise
     except (OSError, KeyError, ValueError, TypeError) as exc:
@@ -399,16 +420,16 @@ def _load_keys(path: Path) -> tuple[np.ndarray, np.ndarray, str]:
 def damage(path: Path) -> str | None:
     """Why the .h5 file at `path` cannot be read as a store file, or None when it can."""
     try:
-        _load_keys(path)
+        _load(path)
     except _Damaged as exc:
         return str(exc)
     return None
 
 
-def _read_keys(path: Path) -> tuple[np.ndarray, np.ndarray, str] | None:
-    """What `_load_keys` reads, or None, with a warning once per process, for a damaged file."""
+def _read(path: Path, read: bool = True) -> _Contents | None:
+    """What `_load` gives, or None, with a warning once per process, for a damaged file."""
     try:
-        return _load_keys(path)
+        return _load(path, read)
     except _Damaged as exc:
         if str(path) not in _warned:
             _warned.add(str(path))
