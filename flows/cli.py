@@ -516,9 +516,8 @@ def store_check(
             typer.echo(f"quarantined {path} -> {move_aside(path, root)}: {reason}")
         else:
             typer.echo(f"damaged {path}: {reason}")
-    typer.echo(
-        f"{len(checked)} store files, {len(damaged)} damaged" + (", moved aside" if quarantine else "")
-    )
+    moved = ", moved aside" if quarantine and damaged else ""
+    typer.echo(f"{len(checked)} store files, {len(damaged)} damaged{moved}")
     if damaged and not quarantine:
         raise typer.Exit(EXIT_FAILED)
 

@@ -35,10 +35,11 @@ def check_recordable(params: dict[str, Any]) -> None:
             try:
                 value.encode("utf-8")
             except UnicodeEncodeError:
-                shown = value.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+                from flows.outputs import display_name
+
                 raise ValueError(
-                    f"{shown}: the name is not valid UTF-8, and a recorded Prefect run keeps its parameters "
-                    "as UTF-8 text; rename it, or run without Prefect (--no-prefect)"
+                    f"{display_name(value)}: the name is not valid UTF-8, and a recorded Prefect run keeps "
+                    "its parameters as UTF-8 text; rename it, or run without Prefect (--no-prefect)"
                 ) from None
 
 
