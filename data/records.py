@@ -47,15 +47,11 @@ def read_scanned(record: ImageRecord) -> bytes:
     hangs), of the scanned size, with the scanned hash (a file swapped for another, or for a link to
     one outside the folder, is caught), and a file that was not a link must not have become one.
     """
-    fd = _open_regular(record.path, record.via_link)
-    try:
-        size = os.fstat(fd).st_size
+    with os.fdopen(_open_regular(record.path, record.via_link), "rb") as handle:
+        size = os.fstat(handle.fileno()).st_size
         if size != record.size:
             raise UnreadableImage(f"changed since the scan: {size:,} bytes, was {record.size:,}")
-        with os.fdopen(os.dup(fd), "rb") as handle:
-            data = handle.read(record.size + 1)
-    finally:
-        os.close(fd)
+        data = handle.read(record.size + 1)
     if len(data) != record.size or hashlib.sha256(data).hexdigest() != record.sha256:
         raise UnreadableImage("changed since the scan: its content is not what was hashed")
     return data
@@ -142,10 +138,10 @@ def _hash_and_sniff(record: ImageRecord, max_bytes: int) -> None:
         record.error = str(exc)
         return
     try:
-        if os.fstat(fd).st_size > max_bytes:
-            record.error = f"file too large: over {max_bytes // (1024 * 1024)} MB"
-            return
-        with os.fdopen(os.dup(fd), "rb") as handle:
+        with os.fdopen(fd, "rb") as handle:
+            if os.fstat(fd).st_size > max_bytes:
+                record.error = f"file too large: over {max_bytes // (1024 * 1024)} MB"
+                return
             head = handle.read(HEAD_BYTES)
             digest.update(head)
             size = len(head)
@@ -158,8 +154,6 @@ def _hash_and_sniff(record: ImageRecord, max_bytes: int) -> None:
     except OSError as exc:
         record.error = f"cannot read file: {exc.strerror or exc}"
         return
-    finally:
-        os.close(fd)
     record.size = size
     record.sha256 = digest.hexdigest()
     record.format = sniff_format(head)

@@ -11,6 +11,8 @@ import os
 from collections.abc import Callable
 from typing import Any
 
+from flows.outputs import display_name
+
 
 def api_configured() -> bool:
     """True when a Prefect server or Cloud workspace is configured for this process."""
@@ -35,8 +37,6 @@ def check_recordable(params: dict[str, Any]) -> None:
             try:
                 value.encode("utf-8")
             except UnicodeEncodeError:
-                from flows.outputs import display_name
-
                 raise ValueError(
                     f"{display_name(value)}: the name is not valid UTF-8, and a recorded Prefect run keeps "
                     "its parameters as UTF-8 text; rename it, or run without Prefect (--no-prefect)"
