@@ -23,8 +23,9 @@ $(STAMP): pyproject.toml requirements.lock
 demo: setup
 	$(BIN)/faceaudit demo
 
+# Two test processes, one per core (tests/conftest.py keeps each module, and the Prefect tests, together).
 test: setup
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n 2 --dist loadgroup
 
 bench: setup
 	$(BIN)/python bench/embed.py

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import os
 import shutil
@@ -18,6 +19,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+
+from tests import warm
+
+# `make test` runs two test processes on two cores, so two commands' torch threads often share them:
+# OpenMP's default is to spin while waiting, which then burns the other's core. Sleep instead (read
+# when torch loads, so set before any test module imports it; the commands inherit it).
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED_DATA = ROOT.parent / "shared" / "data"
@@ -41,6 +49,9 @@ def isolated_environment(tmp_path_factory: pytest.TempPathFactory) -> None:
     os.environ["PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"] = "120"
     os.environ.pop("PREFECT_API_URL", None)
     os.environ["HF_HUB_OFFLINE"] = "1"
+    # `import torch` sets this to a folder under /tmp when it is unset, so it would differ between the
+    # runs started before and after the tests first imported torch; pin it where the caches are.
+    os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(base / "cache" / "torchinductor")
 
 
 def save_tiny_backbone(folder: Path, kind: str = "vit", seed: int = 0) -> Path:
@@ -58,14 +69,37 @@ def save_tiny_backbone(folder: Path, kind: str = "vit", seed: int = 0) -> Path:
     return folder
 
 
+@contextlib.contextmanager
+def made_once(factory: pytest.TempPathFactory, name: str) -> Iterator[tuple[Path, bool]]:
+    """A session folder `name` made once for the whole run, also when pytest-xdist splits the run
+    between processes: yields (folder, whether this caller must fill it). Callers hold a lock until
+    the block ends, so the others wait for a folder that is complete."""
+    if "PYTEST_XDIST_WORKER" not in os.environ:
+        yield factory.mktemp(name, numbered=False), True
+        return
+    shared = factory.getbasetemp().parent  # this run's folder, above each process's own
+    with open(shared / f"{name}.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        folder, done = shared / name, shared / f"{name}.done"
+        if done.exists():
+            yield folder, False
+            return
+        shutil.rmtree(folder, ignore_errors=True)  # what a caller that failed half-way left
+        folder.mkdir()
+        yield folder, True
+        done.touch()
+
+
 @pytest.fixture(scope="session")
 def tiny_vit(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return save_tiny_backbone(tmp_path_factory.mktemp("tiny-vit"), "vit")
+    with made_once(tmp_path_factory, "tiny-vit") as (folder, fill):
+        return save_tiny_backbone(folder, "vit") if fill else folder
 
 
 @pytest.fixture(scope="session")
 def tiny_dinov2(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return save_tiny_backbone(tmp_path_factory.mktemp("tiny-dinov2"), "dinov2")
+    with made_once(tmp_path_factory, "tiny-dinov2") as (folder, fill):
+        return save_tiny_backbone(folder, "dinov2") if fill else folder
 
 
 def write_image(path: Path, seed: int, size: tuple[int, int] = (48, 40), fmt: str = "JPEG") -> Path:
@@ -255,29 +289,35 @@ def faceaudit(*args: str, as_user: bool = False) -> subprocess.CompletedProcess:
     if as_user:
         command = unprivileged(command)
         assert command is not None, "cannot drop root's read override here (no setpriv)"
-    return subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
+    return warm.run(command, cwd=ROOT, capture_output=True, text=True)
 
 
 @pytest.fixture(scope="session")
 def trained(tiny_vit: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
-    """A model trained by `faceaudit train` on a tiny backbone: the store already holds its data."""
-    base = tmp_path_factory.mktemp("train")
-    data = make_learnable_folder(base / "data")
-    store, model = base / "store", base / "model"
-    result = faceaudit(
-        "train",
-        str(data),
-        "--model-out",
-        str(model),
-        "--store",
-        str(store),
-        "--backbone",
-        str(tiny_vit),
-        "--samples",
-        "50",
-    )
-    assert result.returncode == 0, result.stderr
-    return {"data": data, "store": store, "model": model, "stdout": result.stdout, "base": base}
+    """A model trained by `faceaudit train` on a tiny backbone, once per run. Its data and model are
+    shared; the store, which tests add to, is this process's own copy of the one training filled."""
+    with made_once(tmp_path_factory, "train") as (base, fill):
+        data, model = base / "data", base / "model"
+        if fill:
+            make_learnable_folder(data)
+            result = faceaudit(
+                "train",
+                str(data),
+                "--model-out",
+                str(model),
+                "--store",
+                str(base / "store"),
+                "--backbone",
+                str(tiny_vit),
+                "--samples",
+                "50",
+            )
+            assert result.returncode == 0, result.stderr
+            (base / "train.out").write_text(result.stdout, encoding="utf-8")
+        own = tmp_path_factory.mktemp("trained")
+        shutil.copytree(base / "store", own / "store")
+    stdout = (base / "train.out").read_text(encoding="utf-8")
+    return {"data": data, "store": own / "store", "model": model, "stdout": stdout, "base": own}
 
 
 def children_of(pid: int) -> set[int]:
@@ -315,7 +355,7 @@ def kill_after_progress(
     sliver lands some kills mid-write. `watch` is called while waiting. True when the kill landed.
     `orphans`, when given, receives the pids of the children the killed process had."""
     seen = committed()
-    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = warm.popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 120
     while process.poll() is None and time.monotonic() < deadline:
         watch()
@@ -330,3 +370,20 @@ def kill_after_progress(
         os.kill(process.pid, signal.SIGKILL)
     process.wait()
     return killed
+
+
+def pytest_itemcollected(item: pytest.Item) -> None:
+    """For pytest-xdist (`make test` runs the tests in two processes, `--dist loadgroup`): a module's
+    tests stay in one process, as its module fixtures are made once, and the tests that use the
+    Prefect server share one process, so that one server is started. Marked as each test is
+    collected, before xdist reads the groups."""
+    item.add_marker(pytest.mark.xdist_group(_group(item)))
+
+
+def _group(item: pytest.Item) -> str:
+    return "prefect" if "prefect_server" in item.fixturenames else item.module.__name__
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The Prefect tests first: they take longest, and a long group started last leaves a core idle."""
+    items.sort(key=lambda item: _group(item) != "prefect")  # stable: the order is kept otherwise

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import random
-import subprocess
 import sys
 from pathlib import Path
 
@@ -13,6 +12,7 @@ import numpy as np
 from data import scan
 from embed.spec import make_spec
 from embed.store import FeatureStore
+from tests import warm
 from tests.conftest import kill_after_progress, make_labelled_folder
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -55,9 +55,7 @@ def test_kill_nine_five_times_then_finish(tiny_vit: Path, tmp_path: Path) -> Non
     fingerprint = make_spec(str(tiny_vit)).fingerprint
     rng = random.Random(20261122)
 
-    subprocess.run(
-        embed_command(folder, tmp_path / "clean", tiny_vit), cwd=ROOT, check=True, capture_output=True
-    )
+    warm.run(embed_command(folder, tmp_path / "clean", tiny_vit), cwd=ROOT, check=True, capture_output=True)
     clean = FeatureStore(tmp_path / "clean", fingerprint)
 
     store = FeatureStore(tmp_path / "killed", fingerprint)
@@ -72,7 +70,7 @@ def test_kill_nine_five_times_then_finish(tiny_vit: Path, tmp_path: Path) -> Non
     assert interrupted >= 3, "the runs finished before they could be killed; the test proves nothing"
     assert 0 < len(store) < len(hashes) or interrupted < 5
 
-    finish = subprocess.run(
+    finish = warm.run(
         embed_command(folder, tmp_path / "killed", tiny_vit), cwd=ROOT, capture_output=True, text=True
     )
     assert finish.returncode == 0, finish.stderr

@@ -12,6 +12,7 @@ from pathlib import Path
 import h5py
 import pytest
 
+from tests import warm
 from tests.conftest import ROOT, alive, faceaudit, kill_after_progress, lock_held_elsewhere, wait_for
 
 VOLATILE = {"scored_at"}  # differs between any two runs
@@ -89,7 +90,7 @@ def test_kill_nine_five_times_then_resume_equals_an_uninterrupted_run(
 ) -> None:
     model, files = trained["model"], len(list(folder.iterdir()))
     clean_out, clean_store = tmp_path / "clean-out", tmp_path / "clean-store"
-    subprocess.run(score_command(folder, clean_out, clean_store, model), cwd=ROOT, check=True)
+    warm.run(score_command(folder, clean_out, clean_store, model), cwd=ROOT, check=True)
 
     out, store = tmp_path / "out", tmp_path / "store"
     rng = random.Random(4)
@@ -110,7 +111,7 @@ def test_kill_nine_five_times_then_resume_equals_an_uninterrupted_run(
     assert orphans, "no run was killed while its decoding worker ran; the worker check proves nothing"
     wait_for(lambda: not any(alive(pid) for pid in orphans), 15, "the killed runs' workers to exit", 0.1)
 
-    subprocess.run(score_command(folder, out, store, model), cwd=ROOT, check=True)
+    warm.run(score_command(folder, out, store, model), cwd=ROOT, check=True)
     assert comparable(read_rows(out)) == comparable(read_rows(clean_out))
     assert sorted(p.name for p in (out / "maps").iterdir()) == sorted(
         p.name for p in (clean_out / "maps").iterdir()
@@ -131,7 +132,7 @@ def test_two_runs_share_one_store(trained: dict, folder: Path, tmp_path: Path) -
             shutil.copyfile(path, target / path.name)
     store = tmp_path / "store"
     runs = [
-        subprocess.Popen(
+        warm.popen(
             score_command(dump, tmp_path / f"{dump.name}-out", store, trained["model"]),
             cwd=ROOT,
             stdout=subprocess.DEVNULL,
