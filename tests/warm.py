@@ -162,6 +162,11 @@ def _exit_status(code: object) -> int:
 PER_RUN_VARIABLES = ("PYTEST_CURRENT_TEST",)
 
 
+def _lasting(env: dict) -> dict:
+    """An environment less the variables that change from run to run."""
+    return {key: value for key, value in env.items() if key not in PER_RUN_VARIABLES}
+
+
 class _WarmInterpreter:
     """One warm process, for the runs whose environment is the one it started with."""
 
@@ -188,7 +193,7 @@ class _WarmInterpreter:
 
     def settled(self, env: dict) -> dict:
         """The part of an environment a run must share with the warm process."""
-        return {**self.start_up, **{k: v for k, v in env.items() if k not in PER_RUN_VARIABLES}}
+        return {**self.start_up, **_lasting(env)}
 
     def stop(self) -> None:
         if self.process.poll() is None:
@@ -201,6 +206,7 @@ class _WarmInterpreter:
 
 
 _interpreters: list[_WarmInterpreter] = []
+_started: list[dict] = []  # the environments a warm process was started for
 _cold_runs: list[dict] = []  # environments run cold so far: one seen twice gets a warm process
 
 
@@ -229,12 +235,13 @@ def _choose(command: list[str], cwd: Path | str, env: dict | None, **options: An
     for interpreter in _interpreters:
         if interpreter.matches(seen):
             return interpreter
-    settled = {k: v for k, v in seen.items() if k not in PER_RUN_VARIABLES}
-    if any(settled == started.settled(started.env) for started in _interpreters):
-        return None  # one was started for it and is not ready (it says why on its stdout)
-    if _interpreters and settled not in _cold_runs:
-        _cold_runs.append(settled)
+    lasting = _lasting(seen)
+    if lasting in _started:
+        return None  # its warm process is not ready or has gone (it says why on its stdout)
+    if _interpreters and lasting not in _cold_runs:
+        _cold_runs.append(lasting)
         return None
+    _started.append(lasting)
     interpreter = _WarmInterpreter(seen)
     _interpreters.append(interpreter)
     return interpreter if interpreter.matches(seen) else None
