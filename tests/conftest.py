@@ -285,7 +285,7 @@ def unprivileged(command: list[str]) -> list[str] | None:
 
 def faceaudit(*args: str, as_user: bool = False) -> subprocess.CompletedProcess:
     """Run the real command line; `as_user`: bound by file permissions even when the tests run as root."""
-    command = [sys.executable, "-m", "flows.cli", *args]
+    command = [*warm.CLI, *args]
     if as_user:
         command = unprivileged(command)
         assert command is not None, "cannot drop root's read override here (no setpriv)"

@@ -7,14 +7,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests import warm
-from tests.conftest import make_labelled_folder
+from tests.conftest import faceaudit, make_labelled_folder
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def faceaudit(*args: str) -> subprocess.CompletedProcess:
-    return warm.run([sys.executable, "-m", "flows.cli", *args], cwd=ROOT, capture_output=True, text=True)
 
 
 def test_help_imports_no_heavy_library() -> None:

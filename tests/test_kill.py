@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import random
-import sys
 from pathlib import Path
 
 import h5py
@@ -20,9 +19,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def embed_command(folder: Path, store: Path, backbone: Path) -> list[str]:
     return [
-        sys.executable,
-        "-m",
-        "flows.cli",
+        *warm.CLI,
         "embed",
         str(folder),
         "--store",

@@ -6,7 +6,6 @@ import csv
 import random
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import h5py
@@ -19,7 +18,7 @@ VOLATILE = {"scored_at"}  # differs between any two runs
 
 
 def score_command(folder: Path, out: Path, store: Path, model: Path) -> list[str]:
-    return [sys.executable, "-m", "flows.cli", *score_args(folder, out, store, model)]
+    return [*warm.CLI, *score_args(folder, out, store, model)]
 
 
 def score_args(folder: Path, out: Path, store: Path, model: Path, explain: str = "all") -> list[str]:
