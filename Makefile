@@ -25,7 +25,7 @@ demo: setup
 
 # Two test processes, one per core (tests/conftest.py keeps each module, and the Prefect tests, together).
 test: setup
-	$(BIN)/python -m pytest -n 2 --dist loadgroup
+	$(BIN)/python -m pytest -n 2 --dist loadfile --no-loadscope-reorder
 
 bench: setup
 	$(BIN)/python bench/embed.py

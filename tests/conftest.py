@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
+import json
 import os
 import shutil
 import signal
@@ -181,14 +182,22 @@ def wait_for(check: Callable, timeout: float, what: str, every: float = 0.5):
 def stop_group(process: subprocess.Popen | None) -> None:
     """Stop a process started with start_new_session, children included (the Prefect CLI's survive a
     plain TERM of the parent)."""
-    if process is None or process.poll() is not None:
-        return
-    os.killpg(process.pid, signal.SIGTERM)
-    try:
-        process.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
+    if process is not None and process.poll() is None:
+        stop_group_of(process.pid)
         process.wait()
+
+
+def stop_group_of(pid: int) -> None:
+    """`stop_group` by pid, for a process another test process may have started."""
+    try:
+        os.killpg(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + 20
+    while alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    if alive(pid):
+        os.killpg(pid, signal.SIGKILL)
 
 
 def in_background(command: list[str], env: dict | None = None, cwd: Path = ROOT) -> subprocess.Popen:
@@ -201,6 +210,9 @@ def in_background(command: list[str], env: dict | None = None, cwd: Path = ROOT)
         stderr=subprocess.DEVNULL,
         start_new_session=True,
     )
+
+
+PREFECT_SERVER = "prefect-server"  # its folder under the run's base folder
 
 
 def start_prefect_server(home: Path) -> tuple[subprocess.Popen, str]:
@@ -229,14 +241,27 @@ def start_prefect_server(home: Path) -> tuple[subprocess.Popen, str]:
 
 
 @pytest.fixture(scope="session")
-def prefect_server(tmp_path_factory: pytest.TempPathFactory):
+def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> str:
     """One real `prefect server start` (API, database, scheduler) for every test that needs Prefect
-    itself: in-process runs, served deployments and work-pool workers share it. Yields its API URL."""
-    server, url = start_prefect_server(tmp_path_factory.mktemp("prefect-server"))
-    try:
-        yield url
-    finally:
-        stop_group(server)
+    itself, in both test processes: in-process runs, served deployments and work-pool workers share
+    it. Returns its API URL. It runs until the whole run ends (see `pytest_unconfigure`)."""
+    with made_once(tmp_path_factory, PREFECT_SERVER) as (folder, fill):
+        if fill:
+            server, url = start_prefect_server(folder / "home")
+            (folder / "server.json").write_text(json.dumps({"pid": server.pid, "url": url}))
+    return json.loads((folder / "server.json").read_text())["url"]
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """Stop the run's Prefect server, if a test started one. The process that controls the run does
+    it, after every test process is done with it: under pytest-xdist they finish one by one. Its
+    folder is the base of theirs (made_once)."""
+    factory = getattr(config, "_tmp_path_factory", None)
+    if hasattr(config, "workerinput") or factory is None:
+        return  # a pytest-xdist test process, or a run without temporary folders
+    record = factory.getbasetemp() / PREFECT_SERVER / "server.json"
+    if record.is_file():
+        stop_group_of(json.loads(record.read_text())["pid"])
 
 
 @pytest.fixture
@@ -372,18 +397,24 @@ def kill_after_progress(
     return killed
 
 
-def pytest_itemcollected(item: pytest.Item) -> None:
-    """For pytest-xdist (`make test` runs the tests in two processes, `--dist loadgroup`): a module's
-    tests stay in one process, as its module fixtures are made once, and the tests that use the
-    Prefect server share one process, so that one server is started. Marked as each test is
-    collected, before xdist reads the groups."""
-    item.add_marker(pytest.mark.xdist_group(_group(item)))
-
-
-def _group(item: pytest.Item) -> str:
-    return "prefect" if "prefect_server" in item.fixturenames else item.module.__name__
+# The modules that take longest in a CI-like run. They start first: under pytest-xdist each module runs
+# in one test process (`--dist loadfile`), and a long one started last would leave the other idle at
+# the end. A scheduling hint only; the other modules follow in file order.
+LONGEST_FIRST = (
+    "test_dask",
+    "test_orchestration",
+    "test_resilience",
+    "test_default_backbone",
+    "test_kill",
+    "test_ui",
+    "test_hostile",
+    "test_trust",
+)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """The Prefect tests first: they take longest, and a long group started last leaves a core idle."""
-    items.sort(key=lambda item: _group(item) != "prefect")  # stable: the order is kept otherwise
+    def rank(item: pytest.Item) -> int:
+        name = item.path.stem
+        return LONGEST_FIRST.index(name) if name in LONGEST_FIRST else len(LONGEST_FIRST)
+
+    items.sort(key=rank)  # stable: the order is kept otherwise

@@ -207,7 +207,6 @@ class _WarmInterpreter:
 
 _interpreters: list[_WarmInterpreter] = []
 _started: list[dict] = []  # the environments a warm process was started for
-_cold_runs: list[dict] = []  # environments run cold so far: one seen twice gets a warm process
 
 
 def _warm_for(
@@ -224,9 +223,8 @@ def _warm_for(
 
 
 def _choose(command: list[str], cwd: Path | str, env: dict | None, **options: Any) -> _WarmInterpreter | None:
-    """The warm process to fork this command from, or None to start it fresh. The first environment
-    seen gets one at once; any other gets its own the second time it is seen (the Prefect tests'
-    one), so that an environment used once costs no more than a fresh start."""
+    """The warm process to fork this command from, or None to start it fresh. Each environment gets
+    its own the first time it is seen: starting one costs about what one fresh run does."""
     if os.environ.get("FACEAUDIT_TESTS_COLD") == "1" or command[:3] != CLI or options:
         return None
     if Path(cwd).resolve() != ROOT:
@@ -238,9 +236,6 @@ def _choose(command: list[str], cwd: Path | str, env: dict | None, **options: An
     lasting = _lasting(seen)
     if lasting in _started:
         return None  # its warm process is not ready or has gone (it says why on its stdout)
-    if _interpreters and lasting not in _cold_runs:
-        _cold_runs.append(lasting)
-        return None
     _started.append(lasting)
     interpreter = _WarmInterpreter(seen)
     _interpreters.append(interpreter)
