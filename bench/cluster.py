@@ -1,5 +1,8 @@
 """Sequential embedding against 2 local Dask workers, printed: images/s for both and the largest
-difference between their vectors (they must agree to float precision).
+difference between their vectors (they must agree to float precision). First, the start-up of the
+local workers, as Dask starts them (fresh interpreters, the baseline) and as faceaudit does (forked
+from one process that has imported the embedding code): seconds until every worker is ready to embed,
+and CPU seconds spent by the whole machine meanwhile.
 
     python bench/cluster.py [--data ../shared/data] [--count 200] [--workers 2]
 """
@@ -25,6 +28,45 @@ from embed.spec import make_spec  # noqa: E402
 from embed.store import FeatureStore  # noqa: E402
 
 
+def busy_seconds() -> float:
+    """CPU seconds the whole machine has spent busy so far (worker processes are not our children)."""
+    with open("/proc/stat") as stat:
+        fields = [int(v) for v in stat.readline().split()[1:]]
+    return (sum(fields) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")
+
+
+def import_worker_modules() -> None:
+    import importlib
+
+    from flows.distributed import WORKER_IMPORTS
+
+    for name in WORKER_IMPORTS:
+        importlib.import_module(name)
+
+
+def ready_cluster(workers: int) -> tuple[float, float]:
+    """(wall seconds, machine CPU seconds) to start a local cluster whose workers can embed."""
+    from dask.distributed import Client, LocalCluster
+
+    started, cpu = time.perf_counter(), busy_seconds()
+    cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True)
+    with cluster, Client(cluster) as client:
+        client.run(import_worker_modules)
+        return time.perf_counter() - started, busy_seconds() - cpu
+
+
+def worker_start_up(workers: int) -> None:
+    from flows.distributed import fork_local_workers_from_one_import
+
+    fresh = ready_cluster(workers)  # Dask's default start method, before faceaudit changes it
+    fork_local_workers_from_one_import()
+    forked = ready_cluster(workers)
+    print(f"{workers} local workers ready to embed:   wall s   CPU s")
+    print(f"  fresh interpreters (Dask's default)   {fresh[0]:6.1f}  {fresh[1]:6.1f}")
+    print(f"  forked from one import (faceaudit)    {forked[0]:6.1f}  {forked[1]:6.1f}")
+    print(f"  ratio forked / fresh                  {forked[0] / fresh[0]:6.2f}  {forked[1] / fresh[1]:6.2f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -35,6 +77,8 @@ def main() -> None:
     args = parser.parse_args()
     from flows.distributed import dask_runner
     from flows.embed_flow import embed_flow
+
+    worker_start_up(args.workers)
 
     records = first_images(args.data, args.count)
     with tempfile.TemporaryDirectory() as scratch:

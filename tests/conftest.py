@@ -49,6 +49,10 @@ def isolated_environment(tmp_path_factory: pytest.TempPathFactory) -> None:
     # (the Dask test's runs timed out in CI-like runs), and that is not what the tests are about.
     os.environ["PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"] = "120"
     os.environ.pop("PREFECT_API_URL", None)
+    # A served deployment and a work-pool worker look for new runs every 10 s by default; the tests
+    # start one and wait for it, so look every second.
+    os.environ["PREFECT_RUNNER_POLL_FREQUENCY"] = "1"
+    os.environ["PREFECT_WORKER_QUERY_SECONDS"] = "1"
     os.environ["HF_HUB_OFFLINE"] = "1"
     # `import torch` sets this to a folder under /tmp when it is unset, so it would differ between the
     # runs started before and after the tests first imported torch; pin it where the caches are.
@@ -179,7 +183,7 @@ def wait_for(check: Callable, timeout: float, what: str, every: float = 0.5):
     raise AssertionError(f"timed out waiting for {what}")
 
 
-def stop_group(process: subprocess.Popen | None) -> None:
+def stop_group(process: subprocess.Popen | warm.WarmProcess | None) -> None:
     """Stop a process started with start_new_session, children included (the Prefect CLI's survive a
     plain TERM of the parent)."""
     if process is not None and process.poll() is None:
@@ -200,9 +204,12 @@ def stop_group_of(pid: int) -> None:
         os.killpg(pid, signal.SIGKILL)
 
 
-def in_background(command: list[str], env: dict | None = None, cwd: Path = ROOT) -> subprocess.Popen:
-    """A long-running child in its own process group, output discarded; stop it with `stop_group`."""
-    return subprocess.Popen(
+def in_background(
+    command: list[str], env: dict | None = None, cwd: Path = ROOT
+) -> subprocess.Popen | warm.WarmProcess:
+    """A long-running child in its own process group, output discarded; stop it with `stop_group`.
+    The command line's runs are forked from the warm interpreter where that is the same."""
+    return warm.popen(
         command,
         cwd=cwd,
         env=env,
@@ -275,6 +282,10 @@ def prefect_api(prefect_server: str):
             yield prefect_server
     finally:
         os.environ.pop("PREFECT_API_URL", None)
+    # A served deployment and a work-pool worker look for new runs every 10 s by default; the tests
+    # start one and wait for it, so look every second.
+    os.environ["PREFECT_RUNNER_POLL_FREQUENCY"] = "1"
+    os.environ["PREFECT_WORKER_QUERY_SECONDS"] = "1"
 
 
 PER_CLASS = 40

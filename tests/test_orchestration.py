@@ -7,14 +7,14 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
 import sys
 import urllib.request
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, faceaudit, in_background, lock_held_elsewhere, stop_group, wait_for
+from tests import warm
+from tests.conftest import faceaudit, in_background, lock_held_elsewhere, stop_group, wait_for
 
 
 def make_dumps(trained: dict, root: Path, nights: list[str], per_dump: int = 2) -> Path:
@@ -174,7 +174,7 @@ def test_served_deployment_has_a_time_zone_typed_parameters_and_one_night_at_a_t
     )
     assert bad_zone.returncode == 2 and "unknown time zone 'Mars/Base'" in bad_zone.stderr
 
-    command = [sys.executable, "-m", "flows.cli", "serve", str(dumps), "--out", str(reports)]
+    command = [*warm.CLI, "serve", str(dumps), "--out", str(reports)]
     command += ["--cron", "0 2 * * *", "--timezone", "Europe/Paris", "--name", "served"]
     command += ["--model", str(trained["model"]), "--store", str(tmp_path / "store"), "--explain", "none"]
     served = in_background(command, _env(prefect_api))
@@ -191,7 +191,7 @@ def test_served_deployment_has_a_time_zone_typed_parameters_and_one_night_at_a_t
             c.create_flow_run_from_deployment(deployment.id, parameters={"explain": "everything"})
         assert refused.value.response.status_code == 409
 
-        finished = run_deployment("nightly/served", timeout=300)
+        finished = run_deployment("nightly/served", timeout=300, poll_interval=1)
         assert finished.state.is_completed(), finished.state.message
         assert json.loads((reports / "2026-11-20" / "run.json").read_text())["files"] == 2
     finally:
@@ -205,32 +205,23 @@ def test_a_work_pool_worker_runs_the_nightly_deployment(
 
     dumps = make_dumps(trained, tmp_path / "dumps", ["2026-11-20", "2026-11-21"])
     reports = tmp_path / "reports"
-    deployed = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "flows.cli",
-            "deploy",
-            str(dumps),
-            "--out",
-            str(reports),
-            "--pool",
-            "faceaudit-test-pool",
-            "--interval",
-            "86400",
-            "--name",
-            "pooled",
-            "--model",
-            str(trained["model"]),
-            "--store",
-            str(tmp_path / "store"),
-            "--explain",
-            "none",
-        ],
-        cwd=ROOT,
-        env=_env(prefect_api),
-        capture_output=True,
-        text=True,
+    deployed = faceaudit(
+        "deploy",
+        str(dumps),
+        "--out",
+        str(reports),
+        "--pool",
+        "faceaudit-test-pool",
+        "--interval",
+        "86400",
+        "--name",
+        "pooled",
+        "--model",
+        str(trained["model"]),
+        "--store",
+        str(tmp_path / "store"),
+        "--explain",
+        "none",
     )
     assert deployed.returncode == 0, deployed.stderr
     assert "on pool 'faceaudit-test-pool'" in deployed.stdout
@@ -244,7 +235,7 @@ def test_a_work_pool_worker_runs_the_nightly_deployment(
         cwd=tmp_path,
     )
     try:
-        finished = run_deployment("nightly/pooled", timeout=400)
+        finished = run_deployment("nightly/pooled", timeout=400, poll_interval=1)
         assert finished.state.is_completed(), finished.state.message
     finally:
         stop_group(worker)

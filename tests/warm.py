@@ -107,6 +107,8 @@ def _fork_per_request(listener: socket.socket, start_up: dict) -> list[str] | No
                     os.dup2(fd, target)
                     os.close(fd)
                 os.chdir(request["cwd"])
+                if request["new_session"]:
+                    os.setsid()  # as Popen(start_new_session=True): a group of its own, to stop it by
                 os.environ.clear()
                 os.environ.update({**start_up, **request["env"]})
                 return request["argv"]
@@ -254,6 +256,7 @@ class WarmProcess:
         stderr: Any,
         text: bool,
         env: Any,
+        start_new_session: bool = False,
     ):
         self.args, self.text, self.returncode = command, text, None
         self._captured: dict[str, IO[bytes]] = {}
@@ -271,7 +274,8 @@ class WarmProcess:
                 fds.append(choice if isinstance(choice, int) else choice.fileno())
         self._conn = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         self._conn.connect(interpreter.address)
-        request = json.dumps({"argv": command[3:], "cwd": str(cwd), "env": env or dict(os.environ)}).encode()
+        request = {"argv": command[3:], "cwd": str(cwd), "env": env or dict(os.environ)}
+        request = json.dumps({**request, "new_session": start_new_session}).encode()
         socket.send_fds(self._conn, [request], fds)
         for handle in self._opened:
             handle.close()
@@ -336,13 +340,23 @@ def popen(
     stderr: Any = None,
     text: bool = False,
     env: dict | None = None,
+    start_new_session: bool = False,
     **options: Any,
 ) -> WarmProcess | subprocess.Popen:
     """`subprocess.Popen`, forked from the warm process when that is the same as a fresh start."""
     interpreter = _warm_for(command, cwd, env, **options)
     if interpreter is not None:
-        return WarmProcess(interpreter, command, cwd, stdout, stderr, text, env)
-    return subprocess.Popen(command, cwd=cwd, stdout=stdout, stderr=stderr, text=text, env=env, **options)
+        return WarmProcess(interpreter, command, cwd, stdout, stderr, text, env, start_new_session)
+    return subprocess.Popen(
+        command,
+        cwd=cwd,
+        stdout=stdout,
+        stderr=stderr,
+        text=text,
+        env=env,
+        start_new_session=start_new_session,
+        **options,
+    )
 
 
 def run(
