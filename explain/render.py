@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -10,41 +11,71 @@ from PIL import Image
 from data.atomic import replacing
 from explain.occlusion import Attribution
 
+_SMALLEST_LIMIT = 1e-3  # the colour scale's half-width never goes below this (a flat map stays pale)
+_PLACEHOLDER_TITLE = "gradient x input, per patch; faithfulness +0.000"  # the longest title, for layout
 
-def render_map(image: Image.Image, result: Attribution, path: Path, verdict: str) -> None:
-    """The image, the map over it (red: pushed towards AI-generated, blue: towards real), a colour bar,
-    and the verdict, P(AI) and faithfulness in the title. Written under a temporary name, then renamed."""
-    import matplotlib
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+class _MapFigure:
+    """One matplotlib figure, laid out once and refilled for each map. Building a figure (axes, ticks,
+    colour bar, layout) took about twice as long as drawing it; a refilled figure draws the same
+    picture, as every artist that differs between maps is set again each time."""
 
-    limit = max(float(np.abs(result.values).max()), 1e-3)
-    fig, axes = plt.subplots(1, 2, figsize=(7.2, 3.6), dpi=100)
-    axes[0].imshow(image)
-    axes[0].set_title("input (as the model sees it)", fontsize=9)
-    axes[1].imshow(image)
-    shown = axes[1].imshow(result.values, cmap="RdBu_r", vmin=-limit, vmax=limit, alpha=0.55)
-    faith = result.faithfulness
-    axes[1].set_title(
-        (
+    def __init__(self) -> None:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+
+        self.figure = Figure(figsize=(7.2, 3.6), dpi=100)
+        FigureCanvasAgg(self.figure)
+        left, self.right = self.figure.subplots(1, 2)
+        blank = np.zeros((2, 2, 3), np.uint8)
+        self.input, self.under = left.imshow(blank), self.right.imshow(blank)
+        # Laid out for the narrowest scale a map gets (render_map's floor), whose tick labels are widest.
+        floor = _SMALLEST_LIMIT
+        self.over = self.right.imshow(np.zeros((2, 2)), cmap="RdBu_r", vmin=-floor, vmax=floor, alpha=0.55)
+        left.set_title("input (as the model sees it)", fontsize=9)
+        self.title = self.right.set_title(_PLACEHOLDER_TITLE, fontsize=9)
+        for axis in (left, self.right):
+            axis.axis("off")
+        self.bar = self.figure.colorbar(self.over, ax=self.right, fraction=0.046, pad=0.04)
+        self.bar.set_label("drop in P(AI) when hidden", fontsize=8)
+        self.suptitle = self.figure.suptitle("uncertain  ·  P(AI-generated) = 0.000", fontsize=11)
+        self.figure.tight_layout()
+
+    def draw(self, image: Image.Image, result: Attribution, verdict: str, target) -> None:
+        pixels = np.asarray(image.convert("RGB"))
+        height, width = pixels.shape[:2]
+        extent = (-0.5, width - 0.5, height - 0.5, -0.5)
+        for artist in (self.input, self.under, self.over):
+            artist.set_extent(extent)  # also sets the axes' limits to the image
+        self.input.set_data(pixels)
+        self.under.set_data(pixels)
+        self.over.set_data(result.values)
+        limit = max(float(np.abs(result.values).max()), _SMALLEST_LIMIT)
+        self.over.set_clim(-limit, limit)
+        faith = result.faithfulness
+        method = (
             f"occlusion, window {result.window}px"
             if result.method == "occlusion"
             else "gradient x input, per patch"
         )
-        + ("" if faith is None else f"; faithfulness {faith:+.3f}"),
-        fontsize=9,
-    )
-    for axis in axes:
-        axis.axis("off")
-    bar = fig.colorbar(shown, ax=axes[1], fraction=0.046, pad=0.04)
-    bar.set_label(
-        "drop in P(AI) when hidden" if result.method == "occlusion" else "gradient x input", fontsize=8
-    )
-    fig.suptitle(f"{verdict}  ·  P(AI-generated) = {result.p_ai:.3f}", fontsize=11)
-    fig.tight_layout()
-    try:
+        self.title.set_text(method + ("" if faith is None else f"; faithfulness {faith:+.3f}"))
+        self.bar.set_label(
+            "drop in P(AI) when hidden" if result.method == "occlusion" else "gradient x input", fontsize=8
+        )
+        self.suptitle.set_text(f"{verdict}  ·  P(AI-generated) = {result.p_ai:.3f}")
+        self.figure.savefig(target, format="png")
+
+
+_figure: _MapFigure | None = None
+_figure_lock = threading.Lock()  # one figure: one map at a time (the web UI draws from threads)
+
+
+def render_map(image: Image.Image, result: Attribution, path: Path, verdict: str) -> None:
+    """The image, the map over it (red: pushed towards AI-generated, blue: towards real), a colour bar,
+    and the verdict, P(AI) and faithfulness in the title. Written under a temporary name, then renamed."""
+    global _figure
+    with _figure_lock:
+        if _figure is None:
+            _figure = _MapFigure()
         with replacing(path) as scratch:
-            fig.savefig(scratch, format="png")
-    finally:
-        plt.close(fig)
+            _figure.draw(image, result, verdict, scratch)

@@ -48,6 +48,21 @@ def test_render_writes_a_png(tmp_path: Path) -> None:
     assert not list(target.parent.glob("*.tmp"))
 
 
+def test_a_map_is_drawn_the_same_whatever_was_drawn_before_it(tmp_path: Path) -> None:
+    """One figure is refilled for every map: nothing of the one before may show in the next."""
+    pixels = np.zeros((3, 32, 32), np.float32)
+    calm = Occlusion(bright_corner_detector).attribute(pixels, pixels, 16, 16, faithfulness=False)
+    bright = pixels.copy()
+    bright[:, :16, :16] = 1.0
+    loud = Occlusion(bright_corner_detector).attribute(bright, pixels, 16, 16)
+    loud.method = "gradient"  # other title, colour-bar label and faithfulness text too
+    first, between, again = (tmp_path / f"{name}.png" for name in ("first", "between", "again"))
+    render_map(Image.new("RGB", (32, 32)), calm, first, "uncertain")
+    render_map(Image.new("RGB", (48, 48), "white"), loud, between, "ai_generated")
+    render_map(Image.new("RGB", (32, 32)), calm, again, "uncertain")
+    assert again.read_bytes() == first.read_bytes() != between.read_bytes()
+
+
 def test_gradient_map_points_at_the_patch_that_drives_the_score() -> None:
     import torch
 
