@@ -410,17 +410,22 @@ def kill_after_progress(
 
 # The modules that take longest in a CI-like run. They start first: under pytest-xdist each module runs
 # in one test process (`--dist loadfile`), and a long one started last would leave the other idle at
-# the end. The first needs the Prefect server and the second does not: so one process starts it
-# while the other works. A scheduling hint only; the other modules follow in file order.
+# the end, and the short ones left for last even out the two. The first needs the Prefect server and
+# the second does not: so one process starts it while the other works. A scheduling hint only; the
+# other modules follow in file order.
 LONGEST_FIRST = (
     "test_dask",
     "test_resilience",
     "test_orchestration",
     "test_default_backbone",
-    "test_kill",
     "test_ui",
+    "test_score",
+    "test_scale",
     "test_hostile",
     "test_trust",
+    "test_heads",
+    "test_train_evaluate",
+    "test_kill",
 )
 
 
