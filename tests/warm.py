@@ -55,6 +55,19 @@ WARM_MODULES = (
     "explain.occlusion",
     "explain.gradient",
     "explain.render",
+    # what those import only when a command needs it: the heads' and metrics' libraries, the plots
+    "sklearn.linear_model",
+    "sklearn.metrics",
+    "sklearn.pipeline",
+    "sklearn.preprocessing",
+    "sklearn.utils.extmath",
+    "pyro.distributions",
+    "pyro.infer.autoguide",
+    "pyro.nn",
+    "pyro.optim",
+    "matplotlib.backends.backend_agg",
+    "matplotlib.figure",
+    "matplotlib.pyplot",
 )
 
 
