@@ -75,8 +75,8 @@ WARM_MODULES = (
 
 
 def serve(address: str) -> None:
-    """Import what the commands need, then fork a child per request. Returns only in a child, whose
-    command line then runs; in the warm process itself it returns when the tests close its stdin."""
+    """Import what the commands need, then fork a child per request, whose command line then runs;
+    the warm process itself exits when the tests close its stdin."""
     from flows.defaults import contain_library_state
 
     given = dict(os.environ)
@@ -95,15 +95,18 @@ def serve(address: str) -> None:
     start_up = {key: value for key, value in os.environ.items() if given.get(key) != value}
     print("ready", json.dumps(start_up), flush=True)  # what the start-up and the imports set
     argv = _fork_per_request(listener, start_up)
-    if argv is not None:
-        _run_command_line(argv)
+    if argv is None:
+        os._exit(0)  # nothing to flush or keep: skip unloading torch and Prefect (about 2 s)
+    _run_command_line(argv)
 
 
 def _fork_per_request(listener: socket.socket, start_up: dict) -> list[str] | None:
-    """The warm process's loop: a child per request, its exit status sent back when it ends."""
-    running: dict[int, socket.socket] = {}
+    """The warm process's loop: a child per request, its exit status sent back when it ends. It
+    sleeps until a request, the end of the tests or a child's exit (each child's pidfd) wakes it."""
+    running: dict[int, tuple[socket.socket, int]] = {}  # pid: (its client's connection, its pidfd)
     while True:
-        ready, _, _ = select.select([listener, sys.stdin], [], [], 0.02)
+        exits = [pidfd for _, pidfd in running.values()]
+        ready, _, _ = select.select([listener, sys.stdin, *exits], [], [])
         if sys.stdin in ready and not sys.stdin.buffer.read1(1):
             return None  # the tests are done (or gone)
         if listener in ready:
@@ -113,8 +116,9 @@ def _fork_per_request(listener: socket.socket, start_up: dict) -> list[str] | No
             pid = os.fork()
             if pid == 0:
                 listener.close()
-                for other in running.values():
+                for other, pidfd in running.values():
                     other.close()
+                    os.close(pidfd)
                 conn.close()
                 for target, fd in enumerate(fds):
                     os.dup2(fd, target)
@@ -128,14 +132,14 @@ def _fork_per_request(listener: socket.socket, start_up: dict) -> list[str] | No
             for fd in fds:
                 os.close(fd)
             conn.send(f"pid {pid}".encode())
-            running[pid] = conn
-        while running:
-            pid, status = os.waitpid(-1, os.WNOHANG)
-            if pid == 0:
-                break
-            conn = running.pop(pid)
-            conn.send(f"exit {os.waitstatus_to_exitcode(status)}".encode())
-            conn.close()
+            running[pid] = (conn, os.pidfd_open(pid))
+        for pid, (conn, pidfd) in list(running.items()):
+            if pidfd in ready:
+                _, status = os.waitpid(pid, 0)
+                conn.send(f"exit {os.waitstatus_to_exitcode(status)}".encode())
+                conn.close()
+                os.close(pidfd)
+                del running[pid]
 
 
 def _run_command_line(argv: list[str]) -> None:
