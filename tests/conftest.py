@@ -282,10 +282,6 @@ def prefect_api(prefect_server: str):
             yield prefect_server
     finally:
         os.environ.pop("PREFECT_API_URL", None)
-    # A served deployment and a work-pool worker look for new runs every 10 s by default; the tests
-    # start one and wait for it, so look every second.
-    os.environ["PREFECT_RUNNER_POLL_FREQUENCY"] = "1"
-    os.environ["PREFECT_WORKER_QUERY_SECONDS"] = "1"
 
 
 PER_CLASS = 40
@@ -408,11 +404,11 @@ def kill_after_progress(
     return killed
 
 
-# The modules that take longest in a CI-like run. They start first: under pytest-xdist each module runs
-# in one test process (`--dist loadfile`), and a long one started last would leave the other idle at
-# the end, and the short ones left for last even out the two. The first needs the Prefect server and
-# the second does not: so one process starts it while the other works. A scheduling hint only; the
-# other modules follow in file order.
+# The modules that take longest in a CI-like run, in the order they start. Under pytest-xdist each
+# module runs in one test process (`--dist loadfile`): a long one started last would leave the other
+# process idle at the end, and short ones last even the two out. The first needs the Prefect server and
+# the second does not, so one process starts the server while the other works. A scheduling hint only;
+# the other modules follow in file order.
 LONGEST_FIRST = (
     "test_dask",
     "test_resilience",
