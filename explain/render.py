@@ -41,7 +41,7 @@ class _MapFigure:
         self.suptitle = self.figure.suptitle("uncertain  ·  P(AI-generated) = 0.000", fontsize=11)
         self.figure.tight_layout()
 
-    def draw(self, image: Image.Image, result: Attribution, verdict: str, target) -> None:
+    def draw(self, image: Image.Image, result: Attribution, verdict: str, target: Path) -> None:
         pixels = np.asarray(image.convert("RGB"))
         height, width = pixels.shape[:2]
         extent = (-0.5, width - 0.5, height - 0.5, -0.5)
