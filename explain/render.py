@@ -12,6 +12,7 @@ from data.atomic import replacing
 from explain.occlusion import Attribution
 
 _SMALLEST_LIMIT = 1e-3  # the colour scale's half-width never goes below this (a flat map stays pale)
+_BAR_LABELS = {"occlusion": "drop in P(AI) when hidden", "gradient": "gradient x input"}
 _PLACEHOLDER_TITLE = "gradient x input, per patch; faithfulness +0.000"  # the longest title, for layout
 
 
@@ -37,7 +38,7 @@ class _MapFigure:
         for axis in (left, self.right):
             axis.axis("off")
         self.bar = self.figure.colorbar(self.over, ax=self.right, fraction=0.046, pad=0.04)
-        self.bar.set_label("drop in P(AI) when hidden", fontsize=8)
+        self.bar.set_label(_BAR_LABELS["occlusion"], fontsize=8)
         self.suptitle = self.figure.suptitle("uncertain  ·  P(AI-generated) = 0.000", fontsize=11)
         self.figure.tight_layout()
 
@@ -59,9 +60,7 @@ class _MapFigure:
             else "gradient x input, per patch"
         )
         self.title.set_text(method + ("" if faith is None else f"; faithfulness {faith:+.3f}"))
-        self.bar.set_label(
-            "drop in P(AI) when hidden" if result.method == "occlusion" else "gradient x input", fontsize=8
-        )
+        self.bar.set_label(_BAR_LABELS[result.method], fontsize=8)
         self.suptitle.set_text(f"{verdict}  ·  P(AI-generated) = {result.p_ai:.3f}")
         self.figure.savefig(target, format="png")
 

@@ -1,8 +1,8 @@
 """A warm interpreter for the tests' command-line runs.
 
 Each `python -m flows.cli ...` a test starts is a real process running the real command line, but a
-fresh interpreter spends about 4 s of CPU importing torch, transformers, Prefect, Pyro and
-scikit-learn before the command begins. On 2 cores that start-up was most of the suite's time.
+fresh interpreter spends several seconds of CPU importing torch, transformers, Prefect, Pyro,
+scikit-learn and matplotlib before the command begins. On 2 cores that start-up was most of the suite's time.
 
 So one process does those imports once and forks a child per run. The child is an ordinary process
 with its own pid, file descriptors, working folder and exit status: kill -9, orphan checks, exit
@@ -208,7 +208,11 @@ class _WarmInterpreter:
         atexit.register(self.stop)
 
     def matches(self, env: dict) -> bool:
-        return self.ready and self.process.poll() is None and self.settled(env) == self.settled(self.env)
+        return self.ready and self.process.poll() is None and self.serves(env)
+
+    def serves(self, env: dict) -> bool:
+        """Whether a run in `env` would see what this warm process saw when it started."""
+        return self.settled(env) == self.settled(self.env)
 
     def settled(self, env: dict) -> dict:
         """The part of an environment a run must share with the warm process."""
@@ -225,7 +229,6 @@ class _WarmInterpreter:
 
 
 _interpreters: list[_WarmInterpreter] = []
-_started: list[dict] = []  # the environments a warm process was started for
 
 
 def _warm_for(
@@ -252,10 +255,8 @@ def _choose(command: list[str], cwd: Path | str, env: dict | None, **options: An
     for interpreter in _interpreters:
         if interpreter.matches(seen):
             return interpreter
-    lasting = _lasting(seen)
-    if lasting in _started:
-        return None  # its warm process is not ready or has gone (it says why on its stdout)
-    _started.append(lasting)
+        if interpreter.serves(seen):
+            return None  # its warm process is not ready or has gone (it says why on its stdout)
     interpreter = _WarmInterpreter(seen)
     _interpreters.append(interpreter)
     return interpreter if interpreter.matches(seen) else None
