@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import os
 from pathlib import Path
 
@@ -187,3 +188,24 @@ def test_unreadable_file_is_a_record_not_a_crash(tmp_path: Path) -> None:
         assert rows["locked.jpg"] == "cannot read file: Permission denied"
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_families_group_sources_and_a_folder_may_declare_its_own(tmp_path: Path) -> None:
+    from data.families import Families, FamiliesError
+
+    built_in = Families.for_folder(tmp_path)
+    assert built_in.of("genphotos", 1) == built_in.of("ffhq-stylegan", "ai") == "stylegan"
+    assert built_in.of("ffhq-stylegan", 0) == "ffhq"  # the real half of a two-class source
+    assert built_in.of("somewhere-new", 1) == "somewhere-new"  # unlisted: a family of its own
+    (tmp_path / "families.json").write_text(json.dumps({"ai": {"diffusion": ["sd", "flux"]}}))
+    declared = Families.for_folder(tmp_path)
+    assert declared.of("flux", 1) == "diffusion" and declared.of("genphotos", 1) == "genphotos"
+    present = {"ai": {"sd", "gan"}, "real": {"cam"}}
+    expected = {"ai": {"diffusion": ["sd"], "gan": ["gan"]}, "real": {"cam": ["cam"]}}
+    assert declared.describe(present) == expected
+    (tmp_path / "families.json").write_text(json.dumps({"ai": {"a": ["x"], "b": ["x"]}}))
+    with pytest.raises(FamiliesError, match='source "x" is in two ai families'):
+        Families.for_folder(tmp_path)
+    (tmp_path / "families.json").write_text("{")
+    with pytest.raises(FamiliesError, match="cannot be read as JSON"):
+        Families.for_folder(tmp_path)
