@@ -3,6 +3,11 @@
 Several layers can be read at once (early layers keep the low-level texture statistics that tell a
 generator's output from a camera's); each chosen layer gives its CLS token, its mean patch token, both,
 or both plus the patch tokens' standard deviation (how uniform the image's texture is across patches).
+
+`+texture` adds the patch tokens' standard deviation of every layer below the first chosen one (1-3 for
+layers 4, 6, 8). The CLS token and the deep layers describe the scene, the styling and the person as much
+as the generator's traces, and a head trained on them learns "polished portrait = AI"; the early layers'
+texture statistics carry the traces and little of the style (docs/features.md), so the head gets both.
 """
 
 from __future__ import annotations
@@ -10,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal, get_args
 
-PoolingKind = Literal["cls", "mean", "cls+mean", "cls+mean+std"]
+PoolingKind = Literal["cls", "mean", "cls+mean", "cls+mean+std", "cls+mean+std+texture"]
 KINDS: tuple[str, ...] = get_args(PoolingKind)
 
 
@@ -37,8 +42,18 @@ class Pooling:
             raise ValueError(f"layers {bad} do not exist: the backbone has layers 1 to {depth}")
         return Pooling(self.kind, tuple(layers))
 
+    @property
+    def statistics(self) -> list[str]:
+        """What each chosen layer gives (the texture layers are apart)."""
+        return [part for part in self.kind.split("+") if part != "texture"]
+
+    @property
+    def texture_layers(self) -> tuple[int, ...]:
+        """Layers below the first chosen one, whose patch spread `+texture` adds."""
+        return tuple(range(1, min(self.layers))) if "texture" in self.kind and self.layers else ()
+
     def dim(self, hidden_size: int) -> int:
-        return hidden_size * len(self.layers) * len(self.kind.split("+"))
+        return hidden_size * (len(self.layers) * len(self.statistics) + len(self.texture_layers))
 
     def __call__(self, hidden_states, num_prefix_tokens: int, norm):
         """Pool `hidden_states` (embeddings first, then one tensor per layer) into (batch, dim).
@@ -52,17 +67,22 @@ class Pooling:
         for layer in self.layers:
             tokens = norm(hidden_states[layer])
             patches = tokens[:, num_prefix_tokens:]
-            for statistic in self.kind.split("+"):
+            for statistic in self.statistics:
                 if statistic == "cls":
                     parts.append(tokens[:, 0])
                 elif statistic == "mean":
                     parts.append(patches.mean(dim=1))
                 else:
                     parts.append(patches.std(dim=1))
+        for layer in self.texture_layers:
+            parts.append(norm(hidden_states[layer])[:, num_prefix_tokens:].std(dim=1))
         return torch.cat(parts, dim=1)
 
     def describe(self) -> dict:
-        return {"kind": self.kind, "layers": list(self.layers), "norm": "final_layernorm"}
+        described = {"kind": self.kind, "layers": list(self.layers), "norm": "final_layernorm"}
+        if "texture" in self.kind:
+            described["texture_layers"] = list(self.texture_layers)
+        return described
 
 
 def default_layers(depth: int) -> tuple[int, ...]:

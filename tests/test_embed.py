@@ -142,6 +142,22 @@ def test_layers_past_the_deepest_pooled_one_are_not_run(tiny_dinov2: Path, tmp_p
     np.testing.assert_array_equal(embedder(pixels), expected)
 
 
+def test_texture_adds_the_patch_spread_of_the_layers_below_the_first_pooled(
+    tiny_vit: Path, tmp_path: Path
+) -> None:
+    spec = make_spec(str(tiny_vit), pooling="cls+mean+std+texture", layers=(2,))
+    assert spec.pooling.texture_layers == (1,) and spec.dim == 32 * 3 + 32
+    assert spec.pooling.describe()["texture_layers"] == [1]
+    assert spec.fingerprint != make_spec(str(tiny_vit), layers=(2,)).fingerprint
+    folder = make_labelled_folder(tmp_path / "images", per_class=2)
+    run(folder, tmp_path / "store", tiny_vit, pooling="cls+mean+std+texture", layers=[2])
+    records = scan(folder)
+    stored = FeatureStore(tmp_path / "store", spec.fingerprint).get([r.sha256 for r in records])
+    both = reference_vectors(tiny_vit, [r.path for r in records])  # cls, mean, std of layers 1 and 2
+    # Layer 2's three statistics, then layer 1's spread.
+    np.testing.assert_allclose(stored, np.concatenate([both[:, 96:], both[:, 64:96]], axis=1), atol=1e-5)
+
+
 def test_layers_that_do_not_exist_are_refused(tiny_vit: Path) -> None:
     with pytest.raises(ValueError, match=r"layers \[5\] do not exist: the backbone has layers 1 to 2"):
         make_spec(str(tiny_vit), layers=(5,))
