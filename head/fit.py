@@ -1,5 +1,5 @@
-"""From labelled vectors to a complete model: train the head, calibrate, fit the OOD detector and
-choose the uncertain band, all on the training and validation splits only."""
+"""From labelled vectors to a complete model: train the head, calibrate, fit the OOD detector, the
+nearest-source classifier and the uncertain band, all on the training and validation splits only."""
 
 from __future__ import annotations
 
@@ -8,8 +8,9 @@ import numpy as np
 from head.base import DEFAULT_HEAD
 from head.calibration import fit_calibrator
 from head.model import HEADS, FaceauditModel
+from head.nearest import NearestSource
 from head.ood import MahalanobisOOD
-from head.thresholds import Bounds, choose_thresholds
+from head.thresholds import Bounds, choose_thresholds, ood_cut
 from head.uncertainty import DEFAULT_SAMPLES
 
 
@@ -20,27 +21,52 @@ def fit_model(
     y_val: np.ndarray,
     head_kind: str = DEFAULT_HEAD,
     head_params: dict | None = None,
-    max_real_called_ai: float = Bounds.real_called_ai,
-    max_ai_called_real: float = Bounds.ai_called_real,
+    bounds: Bounds | None = None,
     n_samples: int = DEFAULT_SAMPLES,
     info: dict | None = None,
     train_images: np.ndarray | None = None,
+    train_groups: np.ndarray | None = None,
+    val_sources: np.ndarray | None = None,
+    group_families: dict[str, str] | None = None,
 ) -> tuple[FaceauditModel, dict]:
     """Returns the model and a report of what each step found on validation data.
 
-    `train_images` names the image of each training row (augmented views share their image's name).
+    `train_images` names the image of each training row (augmented views share their image's name);
+    `train_groups` its "source/class" and `group_families` each group's family (for the nearest-source
+    column); `val_sources` the source of each validation row (each real source is held to its own bound).
     """
     if head_kind not in HEADS:
         raise ValueError(f"unknown head {head_kind!r}; choose one of {', '.join(HEADS)}")
+    bounds = bounds or Bounds()
     head = HEADS[head_kind](**(head_params or {})).fit(X_train, y_train, X_val, y_val)
     val_logits = head.sample_logits(X_val, n_samples)
     calibrator, calibration_report = fit_calibrator(val_logits, y_val)
     ood = MahalanobisOOD().fit(X_train, train_images)
     val_prediction = head.predict(X_val, n_samples, calibrate=calibrator)
+    val_ood = ood.score(X_val)
+    nearest, real_gate, looks_real = None, None, 0.0
+    if train_groups is not None:
+        groups = np.asarray(train_groups, dtype=str)
+        families = group_families or {g: g for g in set(groups.tolist())}
+        nearest = NearestSource().fit(ood.whiten(X_train), groups, families)
+        if bounds.real_held_back > 0 and (y_val == 0).any():
+            # A real verdict needs the face to look like a known real collection at least as much as
+            # all but `real_held_back` of the validation real photos do.
+            likeness = nearest.looks_real(ood.whiten(X_val))
+            looks_real = float(np.quantile(likeness[y_val == 0], bounds.real_held_back))
+            real_gate = likeness >= looks_real
     thresholds, band = choose_thresholds(
-        val_prediction.p_ai, y_val, ood.score(X_val), 1.0, max_real_called_ai, max_ai_called_real
+        val_prediction.p_ai,
+        y_val,
+        val_ood,
+        ood_cut(val_ood, bounds.ood_flagged),
+        bounds,
+        val_sources,
+        real_gate=real_gate,
     )
-    model = FaceauditModel(head, calibrator, thresholds, ood, dict(info or {}), n_samples)
+    thresholds.looks_real = looks_real
+    model = FaceauditModel(head, calibrator, thresholds, ood, dict(info or {}), n_samples, nearest)
+    band["ood_flagged"] = float(np.mean(val_ood > thresholds.ood))
     report = {
         "calibration": calibration_report,
         "uncertain_band_on_validation": band,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from head.calibration import expected_calibration_error, nll
-from head.thresholds import rates
+from head.thresholds import rates, verdict_rates
 from head.uncertainty import Prediction
 
 
@@ -41,6 +41,7 @@ def classification_metrics(y: np.ndarray, prediction: Prediction, verdict: np.nd
             "rows_true_columns_predicted": confusion_matrix(y, predicted, labels=[0, 1]).tolist(),
         },
         **rates(verdict, y),
+        "verdicts": verdict_rates(verdict, y),
         "mutual_info_auroc_wrong": (
             float(roc_auc_score(wrong, prediction.mutual_info)) if 0 < wrong.sum() < len(y) else None
         ),

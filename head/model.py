@@ -19,6 +19,7 @@ from data.labels import CLASSES
 from head.base import Head, HeadKind
 from head.calibration import Calibrator
 from head.mc_dropout import MCDropoutHead
+from head.nearest import NearestSource
 from head.ood import MahalanobisOOD
 from head.pyro_head import PyroHead
 from head.thresholds import Thresholds, decide, uncertain_reason
@@ -26,8 +27,8 @@ from head.uncertainty import DEFAULT_SAMPLES, SAMPLE_RANGE, Prediction
 
 HEADS: dict[str, type[Head]] = {MCDropoutHead.kind: MCDropoutHead, PyroHead.kind: PyroHead}
 assert set(HEADS) == set(get_args(HeadKind)), "HeadKind must name every head"
-# 2: the OOD score is normalised by `ood.scale` and the band may be fitted on unseen sources.
-FORMAT_VERSION = 2
+# 3: a nearest-source classifier beside the OOD detector; the band is fitted on validation only.
+FORMAT_VERSION = 3
 WEIGHTS_FILE = "model.safetensors"
 CARD_FILE = "model.json"
 
@@ -44,6 +45,9 @@ class Scores:
     ood_score: np.ndarray
     verdict: np.ndarray
     reason: np.ndarray  # why an `uncertain` verdict is one: 'band' or 'ood'
+    nearest_family: np.ndarray  # the training family the vector looks most like ('' without one)
+    nearest_source: np.ndarray  # the likeliest training group ("source/class") of that family
+    nearest_similarity: np.ndarray  # the family's probability under the nearest-source classifier
 
 
 @dataclass
@@ -54,6 +58,7 @@ class FaceauditModel:
     ood: MahalanobisOOD
     info: dict = field(default_factory=dict)
     n_samples: int = DEFAULT_SAMPLES
+    nearest: NearestSource | None = None
 
     @property
     def fingerprint(self) -> str:
@@ -71,11 +76,24 @@ class FaceauditModel:
     def score(self, X: np.ndarray, n_samples: int | None = None, seed: int = 0) -> Scores:
         prediction = self.head.predict(X, n_samples or self.n_samples, seed, calibrate=self.calibrator)
         ood_score = self.ood.score(X)
+        real_gate = None
+        if self.nearest is not None:
+            whitened = self.ood.whiten(X)
+            family, source, similarity = self.nearest.nearest(whitened)
+            if self.thresholds.looks_real > 0:
+                real_gate = self.nearest.looks_real(whitened) >= self.thresholds.looks_real
+        else:
+            family = source = np.full(len(X), "", dtype=object)
+            similarity = np.full(len(X), np.nan)
+        p_ai = prediction.p_ai
         return Scores(
             prediction,
             ood_score,
-            decide(prediction.p_ai, ood_score, self.thresholds),
-            uncertain_reason(prediction.p_ai, ood_score, self.thresholds),
+            decide(p_ai, ood_score, self.thresholds, real_gate=real_gate),
+            uncertain_reason(p_ai, ood_score, self.thresholds, real_gate=real_gate),
+            family,
+            source,
+            similarity,
         )
 
     def mean_p_ai(self, pooled):
@@ -93,6 +111,8 @@ class FaceauditModel:
         folder.mkdir(parents=True, exist_ok=True)
         tensors = {f"head.{k}": np.ascontiguousarray(v) for k, v in self.head.state_tensors().items()}
         tensors.update({f"ood.{k}": np.ascontiguousarray(v) for k, v in self.ood.state_tensors().items()})
+        if self.nearest is not None:
+            tensors.update({f"nearest.{k}": v for k, v in self.nearest.state_tensors().items()})
         with replacing(folder / WEIGHTS_FILE) as scratch:
             save_file(tensors, str(scratch))
         card = {
@@ -107,6 +127,7 @@ class FaceauditModel:
                 "scale": self.ood.scale_,
                 "params": _jsonable({k: getattr(self.ood, k) for k in ("n_components", "percentile")}),
             },
+            "nearest": self.nearest.describe() if self.nearest is not None else None,
             "n_samples": self.n_samples,
         }
         write_text(folder / CARD_FILE, json.dumps(card, indent=2))
@@ -149,10 +170,17 @@ class FaceauditModel:
             calibration = card["calibration"]
             calibrator = Calibrator(calibration["method"], calibration["slope"], calibration["intercept"])
             thresholds = Thresholds(**card["thresholds"])
+            nearest = None
+            if card.get("nearest") is not None:
+                nearest = NearestSource.load(
+                    card["nearest"], {k[8:]: v for k, v in tensors.items() if k.startswith("nearest.")}
+                )
         except (KeyError, TypeError, ValueError) as exc:
             raise ModelError(f"{folder} is incomplete or damaged: {exc!r}") from None
-        info = {k: v for k, v in card.items() if k not in ("head", "calibration", "thresholds", "ood")}
-        model = cls(head, calibrator, thresholds, ood, info, int(card.get("n_samples", DEFAULT_SAMPLES)))
+        kept = ("head", "calibration", "thresholds", "ood", "nearest")
+        info = {k: v for k, v in card.items() if k not in kept}
+        samples = int(card.get("n_samples", DEFAULT_SAMPLES))
+        model = cls(head, calibrator, thresholds, ood, info, samples, nearest)
         model.check_weights(folder)
         return model
 
@@ -193,12 +221,16 @@ def _check_card(card: dict, path: Path) -> None:
     if not isinstance(card["head"].get("params"), dict):
         raise refuse("'head.params' must be an object")
     thresholds = card["thresholds"]
-    for name in ("ai", "real", "ood", "max_real_called_ai", "max_ai_called_real"):
+    for name in ("ai", "real", "ood", "looks_real", "max_real_called_ai", "max_ai_called_real"):
         if name in thresholds and not _number(thresholds[name]):
             raise refuse(f"threshold '{name}' must be a number, not {thresholds[name]!r}")
     ai, real = thresholds.get("ai", 0.5), thresholds.get("real", 0.5)
     if not 0.0 <= real <= ai <= 1.0:
         raise refuse(f"thresholds must satisfy 0 <= real <= ai <= 1 (real {real}, ai {ai})")
+    if not 0.0 <= thresholds.get("looks_real", 0.0) <= 1.0:
+        raise refuse(f"the looks-real threshold must lie within 0-1, not {thresholds['looks_real']}")
+    if thresholds.get("looks_real", 0.0) > 0 and not isinstance(card.get("nearest"), dict):
+        raise refuse("a looks-real threshold needs the nearest-source classifier ('nearest')")
     if thresholds.get("ood", 1.0) <= 0:
         raise refuse(f"the OOD threshold must be above 0, not {thresholds['ood']}")
     samples = card.get("n_samples", DEFAULT_SAMPLES)

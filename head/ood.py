@@ -8,7 +8,7 @@ images than dimensions.
 The score is the distance divided by a high percentile (`percentile`) of the training vectors' own
 distances, measured out of fold so that in-sample optimism does not make ordinary test images look
 unusual: 1.0 means "as far out as the furthest training images", whatever the model. That makes one
-OOD threshold meaningful across models, which is how it is chosen (head/abstention.py).
+OOD threshold meaningful across models.
 """
 
 from __future__ import annotations
@@ -53,6 +53,12 @@ class MahalanobisOOD:
         """Normalised distance: above 1.0 is further out than all but the farthest training images."""
         fitted = _Fitted(self.mean_, self.components_, self.variances_, float(self.noise_variance_))
         return fitted.distance(np.asarray(X, dtype=np.float64)) / self.scale_
+
+    def whiten(self, X: np.ndarray) -> np.ndarray:
+        """Coordinates along the top principal directions, each scaled to unit training variance: a
+        small, well-conditioned view of a vector for classifiers that live beside this detector."""
+        centred = np.asarray(X, dtype=np.float64) - self.mean_
+        return (centred @ self.components_.T) / np.sqrt(self.variances_)
 
     def state_tensors(self) -> dict[str, np.ndarray]:
         return {

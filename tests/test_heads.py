@@ -21,7 +21,7 @@ from head import (
 )
 from head.fit import fit_model
 from head.ood import MahalanobisOOD
-from head.thresholds import rates
+from head.thresholds import Bounds, ood_cut, rates
 
 DIM = 24
 
@@ -112,12 +112,56 @@ def test_thresholds_bound_real_called_ai() -> None:
     rng = np.random.default_rng(9)
     y = rng.integers(0, 2, 1000)
     p = np.clip(rng.normal(np.where(y == 1, 0.75, 0.25), 0.2), 0, 1)
-    thresholds, band = choose_thresholds(p, y, np.zeros(1000), 1.0, 0.01, 0.05)
-    assert band["real_called_ai_rate"] <= 0.01 and band["ai_called_real_rate"] <= 0.05
+    thresholds, band = choose_thresholds(p, y, np.zeros(1000), 1.0, Bounds(0.01, 0.05))
+    verdict = decide(p, np.zeros(1000), thresholds)
+    # Shares of every face of the class, judged or not.
+    assert (verdict[y == 0] == "ai_generated").mean() <= 0.01
+    assert (verdict[y == 1] == "real").mean() <= 0.05
     assert 0.0 < band["coverage"] < 1.0
     assert rates(decide(p, np.zeros(1000), thresholds), y) == band
     ood = np.where(np.arange(1000) < 10, 99.0, 0.0)
     assert (decide(p, ood, thresholds)[:10] == "uncertain").all()
+
+
+def test_one_real_source_is_held_to_its_own_bound() -> None:
+    """A pooled 1% bound lets one small real collection carry every false accusation; the per-source
+    bound does not. Here collection 'studio' scores high; the pooled bound alone accuses many of it."""
+    rng = np.random.default_rng(4)
+    y = np.r_[np.zeros(900, int), np.ones(900, int), np.zeros(100, int)]
+    p = np.r_[rng.uniform(0.0, 0.3, 900), rng.uniform(0.7, 1.0, 900), rng.uniform(0.5, 0.95, 100)]
+    groups = np.array(["snapshots"] * 900 + ["fakes"] * 900 + ["studio"] * 100)
+    studio = groups == "studio"
+    loose = Bounds(real_called_ai=0.05, real_called_ai_per_source=1.0)
+    pooled, _ = choose_thresholds(p, y, np.zeros(len(y)), 1.0, loose, groups)
+    assert (decide(p, np.zeros(len(y)), pooled)[studio] == "ai_generated").mean() > 0.2
+    strict = Bounds(real_called_ai=0.05, real_called_ai_per_source=0.02)
+    thresholds, band = choose_thresholds(p, y, np.zeros(len(y)), 1.0, strict, groups)
+    verdict = decide(p, np.zeros(len(y)), thresholds)
+    assert (verdict[studio] == "ai_generated").mean() <= 0.02
+    assert band["coverage"] > 0.5  # the snapshots are judged, and the fakes above the studio photos
+    assert (verdict[groups == "fakes"] == "ai_generated").mean() > 0.1
+
+
+def test_a_gate_that_disagrees_keeps_an_image_from_that_verdict() -> None:
+    rng = np.random.default_rng(5)
+    y = rng.integers(0, 2, 1000)
+    p = np.clip(rng.normal(np.where(y == 1, 0.85, 0.15), 0.1), 0, 1)
+    gate = rng.random(1000) < 0.7
+    thresholds, band = choose_thresholds(p, y, np.zeros(1000), 1.0, Bounds(), ai_gate=gate)
+    verdict = decide(p, np.zeros(1000), thresholds, ai_gate=gate)
+    assert (verdict[~gate] != "ai_generated").all() and (verdict[gate] == "ai_generated").any()
+    assert rates(verdict, y) == band
+    thresholds, band = choose_thresholds(p, y, np.zeros(1000), 1.0, Bounds(), real_gate=gate)
+    verdict = decide(p, np.zeros(1000), thresholds, real_gate=gate)
+    assert (verdict[~gate] != "real").all() and (verdict[gate] == "real").any()
+    assert rates(verdict, y) == band
+
+
+def test_the_ood_cut_flags_the_share_asked_for() -> None:
+    scores = np.random.default_rng(6).gamma(2.0, 1.0, 1000)
+    cut = ood_cut(scores, 0.01)
+    assert np.mean(scores > cut) <= 0.01 and np.mean(scores > cut) >= 0.008
+    assert ood_cut(np.array([]), 0.01) == float("inf")
 
 
 @pytest.fixture(scope="module")
@@ -133,8 +177,11 @@ def trained_and_saved(tmp_path_factory) -> tuple:
         FAST["mc-dropout"],
         n_samples=40,
         info={"embedding": {"fingerprint": "a" * 64, "backbone": "test"}},
+        train_groups=np.where(y == 1, "gan/ai", "camera/real"),
+        group_families={"gan/ai": "stylegan", "camera/real": "camera"},
     )
     assert report["calibration"]["method"] in ("temperature", "platt")
+    assert report["uncertain_band_on_validation"]["ood_flagged"] <= 0.01
     folder = tmp_path_factory.mktemp("model")
     model.save(folder)
     return model, folder
@@ -158,6 +205,8 @@ def test_model_round_trip_gives_identical_scores(trained_and_saved: tuple) -> No
         np.testing.assert_array_equal(getattr(first.prediction, name), getattr(second.prediction, name))
     np.testing.assert_allclose(first.ood_score, second.ood_score, rtol=1e-6)
     assert list(first.verdict) == list(second.verdict) and list(first.reason) == list(second.reason)
+    assert list(first.nearest_family) == list(second.nearest_family)
+    np.testing.assert_allclose(first.nearest_similarity, second.nearest_similarity, rtol=1e-5)
     assert set(first.verdict) <= {"ai_generated", "real", "uncertain"} and "uncertain" in set(first.verdict)
     assert after.thresholds == before.thresholds and after.calibrator == before.calibrator
 
@@ -184,17 +233,20 @@ def test_vectors_of_another_embedding_are_refused(saved_model: Path) -> None:
         model.check_fingerprint("b" * 64)
 
 
-def test_the_built_in_model_was_fitted_against_sources_it_never_saw() -> None:
-    """The shipped model: scale-neutral inputs, augmented views, a band fitted on left-out sources,
-    small enough to ship, and loadable by this code."""
+def test_the_built_in_model_knows_its_families_and_was_measured_on_those_it_never_saw() -> None:
+    """The shipped model: scale-neutral inputs, augmented views, eleven sources grouped into families,
+    every family and real collection left out measured, small enough to ship, loadable by this code."""
     from flows.models import DEFAULT_MODEL_DIR
     from head.model import FaceauditModel
 
     model = FaceauditModel.load(DEFAULT_MODEL_DIR)
     assert json.loads(model.info["embedding"]["preprocess"])["mode"] == "scale"
     assert model.info["augmentation"]["views"] >= 1
-    assert len(model.info["abstention"]["sources_left_out"]) >= 3
+    families = model.info["training_data"]["families"]
+    assert set(families["ai"]) == {"stylegan", "stable-diffusion", "t2i-tiles"}
+    assert len(model.nearest.groups_) == 13  # eleven sources, two of them with both classes
     metrics = json.loads((DEFAULT_MODEL_DIR / "metrics.json").read_text())
-    assert set(metrics["leave_one_source_out"]["folds"]) == set(model.info["abstention"]["sources_left_out"])
+    assert set(metrics["leave_one_family_out"]["folds"]) == set(families["ai"])
+    assert len(metrics["leave_one_real_collection_out"]["folds"]) == 6
     size = sum(p.stat().st_size for p in DEFAULT_MODEL_DIR.rglob("*") if p.is_file())
     assert size < 5 * 1024 * 1024
