@@ -31,6 +31,7 @@ bench: setup
 	$(BIN)/python bench/embed.py
 	$(BIN)/python bench/heads.py
 	$(BIN)/python bench/ood.py
+	$(BIN)/python bench/features.py
 	$(BIN)/python bench/explain.py
 	$(BIN)/python bench/score.py
 	$(BIN)/python bench/cluster.py

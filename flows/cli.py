@@ -118,7 +118,10 @@ PreprocessOption = Annotated[
 ]
 PoolingOption = Annotated[
     str,
-    typer.Option(help="'cls', 'mean' (of patch tokens), 'cls+mean', or 'cls+mean+std' (patch spread too)."),
+    typer.Option(
+        help="'cls', 'mean' (of patch tokens), 'cls+mean', 'cls+mean+std' (patch spread too), or "
+        "'cls+mean+std+texture' (and the patch spread of every layer below the first pooled one)."
+    ),
 ]
 LayersOption = Annotated[
     str | None,
@@ -195,29 +198,47 @@ def train(
         bool,
         typer.Option(
             "--augment/--no-augment",
-            help="Train on augmented views too (rescaled 0.5-2x, re-encoded at JPEG quality 60-95, sometimes "
-            "blurred), both classes alike; embedded once and kept in the store.",
+            help="Train on augmented views too (half of them restyled: a plain or blurred backdrop, colour "
+            "grading, a vignette, skin smoothing; all rescaled 0.5-2x, re-encoded at JPEG quality 60-95, "
+            "sometimes blurred), both classes alike; embedded once and kept in the store.",
         ),
     ] = True,
     views: Annotated[
         int, typer.Option(min=0, max=16, help="Augmented views per training image.")
     ] = DEFAULT_VIEWS,
-    unseen_sources: Annotated[
+    max_real_called_ai_per_source: Annotated[
+        float,
+        typer.Option(min=0.0, max=1.0, help="Bound on real faces called AI within any one real source."),
+    ] = Bounds.real_called_ai_per_source,
+    max_ood_flagged: Annotated[
+        float,
+        typer.Option(min=0.0, max=1.0, help="Share of validation images the OOD threshold may flag."),
+    ] = Bounds.ood_flagged,
+    max_real_held_back: Annotated[
+        float,
+        typer.Option(
+            min=0.0,
+            max=1.0,
+            help="Share of validation real photos a `real` verdict may be refused for looking like none of "
+            "the known real collections (0: no such check).",
+        ),
+    ] = Bounds.real_held_back,
+    folds: Annotated[
         bool,
         typer.Option(
-            "--unseen-sources/--no-unseen-sources",
-            help="Fit the uncertain band and OOD threshold against leave-one-source-out folds as well "
-            "(one extra head fit per source; needs two sources or more).",
+            "--folds/--no-folds",
+            help="Also train the recipe once per generator family and once per real collection left out, "
+            "and report how each is judged (families: data/families.py or DATA_DIR/families.json).",
         ),
     ] = True,
-    max_unseen_real_called_ai: Annotated[
-        float,
-        typer.Option(min=0.0, max=1.0, help="Bound, per left-out source, on its real faces called AI."),
-    ] = Bounds.unseen_real_called_ai,
-    max_unseen_ai_called_real: Annotated[
-        float,
-        typer.Option(min=0.0, max=1.0, help="Bound, per left-out source, on its AI faces called real."),
-    ] = Bounds.unseen_ai_called_real,
+    robustness: Annotated[
+        bool,
+        typer.Option(
+            "--robustness/--no-robustness",
+            help="Also judge the test split's copies rescaled 0.5x, 2x and 4x, and report how often the "
+            "verdict stays the same.",
+        ),
+    ] = True,
     batch_size: BatchOption = DEFAULT_BATCH_SIZE,
     workers: WorkersOption = DEFAULT_WORKERS,
     prefect: PrefectOption = None,
@@ -225,9 +246,9 @@ def train(
 ) -> None:
     """Train a head on DATA_DIR's vectors (embedding what is missing) and write a model folder.
 
-    Sources are the folders above the class folders (DATA/SOURCE/real, DATA/SOURCE/ai). With two or
-    more, the recipe is also trained once per source left out, and the uncertain band is set so that a
-    source never trained on is rarely judged wrongly (see --max-unseen-*).
+    Sources are the folders above the class folders (DATA/SOURCE/real, DATA/SOURCE/ai), grouped into
+    generator families and real collections. The uncertain band is fitted on the validation split; the
+    families and collections left out in turn are measured and reported in the model card.
     """
     _existing_dir(data_dir, "data folder")
     from head.model import HEADS
@@ -252,9 +273,11 @@ def train(
         samples=samples,
         augment=augment,
         views=views,
-        unseen_sources=unseen_sources,
-        max_unseen_real_called_ai=max_unseen_real_called_ai,
-        max_unseen_ai_called_real=max_unseen_ai_called_real,
+        max_real_called_ai_per_source=max_real_called_ai_per_source,
+        max_ood_flagged=max_ood_flagged,
+        max_real_held_back=max_real_held_back,
+        folds=folds,
+        robustness=robustness,
     )
     m = result["metrics"]
     typer.echo(f"model written to {result['model']}")
@@ -267,20 +290,37 @@ def train(
         typer.echo(
             f"  {group}: accuracy {g['accuracy']:.3f}, ROC-AUC {g['roc_auc'] or float('nan'):.3f}, n={g['n']}"
         )
-    if "leave_one_source_out" in m:
-        _print_unseen_summary(m["leave_one_source_out"])
+    for key, what in FOLD_TITLES.items():
+        if key in m:
+            _print_folds_summary(what, m[key])
 
 
-def _print_unseen_summary(summary: dict) -> None:
-    def pct(value) -> str:
-        return "n/a" if value is None else f"{100 * value:.1f}%"
+FOLD_TITLES = {
+    "leave_one_family_out": "generator families left out",
+    "leave_one_real_collection_out": "real collections left out",
+    "leave_one_source_out": "sources left out",
+}
 
-    typer.echo(
-        f"left-out sources ({summary['folds']} folds): real called AI at worst "
-        f"{pct(summary['worst_real_called_ai'])}, "
-        f"AI called real at worst {pct(summary['worst_ai_called_real'])}, "
-        f"mean coverage {pct(summary['mean_coverage'])}"
-    )
+
+def _pct(value) -> str:
+    return "n/a" if value is None else f"{100 * value:.1f}%"
+
+
+def _print_folds_summary(what: str, summary: dict) -> None:
+    """The worst fold first: it is the headline."""
+    parts = []
+    if summary["worst_ai_called_real"] is not None:
+        parts.append(
+            f"AI called real at worst {_pct(summary['worst_ai_called_real'])} "
+            f"({summary['worst_ai_called_real_fold']})"
+        )
+    if summary["worst_real_called_ai"] is not None:
+        parts.append(
+            f"real called AI at worst {_pct(summary['worst_real_called_ai'])} "
+            f"({summary['worst_real_called_ai_fold']})"
+        )
+    parts.append(f"mean coverage {_pct(summary['mean_coverage'])}")
+    typer.echo(f"{what} ({summary['folds']} folds): " + ", ".join(parts))
 
 
 @app.command()
@@ -295,12 +335,26 @@ def evaluate(
     perturb: Annotated[
         str | None, typer.Option(help="Also evaluate perturbed copies, e.g. jpeg:75,resize:0.5,blur:1.")
     ] = None,
+    leave_one_family_out: Annotated[
+        bool,
+        typer.Option(
+            "--leave-one-family-out",
+            help="Instead: retrain the model's recipe once per generator family of DATA_DIR left out (every "
+            "AI source of the family at once) and report how its faces are judged.",
+        ),
+    ] = False,
+    leave_one_real_collection_out: Annotated[
+        bool,
+        typer.Option(
+            "--leave-one-real-collection-out",
+            help="Instead: the same, once per real collection left out.",
+        ),
+    ] = False,
     leave_one_source_out: Annotated[
         bool,
         typer.Option(
             "--leave-one-source-out",
-            help="Instead: retrain the model's recipe once per source of DATA_DIR left out and report how "
-            "each left-out source is judged (thresholds chosen without it).",
+            help="Instead: the same, once per source folder left out (both classes).",
         ),
     ] = False,
     samples: SamplesOption = None,
@@ -337,17 +391,21 @@ def evaluate(
         batch_size=batch_size,
         workers=workers,
         leave_one_source_out=leave_one_source_out,
+        leave_one_family_out=leave_one_family_out,
+        leave_one_real_collection_out=leave_one_real_collection_out,
     )
     typer.echo(f"metrics written to {result['out']}/metrics.json ({result['n']} images)")
-    if leave_one_source_out:
-        for source, fold in result["leave_one_source_out"]["folds"].items():
-            parts = [f"coverage {100 * fold['coverage']:.1f}%"]
+    left_out = [key for key in FOLD_TITLES if key in result]
+    for key in left_out:
+        for name, fold in result[key]["folds"].items():
+            parts = [f"coverage {_pct(fold['coverage'])}"]
             if fold["real"]:
-                parts.append(f"real called AI {100 * fold['real']['ai_generated']:.1f}%")
+                parts.append(f"real called AI {_pct(fold['real']['ai_generated'])}")
             if fold["ai"]:
-                parts.append(f"AI called real {100 * fold['ai']['real']:.1f}%")
-            typer.echo(f"  left out {source}: " + ", ".join(parts))
-        _print_unseen_summary(result["leave_one_source_out"]["summary"])
+                parts.append(f"AI called real {_pct(fold['ai']['real'])}")
+            typer.echo(f"  left out {name} ({', '.join(fold['sources'])}): " + ", ".join(parts))
+        _print_folds_summary(FOLD_TITLES[key], result[key]["summary"])
+    if left_out:
         return
     typer.echo(
         f"accuracy {result['accuracy']:.3f}; per group: "

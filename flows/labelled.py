@@ -5,10 +5,11 @@ images, each in its image's split)."""
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
+from data.families import Families, FamiliesError
 from data.records import ImageRecord
 from data.split import split_of
 from embed.augment import Augmentation
@@ -34,6 +35,7 @@ class LabelledSet:
     splits: np.ndarray
     embed_summary: EmbedSummary
     view: np.ndarray | None = None
+    families: Families = field(default_factory=lambda: Families.for_folder(None))
 
     def __post_init__(self) -> None:
         if self.view is None:
@@ -48,12 +50,33 @@ class LabelledSet:
             self.splits[mask],
             self.embed_summary,
             self.view[mask],
+            self.families,
         )
 
     def originals_in(self, split: str) -> np.ndarray:
         """Mask of the images themselves (no augmented views) in one hash split: what calibration,
         thresholds and tests are measured on."""
         return (self.splits == split) & (self.view == 0)
+
+    def family_names(self) -> list[str]:
+        """The generator family (AI rows) or real collection (real rows) of each row."""
+        return self.families.label_each(self.groups, self.y)
+
+    def group_names(self) -> np.ndarray:
+        """ "source/class" of each row: the training groups a vector can look like."""
+        return np.array([f"{g}/{'ai' if v else 'real'}" for g, v in zip(self.groups, self.y, strict=True)])
+
+    def describe_families(self) -> dict:
+        """The families and real collections of the sources in this set (data/families.py)."""
+        present = {
+            kind: {str(g) for g, v in zip(self.groups, self.y, strict=True) if v == label}
+            for kind, label in (("ai", 1), ("real", 0))
+        }
+        return self.families.describe(present)
+
+    def group_families(self) -> dict[str, str]:
+        """ "source/class" -> family name, for every group present."""
+        return dict(zip(self.group_names().tolist(), self.family_names(), strict=True))
 
     def image_ids(self) -> np.ndarray:
         """The content hash of the image behind each row (a view carries its image's hash)."""
@@ -113,7 +136,11 @@ def load_labelled(
     X = FeatureStore(store_dir, spec.fingerprint).get([r.sha256 for r in chosen])
     groups = np.array([r.group or "(none)" for r in chosen])
     splits = np.array([split_of(r.sha256) for r in chosen])
-    data = LabelledSet(chosen, X, y, groups, splits, summary)
+    try:
+        families = Families.for_folder(data_dir)
+    except FamiliesError as exc:
+        raise DataError(str(exc)) from None
+    data = LabelledSet(chosen, X, y, groups, splits, summary, families=families)
     if augmentation is None or views <= 0:
         return data
     return _with_views(data, spec, store_dir, batch_size, workers, augmentation, views)
@@ -152,4 +179,5 @@ def _with_views(
         np.concatenate([data.splits, data.splits[rows]]),
         data.embed_summary,
         np.concatenate([data.view, np.asarray(numbers, dtype=np.int64)]),
+        data.families,
     )

@@ -1,5 +1,9 @@
-"""The README written into every model folder: what the model is, what it was trained on, how well it
-does per source, and how it was made, so a reviewer needs nothing else to judge it."""
+"""The README written into every model folder: what the model is, what it was trained on, how it does
+per source, on rescaled copies and on families it never saw, and what that means in plain words.
+
+Every line comes from model.json and metrics.json, so a retrain rewrites all of it: nothing in a card is
+written by hand.
+"""
 
 from __future__ import annotations
 
@@ -18,58 +22,141 @@ def _num(value) -> str:
     return "n/a" if value is None else f"{value:.3f}"
 
 
-def _metrics_table(metrics: dict) -> list[str]:
-    lines = [
-        "| scope | n | accuracy | ROC-AUC | ECE | coverage | selective accuracy | real called AI "
-        "| MI AUROC (wrong) |",
-        "|---|---|---|---|---|---|---|---|---|",
+def _shares(block) -> str:
+    """'called AI / real / uncertain' shares of one class, or '-' when the class is absent."""
+    if not block:
+        return "-"
+    return " / ".join(_pct(block[v]) for v in ("ai_generated", "real", "uncertain"))
+
+
+def _families_lines(families: dict) -> list[str]:
+    lines = ["| kind | family or collection | sources |", "|---|---|---|"]
+    for kind, title in (("ai", "generator family"), ("real", "real collection")):
+        for name, sources in sorted(families.get(kind, {}).items()):
+            lines.append(f"| {title} | {name} | {', '.join(sources)} |")
+    lines += [
+        "",
+        "A source listed nowhere is a family or collection of its own. A data folder declares its own in",
+        "`families.json` (see `data/families.py`).",
     ]
-    rows = [("all", metrics), *metrics.get("groups", {}).items()]
-    for name, m in rows:
+    return lines
+
+
+def _test_table(metrics: dict) -> list[str]:
+    """Per source: how its real and AI faces were judged, with the usual classification figures."""
+    lines = [
+        "| scope | n | real: called AI / real / uncertain | AI: called AI / real / uncertain | coverage "
+        "| accuracy at 0.5 | ROC-AUC | ECE |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for name, m in [("all", metrics), *metrics.get("groups", {}).items()]:
+        verdicts = m.get("verdicts") or {}
         lines.append(
-            f"| {name} | {m['n']} | {_pct(m['accuracy'])} | {_num(m['roc_auc'])} | {_num(m['ece'])} | "
-            f"{_pct(m['coverage'])} | {_pct(m['selective_accuracy'])} | {_pct(m['real_called_ai_rate'])} | "
-            f"{_num(m['mutual_info_auroc_wrong'])} |"
+            f"| {name} | {m['n']} | {_shares(verdicts.get('real'))} | {_shares(verdicts.get('ai'))} | "
+            f"{_pct(m['coverage'])} | {_pct(m['accuracy'])} | {_num(m['roc_auc'])} | {_num(m['ece'])} |"
         )
     return lines
 
 
-def _unseen_table(report: dict) -> list[str]:
-    """One row per source left out: how its faces were judged by the model trained without it."""
-    bounds = report["bounds"]
+FOLD_TEXT = {
+    "leave_one_family_out": (
+        "Generator families never trained on",
+        "every AI source of the family was left out of training at once (a StyleGAN source alone would "
+        "still have its cousins in training)",
+    ),
+    "leave_one_real_collection_out": (
+        "Real collections never trained on",
+        "every real photo of the collection was left out of training",
+    ),
+    "leave_one_source_out": ("Sources never trained on", "one source folder, both classes, was left out"),
+}
+
+
+def _folds_table(key: str, report: dict) -> list[str]:
+    title, how = FOLD_TEXT[key]
     lines = [
-        "## Sources never trained on (leave one source out)",
+        f"## {title}",
         "",
-        "For each source, the same recipe was trained on the other sources and judged every image of the",
-        "one left out, with the uncertain band and OOD threshold chosen on the *other* folds only: an",
-        "honest estimate for a source nobody has seen. Bounds: a left-out source's AI faces called real at",
-        f"most {_pct(bounds['unseen_ai_called_real'])}, its real faces called AI at most "
-        f"{_pct(bounds['unseen_real_called_ai'])}.",
+        f"For each fold the same recipe was trained without it ({how}); its band was fitted on its own",
+        "validation split, as the shipped model's is, and it judged every image left out: what a user",
+        "sees on a family nobody trained on.",
         "",
-        "| left out | faces | real: called AI / real / uncertain | AI: called AI / real / uncertain "
-        "| coverage | OOD-flagged | ROC-AUC |",
+        "| left out | sources | faces | real: called AI / real / uncertain "
+        "| AI: called AI / real / uncertain | coverage | ROC-AUC |",
         "|---|---|---|---|---|---|---|",
     ]
-
-    def shares(block) -> str:
-        if not block:
-            return "-"
-        return " / ".join(_pct(block[v]) for v in ("ai_generated", "real", "uncertain"))
-
-    for source, fold in report["folds"].items():
+    for name, fold in report["folds"].items():
         lines.append(
-            f"| {source} | {fold['n']} | {shares(fold['real'])} | {shares(fold['ai'])} | "
-            f"{_pct(fold['coverage'])} | {_pct(fold['ood_flagged'])} | {_num(fold['roc_auc'])} |"
+            f"| {name} | {', '.join(fold.get('sources', []))} | {fold['n']} | {_shares(fold['real'])} | "
+            f"{_shares(fold['ai'])} | {_pct(fold['coverage'])} | {_num(fold['roc_auc'])} |"
         )
     summary = report["summary"]
-    lines += [
+    worst = []
+    if summary["worst_ai_called_real"] is not None:
+        worst.append(
+            f"AI faces called real {_pct(summary['worst_ai_called_real'])} "
+            f"({summary['worst_ai_called_real_fold']})"
+        )
+    if summary["worst_real_called_ai"] is not None:
+        worst.append(
+            f"real photos called AI {_pct(summary['worst_real_called_ai'])} "
+            f"({summary['worst_real_called_ai_fold']})"
+        )
+    lines += ["", f"Worst fold: {'; '.join(worst)}. Mean coverage {_pct(summary['mean_coverage'])}.", ""]
+    return lines
+
+
+def _robustness_table(perturbations: dict) -> list[str]:
+    if not perturbations:
+        return []
+    names = list(perturbations)
+    groups = sorted(next(iter(perturbations.values()))["groups"])
+    lines = [
+        "## Rescaled copies",
         "",
-        f"Over {summary['folds']} folds: real called AI {_pct(summary['mean_real_called_ai'])} on average, "
-        f"{_pct(summary['worst_real_called_ai'])} at worst; AI called real "
-        f"{_pct(summary['mean_ai_called_real'])} on average, "
-        f"{_pct(summary['worst_ai_called_real'])} at worst; "
-        f"mean coverage {_pct(summary['mean_coverage'])}; mean ROC-AUC {_num(summary['mean_roc_auc'])} "
-        "(sources with both classes).",
+        "The test split's images rescaled in memory; the share whose verdict stayed the same (the verdict",
+        "should follow the face, not the file's size):",
+        "",
+        "| source | " + " | ".join(names) + " |",
+        "|---|" + "---|" * len(names),
+        "| all | " + " | ".join(_pct(perturbations[n]["verdict_agreement"]) for n in names) + " |",
+    ]
+    for group in groups:
+        cells = [_pct(perturbations[n]["groups"][group]["verdict_agreement"]) for n in names]
+        lines.append(f"| {group} | " + " | ".join(cells) + " |")
+    return [*lines, ""]
+
+
+def _limits(metrics: dict) -> list[str]:
+    """What the figures above mean for a user, in words, written from the figures."""
+    lines = ["## What this means", ""]
+    families = metrics.get("families", {})
+    ai_families = ", ".join(sorted(families.get("ai", {}))) or "the AI sources of its training data"
+    lines.append(
+        f'- `real` means "no sign of the generator families this model was trained on" ({ai_families}), '
+        'not "proven to be a photograph".'
+    )
+    family = metrics.get("leave_one_family_out", {}).get("summary")
+    if family and family["worst_ai_called_real"] is not None:
+        lines.append(
+            f"- A generator family it never saw can pass as real: with {family['worst_ai_called_real_fold']} "
+            f"left out of training, {_pct(family['worst_ai_called_real'])} of its faces were called real."
+        )
+    collection = metrics.get("leave_one_real_collection_out", {}).get("summary")
+    if collection and collection["worst_real_called_ai"] is not None:
+        lines.append(
+            "- Real photos of a style it never saw can be accused: with "
+            f"{collection['worst_real_called_ai_fold']} left out of training, "
+            f"{_pct(collection['worst_real_called_ai'])} of its photos were called AI. Look at "
+            "`nearest_family` before acting: a studio portrait called AI because it looks like a "
+            "generator's studio faces is a style match, not evidence."
+        )
+    lines += [
+        f"- On images like its training data it judges {_pct(metrics['coverage'])} of faces and leaves the "
+        "rest `uncertain`; among its confident verdicts on the test split "
+        f"{_pct(metrics['real_called_ai_rate'])} of real faces were called AI and "
+        f"{_pct(metrics['ai_called_real_rate'])} of AI faces called real.",
+        "- A verdict is evidence for a reviewer, never the decision itself.",
         "",
     ]
     return lines
@@ -85,14 +172,19 @@ def _command(data_dir: str, folder: Path, head: str) -> str:
 def write_model_card(folder: Path, card: dict, metrics: dict, data_dir: str) -> None:
     embedding = card["embedding"]
     thresholds = card["thresholds"]
-    calibration = metrics["validation"]["calibration"]
+    validation = metrics["validation"]
+    calibration = validation["calibration"]
+    band = validation["uncertain_band_on_validation"]
+    bounds = (card.get("abstention") or {}).get("bounds", {})
     lines = [
         f"# faceaudit model: {card['head']['kind']} head on {embedding['backbone']}",
         "",
         "Tells real face photographs from AI-generated faces. Output per image: calibrated P(AI-generated),",
         "its spread over Monte Carlo samples, predictive entropy, mutual information, an out-of-distribution",
-        "score, and a verdict (`ai_generated`, `real`, `uncertain`).",
+        "score, the training family and source it looks most like, and a verdict (`ai_generated`, `real`,",
+        "`uncertain`).",
         "",
+        *_limits(metrics),
         "## How it was made",
         "",
         "```sh",
@@ -116,79 +208,48 @@ def write_model_card(folder: Path, card: dict, metrics: dict, data_dir: str) -> 
         "",
         "## Data",
         "",
-        "| group / class | train | val | test |",
+        "| source / class | train | val | test |",
         "|---|---|---|---|",
     ]
     for key, counts in sorted(card["training_data"]["counts"].items()):
         lines.append(
             f"| {key} | {counts.get('train', 0)} | {counts.get('val', 0)} | {counts.get('test', 0)} |"
         )
-    notes = Path(data_dir) / "README.md"
-    if notes.is_file():
-        lines += ["", f"The data folder's own notes (`{notes.name}`), quoted:", ""]
-        lines += ["> " + line if line else ">" for line in notes.read_text().splitlines()]
+    lines += ["", "Families:", "", *_families_lines(metrics.get("families", {}))]
     lines += [
         "",
         "## Results on the test split",
         "",
-        *_metrics_table(metrics),
+        *_test_table(metrics),
         "",
         f"Linear probe (logistic regression on the same vectors and splits): accuracy "
         f"{_pct(metrics['linear_probe']['accuracy'])}, ROC-AUC {_num(metrics['linear_probe']['roc_auc'])}, "
-        f"ECE {_num(metrics['linear_probe']['ece'])}; per group: "
+        f"ECE {_num(metrics['linear_probe']['ece'])}; per source: "
         + ", ".join(f"{g} {_pct(m['accuracy'])}" for g, m in metrics["linear_probe"]["groups"].items())
         + ".",
         "",
-        *(_unseen_table(metrics["leave_one_source_out"]) if "leave_one_source_out" in metrics else []),
+        *_robustness_table(metrics.get("perturbations", {})),
+    ]
+    for key in FOLD_TEXT:
+        if key in metrics:
+            lines += _folds_table(key, metrics[key])
+    lines += [
         "## Calibration and the uncertain band",
         "",
         f"- calibration: {calibration['method']} (validation ECE {calibration['before']['ece']:.3f} before, "
         f"{calibration['after']['ece']:.3f} after; NLL {calibration['before']['nll']:.3f} -> "
         f"{calibration['after']['nll']:.3f})",
-        f"- verdict `ai_generated` when P(AI) >= {thresholds['ai']:.6f}; `real` when P(AI) <= "
-        f"{thresholds['real']:.6f}; otherwise, or when the OOD score exceeds {thresholds['ood']:.3f}, "
-        "`uncertain`",
-        f"- chosen so that on the validation split at most {_pct(thresholds['max_real_called_ai'])} of "
-        f"confidently judged real faces are called AI-generated and at most "
-        f"{_pct(thresholds['max_ai_called_real'])} of confidently judged AI faces pass as real,",
-        *_abstention_lines(card),
-        "  with the highest coverage that allows",
-        *_in_sample_table(metrics),
+        f"- verdict `ai_generated` when P(AI) >= {thresholds['ai']:.4f}; `real` when P(AI) <= "
+        f"{thresholds['real']:.4f}; otherwise `uncertain` (`band`); `uncertain` (`ood`) whatever P(AI) "
+        f"says when the OOD score exceeds {thresholds['ood']:.3f}",
+        f"- fitted on the validation split only: the OOD threshold flags {_pct(band.get('ood_flagged'))} of "
+        f"it (bound {_pct(bounds.get('ood_flagged'))}); then the widest band in which, among confident "
+        f"verdicts, at most {_pct(bounds.get('real_called_ai'))} of real faces are called AI (and at most "
+        f"{_pct(bounds.get('real_called_ai_per_source'))} within any one real source) and at most "
+        f"{_pct(bounds.get('ai_called_real'))} of AI faces are called real",
+        f"- on validation: coverage {_pct(band['coverage'])}, real called AI "
+        f"{_pct(band['real_called_ai_rate'])}, AI called real {_pct(band['ai_called_real_rate'])}",
+        "- the left-out folds above are measured, not fitted to: no band on these features keeps an unseen "
+        "family in check without giving up nearly every verdict",
     ]
     write_text(folder / "README.md", "\n".join(lines) + "\n")
-
-
-def _abstention_lines(card: dict) -> list[str]:
-    abstention = card.get("abstention") or {}
-    if not abstention.get("sources_left_out"):
-        return []
-    bounds = abstention["bounds"]
-    return [
-        f"  and so that, for each of {', '.join(abstention['sources_left_out'])} left out in turn, the model "
-        f"trained without it calls at most {_pct(bounds['unseen_ai_called_real'])} of its AI faces real and "
-        f"at most {_pct(bounds['unseen_real_called_ai'])} of its real faces AI,"
-    ]
-
-
-def _in_sample_table(metrics: dict) -> list[str]:
-    """What the shipped thresholds do on each fold they were fitted to (in-sample, unlike the table above)."""
-    fitted = metrics.get("validation", {}).get("abstention_in_sample")
-    if not fitted or "sources" not in fitted:
-        return []
-    lines = [
-        "",
-        "The shipped thresholds on the folds they were fitted to (in-sample: the leave-one-source-out table",
-        "above is the honest estimate for a new source) and on the validation split:",
-        "",
-        "| judged | real called AI | AI called real | coverage |",
-        "|---|---|---|---|",
-    ]
-    rows = [
-        *zip(fitted["sources"], fitted["unseen_folds"], strict=True),
-        ("validation", fitted["validation"]),
-    ]
-    for name, rates in rows:
-        real = _pct(rates["real"]["ai_generated"]) if rates["real"] else "-"
-        ai = _pct(rates["ai"]["real"]) if rates["ai"] else "-"
-        lines.append(f"| {name} | {real} | {ai} | {_pct(rates['coverage'])} |")
-    return lines

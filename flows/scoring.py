@@ -33,6 +33,9 @@ COLUMNS = [
     "entropy",
     "mutual_info",
     "ood_score",
+    "nearest_family",
+    "nearest_source",
+    "nearest_similarity",
     "occlusion_map",
     "faithfulness",
     "gradient_map",
@@ -50,6 +53,11 @@ MAP_COLUMNS = {
 
 
 _LOADED: dict[tuple, Scorer] = {}  # by folder and its files' size and mtime
+
+
+def _rounded(value: float) -> float | str:
+    """A figure for a cell: rounded, or empty where there is none (NaN never reaches an output)."""
+    return round(float(value), 6) if value == value else ""
 
 
 def images_to_map(readable: list[ImageRecord], predicted: dict[str, dict], explain: str) -> dict:
@@ -134,6 +142,9 @@ class Scorer:
                     "entropy": round(float(p.entropy[i]), 6),
                     "mutual_info": round(float(p.mutual_info[i]), 6),
                     "ood_score": round(float(scores.ood_score[i]), 6),
+                    "nearest_family": str(scores.nearest_family[i]),
+                    "nearest_source": str(scores.nearest_source[i]),
+                    "nearest_similarity": _rounded(scores.nearest_similarity[i]),
                 }
         return predicted
 

@@ -1,10 +1,11 @@
 """The `train` flow: a labelled folder in, a complete model folder out (weights, card, metrics, plots).
 
 Steps: embed what is missing (and the augmented views of the training images), train the head on the
-training split, calibrate on validation, then (with two sources or more) train the same recipe once per
-source left out and fit the uncertain band and OOD threshold against how those models judged the
-source they never saw. The test split is scored last, and the leave-one-source-out figures, each fold
-judged by thresholds chosen without it, go into metrics.json and the model card.
+training split, calibrate, fit the OOD threshold, the nearest-source classifier and the uncertain band on
+validation. The test split is scored next, and its rescaled copies (how much a verdict follows the file's
+size). Then the same recipe is trained once per generator family and once per real collection left out
+(flows/folds.py), each judged on what it never saw. All of it goes into metrics.json, and the model card
+is written from metrics.json alone, so a retrain rewrites every figure in it.
 """
 
 import json
@@ -23,15 +24,16 @@ from embed.pooling import PoolingKind
 from embed.preprocess import PreprocessMode
 from embed.spec import DEFAULT_POOLING, DEFAULT_PREPROCESS, make_spec
 from flows.defaults import DEFAULT_BATCH_SIZE, DEFAULT_WORKERS
+from flows.folds import FOLD_KINDS, fit_within, run_folds
 from flows.labelled import DataError, LabelledSet, load_labelled
-from flows.loso import fit_within, judged, run_folds, unseen_report
 from flows.model_card import write_model_card
 from flows.orchestration import call
 from flows.params import BatchSize, Rate, Samples, ViewCount, Workers
-from head.abstention import Bounds, choose_abstention
+from flows.perturb import ROBUSTNESS, perturbation_metrics
 from head.base import DEFAULT_HEAD, HeadKind
 from head.metrics import metrics_by_group
-from head.plots import write_plots, write_unseen_plot
+from head.plots import write_folds_plot, write_plots
+from head.thresholds import Bounds
 from head.uncertainty import DEFAULT_SAMPLES
 
 
@@ -77,45 +79,43 @@ def train_flow(
     workers: Workers = DEFAULT_WORKERS,
     max_real_called_ai: Rate = Bounds.real_called_ai,
     max_ai_called_real: Rate = Bounds.ai_called_real,
+    max_real_called_ai_per_source: Rate = Bounds.real_called_ai_per_source,
+    max_ood_flagged: Rate = Bounds.ood_flagged,
+    max_real_held_back: Rate = Bounds.real_held_back,
     samples: Samples = DEFAULT_SAMPLES,
     head_params: dict | None = None,
     augment: bool = True,
     views: ViewCount = DEFAULT_VIEWS,
-    unseen_sources: bool = True,
-    max_unseen_real_called_ai: Rate = Bounds.unseen_real_called_ai,
-    max_unseen_ai_called_real: Rate = Bounds.unseen_ai_called_real,
+    folds: bool = True,
+    robustness: bool = True,
 ) -> dict:
-    """Embed what is missing, split by hash, train, calibrate, set thresholds, test, write the model."""
+    """Embed what is missing, split by hash, train, calibrate, set thresholds, test, measure the
+    left-out folds, write the model."""
     spec = make_spec(backbone, preprocess, pooling, tuple(layers or ()))
     augmentation = Augmentation() if augment and views > 0 else None
     data = load_labelled(data_dir, spec, store_dir, batch_size, workers, augmentation, views)
     bounds = Bounds(
-        max_real_called_ai, max_ai_called_real, max_unseen_real_called_ai, max_unseen_ai_called_real
+        max_real_called_ai,
+        max_ai_called_real,
+        max_real_called_ai_per_source,
+        max_ood_flagged,
+        max_real_held_back,
     )
     info = {
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "faceaudit_version": code_version(),
         "embedding": {**spec.provenance(), "describe": spec.describe()},
-        "training_data": {"folder": str(data_dir), "sha256": data.data_hash(), "counts": data.counts()},
+        "training_data": {
+            "folder": str(data_dir),
+            "sha256": data.data_hash(),
+            "counts": data.counts(),
+            "families": data.describe_families(),
+        },
         "augmentation": {"spec": augmentation.describe(), "views": views} if augmentation else None,
+        "abstention": {"fitted_on": "validation", "bounds": bounds.describe()},
     }
-    model, report = call(fit_head, data, head, head_params or {}, bounds, samples, info)
-    unseen = None
-    folds = run_folds(data, head, head_params or {}, bounds, samples) if unseen_sources else []
-    if folds:
-        # The shipped band: its own validation images plus every fold's unseen source.
-        val = data.originals_in("val")
-        seen = judged(model, data.X[val], data.y[val])
-        model.thresholds, report["abstention_in_sample"] = choose_abstention(
-            seen, [fold.held_out for fold in folds], bounds
-        )
-        report["abstention_in_sample"]["sources"] = [fold.source for fold in folds]
-        unseen = unseen_report(folds, bounds)
-    model.info["abstention"] = {
-        "fitted_on": "validation and leave-one-source-out folds" if folds else "validation",
-        "bounds": bounds.describe(),
-        "sources_left_out": [fold.source for fold in folds],
-    }
+    params = head_params or {}
+    model, report = call(fit_head, data, head, params, bounds, samples, info)
     test = data.originals_in("test")
     scores = model.score(data.X[test])
     metrics = {
@@ -123,17 +123,28 @@ def train_flow(
         **metrics_by_group(data.y[test], scores.prediction, scores.verdict, data.groups[test]),
         "linear_probe": linear_probe(data),
         "validation": report,
+        "families": data.describe_families(),
     }
-    if unseen is not None:
-        metrics["leave_one_source_out"] = unseen
+    if robustness:
+        metrics["perturbations"] = perturbation_metrics(
+            model, spec, data.subset(test), scores.verdict, ROBUSTNESS, batch_size
+        )
+    if folds:
+        for kind, key in FOLD_KINDS.items():
+            if kind == "source":
+                continue  # families and collections answer the user's question; `evaluate` has sources
+            fold_report = run_folds(data, kind, head, params, bounds, samples)
+            if fold_report is not None:
+                metrics[key] = fold_report
     model.info["metrics"] = _headline(metrics)
     out = Path(model_out)
     model.save(out)
     write_text(out / "metrics.json", json.dumps(metrics, indent=2))
     write_model_card(out, json.loads((out / "model.json").read_text()), metrics, data_dir)
     write_plots(out / "plots", data.y[test], scores.prediction, scores.verdict, model.head.history_, "(test)")
-    if unseen is not None:
-        write_unseen_plot(out / "plots", unseen)
+    for key in FOLD_KINDS.values():
+        if key in metrics:
+            write_folds_plot(out / "plots", metrics[key], key)
     return {"model": str(out), "metrics": model.info["metrics"], "unreadable": data.embed_summary.unreadable}
 
 
@@ -145,11 +156,13 @@ def _headline(metrics: dict) -> dict:
         "coverage",
         "selective_accuracy",
         "real_called_ai_rate",
+        "ai_called_real_rate",
         "mutual_info_auroc_wrong",
     )
     out = {k: metrics[k] for k in keys}
     out["groups"] = {g: {k: m[k] for k in ("accuracy", "roc_auc", "n")} for g, m in metrics["groups"].items()}
     out["linear_probe_accuracy"] = metrics["linear_probe"]["accuracy"]
-    if "leave_one_source_out" in metrics:
-        out["leave_one_source_out"] = metrics["leave_one_source_out"]["summary"]
+    for key in FOLD_KINDS.values():
+        if key in metrics:
+            out[key] = metrics[key]["summary"]
     return out

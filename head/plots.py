@@ -128,8 +128,9 @@ def write_plots(
     return written
 
 
-def write_unseen_plot(folder: Path, report: dict) -> str:
-    """Stacked bars: how each left-out source's real and AI faces were judged (leave-one-source-out)."""
+def write_folds_plot(folder: Path, report: dict, stem: str) -> str:
+    """Stacked bars: how each left-out fold's real and AI faces were judged by the model trained
+    without it; written as `stem`.png."""
     folder.mkdir(parents=True, exist_ok=True)
     labels, shares = [], []
     for source, fold in report["folds"].items():
@@ -147,7 +148,8 @@ def write_unseen_plot(folder: Path, report: dict) -> str:
         ax.bar(range(len(labels)), values, bottom=bottom, color=colour, label=verdict)
         bottom += values
     ax.set_xticks(range(len(labels)), labels, fontsize=7)
-    ax.set(ylabel="share of the left-out source's faces", title="Judged without training on the source")
+    what = {"family": "generator family", "collection": "real collection"}.get(report.get("kind"), "source")
+    ax.set(ylabel=f"share of the left-out {what}'s faces", title=f"Judged without training on the {what}")
     ax.legend(fontsize=7, loc="upper right")
-    _save(plt, fig, folder / "leave_one_source_out.png")
-    return "leave_one_source_out.png"
+    _save(plt, fig, folder / f"{stem}.png")
+    return f"{stem}.png"

@@ -76,11 +76,28 @@ def test_every_file_is_one_row_and_counts_add_up(first_run, dump: Path) -> None:
     readable = [r for r in rows if r["verdict"] != "unreadable"]
     assert {r["verdict"] for r in readable} <= {"ai_generated", "real", "uncertain"}
     assert all(0.0 <= float(r["p_ai"]) <= 1.0 for r in readable)
-    # An uncertain verdict says why (P(AI) inside the band, or unlike the training images); others don't.
-    model = json.loads((Path(run["model"]["folder"]) / "model.json").read_text())["thresholds"]
+    # An uncertain verdict says why (P(AI) inside the band, low but unlike every real collection known, or
+    # unlike the training images); others don't.
+    card = json.loads((Path(run["model"]["folder"]) / "model.json").read_text())
+    model = card["thresholds"]
     for r in readable:
-        expected = "ood" if float(r["ood_score"]) > model["ood"] else "band"
-        assert r["uncertain_reason"] == (expected if r["verdict"] == "uncertain" else ""), r
+        if r["verdict"] != "uncertain":
+            assert r["uncertain_reason"] == "", r
+        elif float(r["ood_score"]) > model["ood"]:
+            assert r["uncertain_reason"] == "ood", r
+        else:  # the CSV's figures are rounded to 6 decimals
+            p_ai = float(r["p_ai"])
+            assert r["uncertain_reason"] in ("band", "unlike_real"), r
+            assert (
+                p_ai <= model["real"] + 1e-6
+                if r["uncertain_reason"] == "unlike_real"
+                else p_ai >= model["real"] - 1e-6
+            )
+    # Each verdict names the training family and source it looks most like, with a probability.
+    for r in readable:
+        assert r["nearest_source"] in card["nearest"]["groups"]
+        family = card["nearest"]["families"][card["nearest"]["groups"].index(r["nearest_source"])]
+        assert r["nearest_family"] == family and 0.0 < float(r["nearest_similarity"]) <= 1.0
     assert all(r["model_id"] == run["model"]["id"] for r in rows)
     # every readable image was explained (--explain all) both ways, and its maps are on disk
     for column in ("occlusion_map", "gradient_map"):

@@ -46,12 +46,27 @@ def test_train_writes_a_complete_model_folder(trained: dict) -> None:
         "training_loss.png",
     } <= plots
     assert "test: accuracy" in trained["stdout"]
-    # Two sources: the recipe was also trained with each left out, and the band fitted against both.
-    assert set(metrics["leave_one_source_out"]["folds"]) == {"alpha", "beta"}
-    assert card["abstention"]["sources_left_out"] == ["alpha", "beta"]
-    assert card["augmentation"]["views"] == 2
-    assert "leave_one_source_out.png" in plots
-    assert "left-out sources (2 folds)" in trained["stdout"]
+    # The band is fitted on validation; each family and each real collection left out is measured.
+    assert card["abstention"]["fitted_on"] == "validation"
+    assert metrics["validation"]["uncertain_band_on_validation"]["ood_flagged"] <= 0.01 + 1e-9
+    # Sources the built-in table does not know are families (and collections) of their own.
+    assert set(metrics["leave_one_family_out"]["folds"]) == {"alpha", "beta"}
+    assert set(metrics["leave_one_real_collection_out"]["folds"]) == {"alpha", "beta"}
+    fold = metrics["leave_one_family_out"]["folds"]["alpha"]
+    assert fold["real"] is None and fold["ai"]["n"] == PER_CLASS and fold["sources"] == ["alpha"]
+    families = {"alpha": ["alpha"], "beta": ["beta"]}
+    assert card["training_data"]["families"] == {"ai": families, "real": families}
+    assert set(metrics["perturbations"]) == {"resize:0.5", "upscale:2", "upscale:4"}
+    assert 0 <= metrics["perturbations"]["upscale:2"]["verdict_agreement"] <= 1
+    assert card["augmentation"]["views"] == 2 and card["augmentation"]["spec"]["style_chance"] > 0
+    assert {"leave_one_family_out.png", "leave_one_real_collection_out.png"} <= plots
+    assert "generator families left out (2 folds)" in trained["stdout"]
+    assert "real collections left out (2 folds)" in trained["stdout"]
+    # The card is written from the figures: the worst family left out is named with its share.
+    readme = (model / "README.md").read_text()
+    worst = metrics["leave_one_family_out"]["summary"]
+    assert f"with {worst['worst_ai_called_real_fold']} left out of training" in readme
+    assert "## Generator families never trained on" in readme and "## Rescaled copies" in readme
 
 
 def test_leave_one_source_out_reports_every_source_single_class_ones_too(
@@ -89,7 +104,36 @@ def test_leave_one_source_out_reports_every_source_single_class_ones_too(
         assert fold["roc_auc"] is not None and fold["real"] and fold["ai"]
     assert report["summary"]["folds"] == 3
     assert (out / "plots" / "leave_one_source_out.png").is_file()
-    assert "left out gamma: coverage" in result.stdout
+    assert "left out gamma (gamma): coverage" in result.stdout
+
+
+def test_families_declared_by_the_data_folder_are_left_out_whole(trained: dict, tmp_path: Path) -> None:
+    import shutil
+
+    data = tmp_path / "data"
+    shutil.copytree(trained["data"], data)
+    (data / "families.json").write_text(
+        json.dumps(
+            {"ai": {"grids": ["alpha", "beta"]}, "real": {"smooth-a": ["alpha"], "smooth-b": ["beta"]}}
+        )
+    )
+    out = tmp_path / "folds"
+    common = ["--model", str(trained["model"]), "--store", str(trained["store"])]
+    result = faceaudit("evaluate", str(data), "--leave-one-real-collection-out", "--out", str(out), *common)
+    assert result.returncode == 0, result.stderr
+    metrics = json.loads((out / "metrics.json").read_text())
+    report = metrics["leave_one_real_collection_out"]
+    assert set(report["folds"]) == {"smooth-a", "smooth-b"}
+    assert report["folds"]["smooth-a"]["ai"] is None and report["folds"]["smooth-a"]["real"]["n"] == PER_CLASS
+    assert metrics["families"]["ai"] == {"grids": ["alpha", "beta"]}
+    assert "left out smooth-a (alpha): coverage" in result.stdout
+    assert "real collections left out (2 folds): real called AI at worst" in result.stdout
+    # Leaving the only family out leaves no AI faces to train on: a one-line reason, exit 2.
+    result = faceaudit("evaluate", str(data), "--leave-one-family-out", "--out", str(out), *common)
+    assert result.returncode == 2 and "no family of" in result.stderr and "Traceback" not in result.stderr
+    (data / "families.json").write_text('{"ai": {"grids": "alpha"}}')
+    result = faceaudit("evaluate", str(data), "--leave-one-family-out", "--out", str(out), *common)
+    assert result.returncode == 2 and 'family "grids" must list source folder names' in result.stderr
 
 
 def test_evaluate_reports_groups_and_perturbations(trained: dict) -> None:

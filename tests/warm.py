@@ -45,7 +45,7 @@ WARM_MODULES = (
     "flows.score_flow",
     "flows.nightly_flow",
     "flows.explaining",
-    "flows.loso",
+    "flows.folds",
     "flows.demo",
     "embed.backbone",
     "embed.runner",
