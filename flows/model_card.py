@@ -61,14 +61,14 @@ def _test_table(metrics: dict) -> list[str]:
 FOLD_TEXT = {
     "leave_one_family_out": (
         "Generator families never trained on",
-        "every AI source of the family was left out of training at once (a StyleGAN source alone would "
-        "still have its cousins in training)",
+        "every AI source of the family at once: a StyleGAN source left out alone would still have its "
+        "cousins in training",
     ),
     "leave_one_real_collection_out": (
         "Real collections never trained on",
-        "every real photo of the collection was left out of training",
+        "every real photo of the collection",
     ),
-    "leave_one_source_out": ("Sources never trained on", "one source folder, both classes, was left out"),
+    "leave_one_source_out": ("Sources never trained on", "one source folder, both classes"),
 }
 
 
@@ -77,9 +77,9 @@ def _folds_table(key: str, report: dict) -> list[str]:
     lines = [
         f"## {title}",
         "",
-        f"For each fold the same recipe was trained without it ({how}); its band was fitted on its own",
-        "validation split, as the shipped model's is, and it judged every image left out: what a user",
-        "sees on a family nobody trained on.",
+        f"For each fold the same recipe was trained without what it leaves out ({how}). Its band was",
+        "fitted on its own validation split, as the shipped model's is, and it judged every image left out:",
+        "what a user sees on a family or collection nobody trained on.",
         "",
         "| left out | sources | faces | real: called AI / real / uncertain "
         "| AI: called AI / real / uncertain | coverage | ROC-AUC |",
@@ -151,15 +151,37 @@ def _limits(metrics: dict) -> list[str]:
             "`nearest_family` before acting: a studio portrait called AI because it looks like a "
             "generator's studio faces is a style match, not evidence."
         )
+    verdicts = metrics.get("verdicts") or {}
+    real, ai = verdicts.get("real") or {}, verdicts.get("ai") or {}
     lines += [
-        f"- On images like its training data it judges {_pct(metrics['coverage'])} of faces and leaves the "
-        "rest `uncertain`; among its confident verdicts on the test split "
-        f"{_pct(metrics['real_called_ai_rate'])} of real faces were called AI and "
-        f"{_pct(metrics['ai_called_real_rate'])} of AI faces called real.",
+        f"- On images like its training data (the test split) it judges {_pct(metrics['coverage'])} of faces "
+        f"and leaves the rest `uncertain`; {_pct(real.get('ai_generated'))} of the real faces were called AI "
+        f"and {_pct(ai.get('real'))} of the AI faces called real.",
         "- A verdict is evidence for a reviewer, never the decision itself.",
         "",
     ]
     return lines
+
+
+def _ood_floor(validation: dict) -> str:
+    floor = validation.get("ood_floor_from_folds")
+    if floor is None:
+        return ""
+    return (
+        f", and is never below {floor:.3f}, the OOD score that only 1% of the faces left out in the "
+        "folds above exceed (OOD is for what is not a face photo, not for a family never seen)"
+    )
+
+
+def _validation_line(band: dict) -> list[str]:
+    verdicts = band.get("verdicts")
+    if not verdicts:
+        return []
+    real, ai = verdicts.get("real") or {}, verdicts.get("ai") or {}
+    return [
+        f"- on validation: coverage {_pct(band['coverage'])}, real faces called AI "
+        f"{_pct(real.get('ai_generated'))}, AI faces called real {_pct(ai.get('real'))}"
+    ]
 
 
 def _command(data_dir: str, folder: Path, head: str) -> str:
@@ -243,12 +265,14 @@ def write_model_card(folder: Path, card: dict, metrics: dict, data_dir: str) -> 
         f"{thresholds['real']:.4f}; otherwise `uncertain` (`band`); `uncertain` (`ood`) whatever P(AI) "
         f"says when the OOD score exceeds {thresholds['ood']:.3f}",
         f"- fitted on the validation split only: the OOD threshold flags {_pct(band.get('ood_flagged'))} of "
-        f"it (bound {_pct(bounds.get('ood_flagged'))}); then the widest band in which, among confident "
-        f"verdicts, at most {_pct(bounds.get('real_called_ai'))} of real faces are called AI (and at most "
-        f"{_pct(bounds.get('real_called_ai_per_source'))} within any one real source) and at most "
-        f"{_pct(bounds.get('ai_called_real'))} of AI faces are called real",
-        f"- on validation: coverage {_pct(band['coverage'])}, real called AI "
-        f"{_pct(band['real_called_ai_rate'])}, AI called real {_pct(band['ai_called_real_rate'])}",
+        f"it (bound {_pct(bounds.get('ood_flagged'))}){_ood_floor(validation)}; a `real` verdict needs the "
+        "face to look like the known real collections at least as much as all but "
+        f"{_pct(bounds.get('real_held_back'))} of the "
+        f"validation real photos do (nearest-source probability >= {thresholds.get('looks_real', 0):.4f}); "
+        f"then the widest band in which at most {_pct(bounds.get('real_called_ai'))} of all real faces are "
+        f"called AI (and at most {_pct(bounds.get('real_called_ai_per_source'))} within any one real "
+        f"source) and at most {_pct(bounds.get('ai_called_real'))} of all AI faces are called real",
+        *_validation_line(band),
         "- the left-out folds above are measured, not fitted to: no band on these features keeps an unseen "
         "family in check without giving up nearly every verdict",
     ]

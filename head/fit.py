@@ -10,7 +10,7 @@ from head.calibration import fit_calibrator
 from head.model import HEADS, FaceauditModel
 from head.nearest import NearestSource
 from head.ood import MahalanobisOOD
-from head.thresholds import Bounds, choose_thresholds, ood_cut
+from head.thresholds import Bounds, Thresholds, choose_thresholds, ood_cut
 from head.uncertainty import DEFAULT_SAMPLES
 
 
@@ -42,34 +42,45 @@ def fit_model(
     val_logits = head.sample_logits(X_val, n_samples)
     calibrator, calibration_report = fit_calibrator(val_logits, y_val)
     ood = MahalanobisOOD().fit(X_train, train_images)
-    val_prediction = head.predict(X_val, n_samples, calibrate=calibrator)
-    val_ood = ood.score(X_val)
-    nearest, real_gate, looks_real = None, None, 0.0
+    nearest = None
     if train_groups is not None:
         groups = np.asarray(train_groups, dtype=str)
         families = group_families or {g: g for g in set(groups.tolist())}
         nearest = NearestSource().fit(ood.whiten(X_train), groups, families)
-        if bounds.real_held_back > 0 and (y_val == 0).any():
-            # A real verdict needs the face to look like a known real collection at least as much as
-            # all but `real_held_back` of the validation real photos do.
-            likeness = nearest.looks_real(ood.whiten(X_val))
-            looks_real = float(np.quantile(likeness[y_val == 0], bounds.real_held_back))
-            real_gate = likeness >= looks_real
-    thresholds, band = choose_thresholds(
-        val_prediction.p_ai,
-        y_val,
-        val_ood,
-        ood_cut(val_ood, bounds.ood_flagged),
-        bounds,
-        val_sources,
-        real_gate=real_gate,
-    )
-    thresholds.looks_real = looks_real
-    model = FaceauditModel(head, calibrator, thresholds, ood, dict(info or {}), n_samples, nearest)
-    band["ood_flagged"] = float(np.mean(val_ood > thresholds.ood))
+    model = FaceauditModel(head, calibrator, Thresholds(), ood, dict(info or {}), n_samples, nearest)
     report = {
         "calibration": calibration_report,
-        "uncertain_band_on_validation": band,
+        "uncertain_band_on_validation": fit_band(model, X_val, y_val, val_sources, bounds),
         "epochs": len(head.history_["train_loss"]),
     }
     return model, report
+
+
+def fit_band(
+    model: FaceauditModel,
+    X_val: np.ndarray,
+    y_val: np.ndarray,
+    val_sources: np.ndarray | None,
+    bounds: Bounds,
+    ood_floor: float = 0.0,
+) -> dict:
+    """Set `model.thresholds` on validation vectors: the OOD threshold (flagging at most
+    `bounds.ood_flagged` of them, and never below `ood_floor`), the looks-real threshold, then the band.
+    Returns what the band does on validation."""
+    prediction = model.head.predict(X_val, model.n_samples, calibrate=model.calibrator)
+    val_ood = model.ood.score(X_val)
+    real_gate, looks_real = None, 0.0
+    if model.nearest is not None and bounds.real_held_back > 0 and (y_val == 0).any():
+        # A real verdict needs the face to look like a known real collection at least as much as all
+        # but `real_held_back` of the validation real photos do.
+        likeness = model.nearest.looks_real(model.ood.whiten(X_val))
+        looks_real = float(np.quantile(likeness[y_val == 0], bounds.real_held_back))
+        real_gate = likeness >= looks_real
+    t_ood = max(ood_cut(val_ood, bounds.ood_flagged), ood_floor)
+    thresholds, band = choose_thresholds(
+        prediction.p_ai, y_val, val_ood, t_ood, bounds, val_sources, real_gate=real_gate
+    )
+    thresholds.looks_real = looks_real
+    model.thresholds = thresholds
+    band["ood_flagged"] = float(np.mean(val_ood > thresholds.ood))
+    return band

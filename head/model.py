@@ -112,7 +112,9 @@ class FaceauditModel:
         tensors = {f"head.{k}": np.ascontiguousarray(v) for k, v in self.head.state_tensors().items()}
         tensors.update({f"ood.{k}": np.ascontiguousarray(v) for k, v in self.ood.state_tensors().items()})
         if self.nearest is not None:
-            tensors.update({f"nearest.{k}": v for k, v in self.nearest.state_tensors().items()})
+            tensors.update(
+                {f"nearest.{k}": np.ascontiguousarray(v) for k, v in self.nearest.state_tensors().items()}
+            )
         with replacing(folder / WEIGHTS_FILE) as scratch:
             save_file(tensors, str(scratch))
         card = {

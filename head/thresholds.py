@@ -42,8 +42,9 @@ VERDICTS = ("ai_generated", "real", "uncertain", "unreadable")
 
 @dataclass(frozen=True)
 class Bounds:
-    """The error shares the confident verdicts on validation images may carry, and the share of
-    validation images the OOD threshold may flag."""
+    """On validation images: the error shares the verdicts may carry (of every face of the class), the
+    share of images the OOD threshold may flag, and the share of real photos the looks-real check may
+    hold back."""
 
     real_called_ai: float = 0.01
     ai_called_real: float = 0.05
@@ -190,7 +191,8 @@ def choose_thresholds(
         t_ai = _midway(t_ai, candidates[candidates < t_ai], low_side=True)
         t_real = _midway(t_real, candidates[candidates > t_real], low_side=False)
         t = Thresholds(t_ai, t_real, ood_threshold, **limits)
-    return t, rates(decide(p_ai, np.asarray(ood_score), t, ai_gate, real_gate), y)
+    verdict = decide(p_ai, np.asarray(ood_score), t, ai_gate, real_gate)
+    return t, {**rates(verdict, y), "verdicts": verdict_rates(verdict, y)}
 
 
 def _midway(threshold: float, beyond: np.ndarray, low_side: bool) -> float:

@@ -101,7 +101,81 @@ def test_demo_judges_the_shipped_faces_and_shows_each_verdict(tmp_path) -> None:
         if name != "broken.jpg":
             verdict, p_ai = table[name].split()[1:3]
             assert verdict in ("ai_generated", "real", "uncertain") and 0.0 <= float(p_ai) <= 1.0
+    # Face photos and portraits, however new their generator: judged as faces, never held back as
+    # unlike any face photo, and each line names the training family it looks most like.
+    import json
+
+    with open(tmp_path / "demo" / "report" / "verdicts.jsonl", encoding="utf-8") as handle:
+        rows = {row["path"]: row for row in map(json.loads, handle)}
+    for name in files:
+        if name != "broken.jpg":
+            assert rows[name]["uncertain_reason"] != "ood", rows[name]
+            assert rows[name]["nearest_family"] and rows[name]["nearest_family"] in table[name]
     report = lines[-1].removeprefix("report: ")
     assert lines[-1].startswith("report: ") and (tmp_path / "demo" / "report" / "report.html").samefile(
         report
     )
+
+
+def not_face_photos(folder) -> list:
+    """Pictures that are not face photographs, drawn here: blank, noise, a cartoon face, a line drawing
+    of a face, a page of text, a bar chart."""
+    from PIL import Image, ImageDraw
+
+    folder.mkdir(parents=True, exist_ok=True)
+    made = {
+        "blank-white.png": Image.new("RGB", (512, 512), "white"),
+        "blank-black.png": Image.new("RGB", (512, 512), "black"),
+        "noise.png": Image.fromarray(
+            np.random.default_rng(0).integers(0, 256, (512, 512, 3), dtype=np.uint8)
+        ),
+    }
+    cartoon = Image.new("RGB", (512, 512), (120, 200, 255))
+    draw = ImageDraw.Draw(cartoon)
+    draw.ellipse((106, 96, 406, 416), fill=(255, 220, 60), outline="black", width=8)
+    draw.ellipse((180, 190, 220, 240), fill="black")
+    draw.ellipse((292, 190, 332, 240), fill="black")
+    draw.arc((170, 230, 342, 350), 20, 160, fill="black", width=10)
+    made["cartoon.png"] = cartoon
+    sketch = Image.new("RGB", (512, 512), "white")
+    draw = ImageDraw.Draw(sketch)
+    draw.ellipse((136, 80, 376, 420), outline="black", width=3)
+    draw.line((256, 220, 236, 300, 266, 300), fill="black", width=3)
+    draw.arc((206, 320, 306, 370), 10, 170, fill="black", width=3)
+    draw.ellipse((190, 190, 230, 210), outline="black", width=3)
+    draw.ellipse((282, 190, 322, 210), outline="black", width=3)
+    made["line-drawing.png"] = sketch
+    page = Image.new("RGB", (512, 512), "white")
+    draw = ImageDraw.Draw(page)
+    for row in range(12):
+        draw.text((20, 20 + 40 * row), "faceaudit test page " * 3, fill="black")
+    made["text.png"] = page
+    chart = Image.new("RGB", (512, 512), "white")
+    draw = ImageDraw.Draw(chart)
+    for i, height in enumerate((120, 300, 220, 400, 80)):
+        draw.rectangle((40 + 90 * i, 480 - height, 110 + 90 * i, 480), fill=(40 * i, 100, 200 - 30 * i))
+    made["bar-chart.png"] = chart
+    for name, image in made.items():
+        image.save(folder / name)
+    return sorted(made)
+
+
+def test_pictures_that_are_not_face_photos_are_held_back_as_ood(tmp_path) -> None:
+    """The OOD threshold is for what is not a face photo: the built-in model holds each of these back as
+    `uncertain` (`ood`) instead of judging it."""
+    import json
+
+    from tests.conftest import faceaudit
+
+    names = not_face_photos(tmp_path / "pictures")
+    out = tmp_path / "out"
+    store = str(tmp_path / "store")
+    result = faceaudit(
+        "score", str(tmp_path / "pictures"), "--out", str(out), "--store", store, "--explain", "none"
+    )
+    assert result.returncode == 0, result.stderr
+    with open(out / "verdicts.jsonl", encoding="utf-8") as handle:
+        rows = {row["path"]: row for row in map(json.loads, handle)}
+    assert sorted(rows) == names
+    for row in rows.values():
+        assert (row["verdict"], row["uncertain_reason"]) == ("uncertain", "ood"), row

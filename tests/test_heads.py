@@ -21,7 +21,7 @@ from head import (
 )
 from head.fit import fit_model
 from head.ood import MahalanobisOOD
-from head.thresholds import Bounds, ood_cut, rates
+from head.thresholds import Bounds, ood_cut, rates, verdict_rates
 
 DIM = 24
 
@@ -118,7 +118,7 @@ def test_thresholds_bound_real_called_ai() -> None:
     assert (verdict[y == 0] == "ai_generated").mean() <= 0.01
     assert (verdict[y == 1] == "real").mean() <= 0.05
     assert 0.0 < band["coverage"] < 1.0
-    assert rates(decide(p, np.zeros(1000), thresholds), y) == band
+    assert rates(decide(p, np.zeros(1000), thresholds), y).items() <= band.items()
     ood = np.where(np.arange(1000) < 10, 99.0, 0.0)
     assert (decide(p, ood, thresholds)[:10] == "uncertain").all()
 
@@ -150,11 +150,11 @@ def test_a_gate_that_disagrees_keeps_an_image_from_that_verdict() -> None:
     thresholds, band = choose_thresholds(p, y, np.zeros(1000), 1.0, Bounds(), ai_gate=gate)
     verdict = decide(p, np.zeros(1000), thresholds, ai_gate=gate)
     assert (verdict[~gate] != "ai_generated").all() and (verdict[gate] == "ai_generated").any()
-    assert rates(verdict, y) == band
+    assert {**rates(verdict, y), "verdicts": verdict_rates(verdict, y)} == band
     thresholds, band = choose_thresholds(p, y, np.zeros(1000), 1.0, Bounds(), real_gate=gate)
     verdict = decide(p, np.zeros(1000), thresholds, real_gate=gate)
     assert (verdict[~gate] != "real").all() and (verdict[gate] == "real").any()
-    assert rates(verdict, y) == band
+    assert {**rates(verdict, y), "verdicts": verdict_rates(verdict, y)} == band
 
 
 def test_the_ood_cut_flags_the_share_asked_for() -> None:
@@ -177,8 +177,10 @@ def trained_and_saved(tmp_path_factory) -> tuple:
         FAST["mc-dropout"],
         n_samples=40,
         info={"embedding": {"fingerprint": "a" * 64, "backbone": "test"}},
-        train_groups=np.where(y == 1, "gan/ai", "camera/real"),
-        group_families={"gan/ai": "stylegan", "camera/real": "camera"},
+        # Three groups: scikit-learn keeps a multinomial model's weights in Fortran order, which a save
+        # must not scramble.
+        train_groups=np.where(y == 1, "gan/ai", np.where(np.arange(len(y)) % 2, "camera/real", "phone/real")),
+        group_families={"gan/ai": "stylegan", "camera/real": "camera", "phone/real": "phone"},
     )
     assert report["calibration"]["method"] in ("temperature", "platt")
     assert report["uncertain_band_on_validation"]["ood_flagged"] <= 0.01
