@@ -65,7 +65,8 @@ def fit_band(
     ood_floor: float = 0.0,
 ) -> dict:
     """Set `model.thresholds` on validation vectors: the OOD threshold (flagging at most
-    `bounds.ood_flagged` of them, and never below `ood_floor`), the looks-real threshold, then the band.
+    `bounds.ood_flagged` of them, and never below 1.0 or `ood_floor`), the looks-real threshold, then the
+    band.
     Returns what the band does on validation."""
     prediction = model.head.predict(X_val, model.n_samples, calibrate=model.calibrator)
     val_ood = model.ood.score(X_val)
@@ -76,7 +77,9 @@ def fit_band(
         likeness = model.nearest.looks_real(model.ood.whiten(X_val))
         looks_real = float(np.quantile(likeness[y_val == 0], bounds.real_held_back))
         real_gate = likeness >= looks_real
-    t_ood = max(ood_cut(val_ood, bounds.ood_flagged), ood_floor)
+    # Never below 1.0, where the scale puts the furthest training faces (head/ood.py): on a small
+    # validation split the top 1% is a handful of ordinary faces.
+    t_ood = max(ood_cut(val_ood, bounds.ood_flagged), 1.0, ood_floor)
     thresholds, band = choose_thresholds(
         prediction.p_ai, y_val, val_ood, t_ood, bounds, val_sources, real_gate=real_gate
     )
