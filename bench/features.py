@@ -34,6 +34,7 @@ from data.families import Families
 from embed.augment import Augmentation
 from embed.spec import make_spec
 from flows.labelled import LabelledSet, load_labelled
+from head.probe import logistic_regression
 from head.thresholds import Bounds, choose_thresholds, decide
 
 WIDE_LAYERS = tuple(range(1, 9))
@@ -216,7 +217,7 @@ class Probe:
             keys = np.char.add(groups.astype(str), y.astype(str))
             _, inverse, counts = np.unique(keys, return_inverse=True, return_counts=True)
             weight = len(y) / (len(counts) * counts[inverse])
-        self.w, self.b = logistic_regression(Z, y, weight, self.C)
+        self.w, self.b = logistic_regression(Z, y, self.C, weight)
         return self
 
     def p(self, X: np.ndarray) -> np.ndarray:
@@ -251,32 +252,6 @@ class LooksLike:
     def p_real(self, X: np.ndarray) -> np.ndarray:
         proba = self.model.predict_proba(self.whiten(X[:, self.cols].astype(np.float64)))
         return proba[:, self.real].sum(axis=1)
-
-
-def logistic_regression(Z: np.ndarray, y: np.ndarray, weight: np.ndarray, C: float):
-    """L2-penalised logistic regression, scikit-learn's objective (C times the summed loss plus half the
-    squared weights), by full-batch L-BFGS in torch: seconds where scikit-learn's lbfgs took minutes."""
-    import torch
-
-    Zt = torch.tensor(Z, dtype=torch.float32)
-    yt = torch.tensor(y, dtype=torch.float32)
-    wt = torch.tensor(weight, dtype=torch.float32)
-    w = torch.zeros(Z.shape[1], requires_grad=True)
-    b = torch.zeros(1, requires_grad=True)
-    optimiser = torch.optim.LBFGS(
-        [w, b], lr=1, max_iter=500, history_size=20, line_search_fn="strong_wolfe", tolerance_grad=1e-7
-    )
-    scale = 1.0 / (C * float(wt.sum()))
-
-    def closure():
-        optimiser.zero_grad()
-        losses = torch.nn.functional.binary_cross_entropy_with_logits(Zt @ w + b, yt, reduction="none")
-        loss = (losses * wt).sum() / wt.sum() + 0.5 * scale * (w * w).sum()
-        loss.backward()
-        return loss
-
-    optimiser.step(closure)
-    return w.detach().double().numpy(), float(b.detach()[0])
 
 
 if __name__ == "__main__":

@@ -223,6 +223,15 @@ def train(
             "the known real collections (0: no such check).",
         ),
     ] = Bounds.real_held_back,
+    max_ai_held_back: Annotated[
+        float,
+        typer.Option(
+            min=0.0,
+            max=1.0,
+            help="Share of validation AI faces an `ai_generated` verdict may be refused for a linear probe "
+            "on the same vector disagreeing (0: no such check).",
+        ),
+    ] = Bounds.ai_held_back,
     folds: Annotated[
         bool,
         typer.Option(
@@ -276,6 +285,7 @@ def train(
         max_real_called_ai_per_source=max_real_called_ai_per_source,
         max_ood_flagged=max_ood_flagged,
         max_real_held_back=max_real_held_back,
+        max_ai_held_back=max_ai_held_back,
         folds=folds,
         robustness=robustness,
     )

@@ -262,13 +262,17 @@ def write_model_card(folder: Path, card: dict, metrics: dict, data_dir: str) -> 
         f"{calibration['after']['ece']:.3f} after; NLL {calibration['before']['nll']:.3f} -> "
         f"{calibration['after']['nll']:.3f})",
         f"- verdict `ai_generated` when P(AI) >= {thresholds['ai']:.4f}; `real` when P(AI) <= "
-        f"{thresholds['real']:.4f}; otherwise `uncertain` (`band`); `uncertain` (`ood`) whatever P(AI) "
+        f"{thresholds['real']:.4f} (each with its second opinion, below); otherwise `uncertain` (`band`, "
+        "`disagree`, `unlike_real`); `uncertain` (`ood`) whatever P(AI) "
         f"says when the OOD score exceeds {thresholds['ood']:.3f}",
         f"- fitted on the validation split only: the OOD threshold flags {_pct(band.get('ood_flagged'))} of "
         f"it (bound {_pct(bounds.get('ood_flagged'))}){_ood_floor(validation)}; a `real` verdict needs the "
         "face to look like the known real collections at least as much as all but "
         f"{_pct(bounds.get('real_held_back'))} of the "
-        f"validation real photos do (nearest-source probability >= {thresholds.get('looks_real', 0):.4f}); "
+        f"validation real photos do (nearest-source probability >= {thresholds.get('looks_real', 0):.4f}), "
+        "and an `ai_generated` verdict needs a linear probe on the same vector to agree as much as it does "
+        f"for all but {_pct(bounds.get('ai_held_back'))} of the validation AI faces (probe P(AI) >= "
+        f"{thresholds.get('probe_agrees', 0):.4f}); "
         f"then the widest band in which at most {_pct(bounds.get('real_called_ai'))} of all real faces are "
         f"called AI (and at most {_pct(bounds.get('real_called_ai_per_source'))} within any one real "
         f"source) and at most {_pct(bounds.get('ai_called_real'))} of all AI faces are called real",

@@ -84,6 +84,7 @@ def train_flow(
     max_real_called_ai_per_source: Rate = Bounds.real_called_ai_per_source,
     max_ood_flagged: Rate = Bounds.ood_flagged,
     max_real_held_back: Rate = Bounds.real_held_back,
+    max_ai_held_back: Rate = Bounds.ai_held_back,
     samples: Samples = DEFAULT_SAMPLES,
     head_params: dict | None = None,
     augment: bool = True,
@@ -97,12 +98,14 @@ def train_flow(
     augmentation = Augmentation() if augment and views > 0 else None
     data = load_labelled(data_dir, spec, store_dir, batch_size, workers, augmentation, views)
     bounds = Bounds(
-        max_real_called_ai,
-        max_ai_called_real,
-        max_real_called_ai_per_source,
-        max_ood_flagged,
-        max_real_held_back,
+        real_called_ai=max_real_called_ai,
+        ai_called_real=max_ai_called_real,
+        real_called_ai_per_source=max_real_called_ai_per_source,
+        ood_flagged=max_ood_flagged,
+        real_held_back=max_real_held_back,
+        ai_held_back=max_ai_held_back,
     )
+
     info = {
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "faceaudit_version": code_version(),

@@ -10,6 +10,7 @@ from head.calibration import fit_calibrator
 from head.model import HEADS, FaceauditModel
 from head.nearest import NearestSource
 from head.ood import MahalanobisOOD
+from head.probe import LinearProbe
 from head.thresholds import Bounds, Thresholds, choose_thresholds, ood_cut
 from head.uncertainty import DEFAULT_SAMPLES
 
@@ -47,7 +48,8 @@ def fit_model(
         groups = np.asarray(train_groups, dtype=str)
         families = group_families or {g: g for g in set(groups.tolist())}
         nearest = NearestSource().fit(ood.whiten(X_train), groups, families)
-    model = FaceauditModel(head, calibrator, Thresholds(), ood, dict(info or {}), n_samples, nearest)
+    probe = LinearProbe().fit(X_train, y_train)
+    model = FaceauditModel(head, calibrator, Thresholds(), ood, dict(info or {}), n_samples, nearest, probe)
     report = {
         "calibration": calibration_report,
         "uncertain_band_on_validation": fit_band(model, X_val, y_val, val_sources, bounds),
@@ -79,11 +81,18 @@ def fit_band(
         real_gate = likeness >= looks_real
     # Never below 1.0, where the scale puts the furthest training faces (head/ood.py): on a small
     # validation split the top 1% is a handful of ordinary faces.
+    ai_gate, probe_agrees = None, 0.0
+    if model.probe is not None and bounds.ai_held_back > 0 and (y_val == 1).any():
+        # An AI verdict needs the linear probe to give at least what all but `ai_held_back` of the
+        # validation AI faces get from it.
+        second = model.probe.p_ai(X_val)
+        probe_agrees = float(np.quantile(second[y_val == 1], bounds.ai_held_back))
+        ai_gate = second >= probe_agrees
     t_ood = max(ood_cut(val_ood, bounds.ood_flagged), 1.0, ood_floor)
     thresholds, band = choose_thresholds(
-        prediction.p_ai, y_val, val_ood, t_ood, bounds, val_sources, real_gate=real_gate
+        prediction.p_ai, y_val, val_ood, t_ood, bounds, val_sources, ai_gate, real_gate
     )
-    thresholds.looks_real = looks_real
+    thresholds.looks_real, thresholds.probe_agrees = looks_real, probe_agrees
     model.thresholds = thresholds
     band["ood_flagged"] = float(np.mean(val_ood > thresholds.ood))
     return band

@@ -21,13 +21,14 @@ from head.calibration import Calibrator
 from head.mc_dropout import MCDropoutHead
 from head.nearest import NearestSource
 from head.ood import MahalanobisOOD
+from head.probe import LinearProbe
 from head.pyro_head import PyroHead
 from head.thresholds import Thresholds, decide, uncertain_reason
 from head.uncertainty import DEFAULT_SAMPLES, SAMPLE_RANGE, Prediction
 
 HEADS: dict[str, type[Head]] = {MCDropoutHead.kind: MCDropoutHead, PyroHead.kind: PyroHead}
 assert set(HEADS) == set(get_args(HeadKind)), "HeadKind must name every head"
-# 3: a nearest-source classifier beside the OOD detector; the band is fitted on validation only.
+# 3: a nearest-source classifier and a linear probe beside the head; the band is fitted on validation.
 FORMAT_VERSION = 3
 WEIGHTS_FILE = "model.safetensors"
 CARD_FILE = "model.json"
@@ -59,6 +60,7 @@ class FaceauditModel:
     info: dict = field(default_factory=dict)
     n_samples: int = DEFAULT_SAMPLES
     nearest: NearestSource | None = None
+    probe: LinearProbe | None = None
 
     @property
     def fingerprint(self) -> str:
@@ -85,12 +87,15 @@ class FaceauditModel:
         else:
             family = source = np.full(len(X), "", dtype=object)
             similarity = np.full(len(X), np.nan)
+        ai_gate = None
+        if self.probe is not None and self.thresholds.probe_agrees > 0:
+            ai_gate = self.probe.p_ai(X) >= self.thresholds.probe_agrees
         p_ai = prediction.p_ai
         return Scores(
             prediction,
             ood_score,
-            decide(p_ai, ood_score, self.thresholds, real_gate=real_gate),
-            uncertain_reason(p_ai, ood_score, self.thresholds, real_gate=real_gate),
+            decide(p_ai, ood_score, self.thresholds, ai_gate, real_gate),
+            uncertain_reason(p_ai, ood_score, self.thresholds, ai_gate, real_gate),
             family,
             source,
             similarity,
@@ -111,6 +116,10 @@ class FaceauditModel:
         folder.mkdir(parents=True, exist_ok=True)
         tensors = {f"head.{k}": np.ascontiguousarray(v) for k, v in self.head.state_tensors().items()}
         tensors.update({f"ood.{k}": np.ascontiguousarray(v) for k, v in self.ood.state_tensors().items()})
+        if self.probe is not None:
+            tensors.update(
+                {f"probe.{k}": np.ascontiguousarray(v) for k, v in self.probe.state_tensors().items()}
+            )
         if self.nearest is not None:
             tensors.update(
                 {f"nearest.{k}": np.ascontiguousarray(v) for k, v in self.nearest.state_tensors().items()}
@@ -130,6 +139,7 @@ class FaceauditModel:
                 "params": _jsonable({k: getattr(self.ood, k) for k in ("n_components", "percentile")}),
             },
             "nearest": self.nearest.describe() if self.nearest is not None else None,
+            "probe": {"kind": "logistic", "C": self.probe.C} if self.probe is not None else None,
             "n_samples": self.n_samples,
         }
         write_text(folder / CARD_FILE, json.dumps(card, indent=2))
@@ -177,12 +187,18 @@ class FaceauditModel:
                 nearest = NearestSource.load(
                     card["nearest"], {k[8:]: v for k, v in tensors.items() if k.startswith("nearest.")}
                 )
+            probe = None
+            if card.get("probe") is not None:
+                probe = LinearProbe.load(
+                    float(card["probe"]["C"]),
+                    {k[6:]: v for k, v in tensors.items() if k.startswith("probe.")},
+                )
         except (KeyError, TypeError, ValueError) as exc:
             raise ModelError(f"{folder} is incomplete or damaged: {exc!r}") from None
-        kept = ("head", "calibration", "thresholds", "ood", "nearest")
+        kept = ("head", "calibration", "thresholds", "ood", "nearest", "probe")
         info = {k: v for k, v in card.items() if k not in kept}
         samples = int(card.get("n_samples", DEFAULT_SAMPLES))
-        model = cls(head, calibrator, thresholds, ood, info, samples, nearest)
+        model = cls(head, calibrator, thresholds, ood, info, samples, nearest, probe)
         model.check_weights(folder)
         return model
 
@@ -223,7 +239,15 @@ def _check_card(card: dict, path: Path) -> None:
     if not isinstance(card["head"].get("params"), dict):
         raise refuse("'head.params' must be an object")
     thresholds = card["thresholds"]
-    for name in ("ai", "real", "ood", "looks_real", "max_real_called_ai", "max_ai_called_real"):
+    for name in (
+        "ai",
+        "real",
+        "ood",
+        "looks_real",
+        "probe_agrees",
+        "max_real_called_ai",
+        "max_ai_called_real",
+    ):
         if name in thresholds and not _number(thresholds[name]):
             raise refuse(f"threshold '{name}' must be a number, not {thresholds[name]!r}")
     ai, real = thresholds.get("ai", 0.5), thresholds.get("real", 0.5)
@@ -231,6 +255,10 @@ def _check_card(card: dict, path: Path) -> None:
         raise refuse(f"thresholds must satisfy 0 <= real <= ai <= 1 (real {real}, ai {ai})")
     if not 0.0 <= thresholds.get("looks_real", 0.0) <= 1.0:
         raise refuse(f"the looks-real threshold must lie within 0-1, not {thresholds['looks_real']}")
+    if not 0.0 <= thresholds.get("probe_agrees", 0.0) <= 1.0:
+        raise refuse(f"the probe-agrees threshold must lie within 0-1, not {thresholds['probe_agrees']}")
+    if thresholds.get("probe_agrees", 0.0) > 0 and not isinstance(card.get("probe"), dict):
+        raise refuse("a probe-agrees threshold needs the linear probe ('probe')")
     if thresholds.get("looks_real", 0.0) > 0 and not isinstance(card.get("nearest"), dict):
         raise refuse("a looks-real threshold needs the nearest-source classifier ('nearest')")
     if thresholds.get("ood", 1.0) <= 0:

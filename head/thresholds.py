@@ -1,6 +1,7 @@
 """The `uncertain` band and the verdicts it gives.
 
-    p_ai >= ai_threshold     -> ai_generated
+    p_ai >= ai_threshold     -> ai_generated, if a plain linear probe agrees (else uncertain, reason
+                                "disagree")
     p_ai <= real_threshold   -> real, if the face looks like a known real collection (else
                                 uncertain, reason "unlike_real")
     otherwise                -> uncertain (reason "band")
@@ -10,7 +11,9 @@ A `real` verdict needs a second opinion: the nearest-source classifier (head/nea
 real collections the model was trained on together at least `looks_real` of its probability. A family of
 generators the model never saw has no class of its own, and the binary head often waves it through as
 real; it rarely looks like any real collection as much as real photos do. `looks_real` is set so that
-only a small share of validation real photos (`Bounds.real_held_back`) is held back by it.
+only a small share of validation real photos (`Bounds.real_held_back`) is held back by it. An
+`ai_generated` verdict needs one too: a linear probe on the same vector (head/probe.py) must give at
+least `probe_agrees`, set the same way on the validation AI faces (`Bounds.ai_held_back`).
 
 All three thresholds are chosen on the validation split of the training sources, the images the model
 knows. The OOD threshold flags a small share of them (`Bounds.ood_flagged`): it is there for what is not
@@ -43,14 +46,15 @@ VERDICTS = ("ai_generated", "real", "uncertain", "unreadable")
 @dataclass(frozen=True)
 class Bounds:
     """On validation images: the error shares the verdicts may carry (of every face of the class), the
-    share of images the OOD threshold may flag, and the share of real photos the looks-real check may
-    hold back."""
+    share of images the OOD threshold may flag, and the shares of real photos the looks-real check, and
+    of AI faces the probe's check, may hold back."""
 
     real_called_ai: float = 0.01
     ai_called_real: float = 0.05
     real_called_ai_per_source: float = 0.02
     ood_flagged: float = 0.01
     real_held_back: float = 0.05
+    ai_held_back: float = 0.05
 
     def describe(self) -> dict:
         return asdict(self)
@@ -62,6 +66,7 @@ class Thresholds:
     real: float = 0.5
     ood: float = float("inf")
     looks_real: float = 0.0
+    probe_agrees: float = 0.0
     max_real_called_ai: float = Bounds.real_called_ai
     max_ai_called_real: float = Bounds.ai_called_real
 
@@ -96,14 +101,14 @@ def uncertain_reason(
 ) -> np.ndarray:
     """Why each `uncertain` verdict is one: 'ood' (unlike the images the model knows: its P(AI) is not
     trusted), 'unlike_real' (P(AI) low, but the face looks like none of the real collections the model
-    knows), 'ai_gate' (P(AI) high, but the second opinion disagrees) or 'band' (P(AI) between the
-    thresholds); '' for confident verdicts."""
+    knows), 'disagree' (P(AI) high, but the second opinion does not agree) or 'band' (P(AI) between
+    the thresholds); '' for confident verdicts."""
     reason = np.full(len(p_ai), "", dtype=object)
     reason[(p_ai < thresholds.ai) & (p_ai > thresholds.real)] = "band"
     if real_gate is not None:
         reason[(p_ai <= thresholds.real) & ~real_gate] = "unlike_real"
     if ai_gate is not None:
-        reason[(p_ai >= thresholds.ai) & ~ai_gate] = "ai_gate"
+        reason[(p_ai >= thresholds.ai) & ~ai_gate] = "disagree"
     reason[ood_score > thresholds.ood] = "ood"
     return reason
 
