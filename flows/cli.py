@@ -113,7 +113,8 @@ PreprocessOption = Annotated[
     str,
     typer.Option(
         help="'scale': short side to the input size, centre crop (faces at one scale); 'crop': native "
-        "pixels, centre crop; 'resize': whole image squeezed to the input size."
+        "pixels, centre crop; 'resize': whole image squeezed to the input size; 'face': a square around the "
+        "largest face found (OpenCV), else as 'scale'."
     ),
 ]
 PoolingOption = Annotated[

@@ -193,3 +193,21 @@ def test_scale_shows_the_backbone_one_scale_whatever_the_file_size() -> None:
         assert np.abs(np.asarray(fitted, dtype=np.float64) - reference).mean() < 6.0, factor
     cropped = np.asarray(Preprocess("crop", 224).fit(big), dtype=np.float64)
     assert np.abs(cropped - reference).mean() > 20.0  # the case `scale` exists for
+
+
+def test_face_mode_crops_around_the_face_and_falls_back_to_scale_without_one(tmp_path: Path) -> None:
+    from embed.preprocess import face_square
+    from flows.demo import SAMPLE_FOLDER
+
+    portrait = Image.open(SAMPLE_FOLDER / "real" / "obama.jpg").convert(
+        "RGB"
+    )  # 910 x 1137, face above centre
+    left, top, right, bottom = face_square(portrait)
+    assert right - left == bottom - top and 300 < right - left < 910  # a square, tighter than the picture
+    assert top < (1137 - (bottom - top)) // 2  # around the face, not the centre
+    face = Preprocess("face", 32)
+    assert face.fit(portrait).size == (32, 32)
+    assert face.describe()["face"]["cascade"] and "face" not in Preprocess("scale", 32).describe()
+    blank = Image.new("RGB", (90, 60), (120, 120, 120))
+    assert face_square(blank) is None
+    assert np.array_equal(np.asarray(face.fit(blank)), np.asarray(Preprocess("scale", 32).fit(blank)))
