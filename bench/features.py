@@ -15,7 +15,8 @@ judged three ways:
 Nothing here is chosen on the test split or on a left-out family: the figures are printed for a person
 to choose by. `docs/features.md` holds the table this printed.
 
-    python bench/features.py [--data ../shared/data] [--store DIR] [--views 2] [--only NAME,...]
+    python bench/features.py [--data ../shared/data] [--store DIR] [--views 2] [--preprocess scale|face]
+                             [--only N,...]
 """
 
 from __future__ import annotations
@@ -97,6 +98,9 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "data")
     parser.add_argument("--store", type=Path, default=None, help="feature store (default: the user's)")
     parser.add_argument("--views", type=int, default=2, help="augmented views per training image")
+    parser.add_argument(
+        "--preprocess", default="scale", help="the input the backbone sees (scale, face, ...)"
+    )
     parser.add_argument("--only", default="", help="comma-separated recipe numbers to run (1-based)")
     args = parser.parse_args()
     if not args.data.is_dir():
@@ -104,7 +108,7 @@ def main() -> None:
     from flows.defaults import default_store_dir
 
     # The widest pooling the bench reads (its "+texture" adds nothing when layer 1 is pooled).
-    spec = make_spec(pooling="cls+mean+std+texture", layers=WIDE_LAYERS)
+    spec = make_spec(preprocess=args.preprocess, pooling="cls+mean+std+texture", layers=WIDE_LAYERS)
     store = str(args.store or default_store_dir())
     data = load_labelled(str(args.data), spec, store, 16, 1, Augmentation(), args.views)
     families = np.array(Families.for_folder(args.data).label_each(data.groups, data.y))

@@ -319,18 +319,9 @@ def _pct(value) -> str:
 
 def _print_folds_summary(what: str, summary: dict) -> None:
     """The worst fold first: it is the headline."""
-    parts = []
-    if summary["worst_ai_called_real"] is not None:
-        parts.append(
-            f"AI called real at worst {_pct(summary['worst_ai_called_real'])} "
-            f"({summary['worst_ai_called_real_fold']})"
-        )
-    if summary["worst_real_called_ai"] is not None:
-        parts.append(
-            f"real called AI at worst {_pct(summary['worst_real_called_ai'])} "
-            f"({summary['worst_real_called_ai_fold']})"
-        )
-    parts.append(f"mean coverage {_pct(summary['mean_coverage'])}")
+    from flows.folds import worst_folds
+
+    parts = [*worst_folds(summary), f"mean coverage {_pct(summary['mean_coverage'])}"]
     typer.echo(f"{what} ({summary['folds']} folds): " + ", ".join(parts))
 
 

@@ -142,6 +142,18 @@ def run_folds(
     return report
 
 
+def worst_folds(summary: dict) -> list[str]:
+    """The headline in words: the worst fold's share for each class the folds judged, named."""
+    phrases = []
+    for key, what in (
+        ("worst_ai_called_real", "AI faces called real"),
+        ("worst_real_called_ai", "real photos called AI"),
+    ):
+        if summary[key] is not None:
+            phrases.append(f"{what} {100 * summary[key]:.1f}% at worst ({summary[key + '_fold']})")
+    return phrases
+
+
 def summarise_folds(folds: dict) -> dict:
     """The worst fold (the headline) and the mean over folds, of the figures users care about."""
 

@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from data.atomic import write_text
+from flows.folds import worst_folds
 
 
 def _pct(value) -> str:
@@ -91,17 +92,7 @@ def _folds_table(key: str, report: dict) -> list[str]:
             f"{_shares(fold['ai'])} | {_pct(fold['coverage'])} | {_num(fold['roc_auc'])} |"
         )
     summary = report["summary"]
-    worst = []
-    if summary["worst_ai_called_real"] is not None:
-        worst.append(
-            f"AI faces called real {_pct(summary['worst_ai_called_real'])} "
-            f"({summary['worst_ai_called_real_fold']})"
-        )
-    if summary["worst_real_called_ai"] is not None:
-        worst.append(
-            f"real photos called AI {_pct(summary['worst_real_called_ai'])} "
-            f"({summary['worst_real_called_ai_fold']})"
-        )
+    worst = worst_folds(summary)
     lines += ["", f"Worst fold: {'; '.join(worst)}. Mean coverage {_pct(summary['mean_coverage'])}.", ""]
     return lines
 

@@ -127,7 +127,7 @@ def test_families_declared_by_the_data_folder_are_left_out_whole(trained: dict, 
     assert report["folds"]["smooth-a"]["ai"] is None and report["folds"]["smooth-a"]["real"]["n"] == PER_CLASS
     assert metrics["families"]["ai"] == {"grids": ["alpha", "beta"]}
     assert "left out smooth-a (alpha): coverage" in result.stdout
-    assert "real collections left out (2 folds): real called AI at worst" in result.stdout
+    assert "real collections left out (2 folds): real photos called AI " in result.stdout
     # Leaving the only family out leaves no AI faces to train on: a one-line reason, exit 2.
     result = faceaudit("evaluate", str(data), "--leave-one-family-out", "--out", str(out), *common)
     assert result.returncode == 2 and "no family of" in result.stderr and "Traceback" not in result.stderr
