@@ -93,7 +93,7 @@ def _folds_table(key: str, report: dict) -> list[str]:
         )
     summary = report["summary"]
     worst = worst_folds(summary)
-    lines += ["", f"Worst fold: {'; '.join(worst)}. Mean coverage {_pct(summary['mean_coverage'])}.", ""]
+    lines += ["", f"Headline: {'; '.join(worst)}. Mean coverage {_pct(summary['mean_coverage'])}.", ""]
     return lines
 
 
