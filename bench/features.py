@@ -68,6 +68,7 @@ class Recipe:
     gate: list[tuple[int, str]] | None = None  # a second probe that must agree before an AI verdict
     balanced: bool = False  # every (source, class) weighs the same in training
     like_real: bool = False  # a real verdict needs the face to look like a known real collection
+    protective: bool = False  # the band is fitted without the gates, which then only hold verdicts back
     C: float = 0.1
     nuisance: int = 0  # directions of between-source style removed (nuisance attribute projection)
     views: bool = True
@@ -88,6 +89,7 @@ RECIPES = [
     Recipe("default, C=0.01", SEMANTIC, C=0.01),
     Recipe("default, C=1", SEMANTIC, C=1.0),
     Recipe("default, real needs to look like a real collection", SEMANTIC, like_real=True),
+    Recipe("  the same, the check only holding back", SEMANTIC, like_real=True, protective=True),
 ]
 
 
@@ -187,8 +189,8 @@ def judge(recipe: Recipe, data: LabelledSet, families, within: np.ndarray, judge
         1.0,
         Bounds(),
         groups=data.groups[val],
-        ai_gate=gate_val,
-        real_gate=real_val,
+        ai_gate=None if recipe.protective else gate_val,
+        real_gate=None if recipe.protective else real_val,
     )
     verdict = decide(p_out, np.zeros(int(judged.sum())), thresholds, gate_out, real_out)
     return verdict, data.y[judged], data.groups[judged]
