@@ -48,19 +48,14 @@ def fit_head(data: LabelledSet, head: str, params: dict, bounds: Bounds, samples
     return fitted
 
 
-def linear_probe(data: LabelledSet) -> dict:
-    """Logistic regression on the same vectors and splits: the baseline the Bayesian head must beat."""
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
+def linear_probe(model, data: LabelledSet) -> dict:
+    """The model's own linear probe (logistic regression on the same vectors and training split, the
+    second opinion its AI verdicts need) on the test split: the baseline the Bayesian head must beat."""
     from head.thresholds import Thresholds, decide
     from head.uncertainty import Prediction
 
-    train, test = data.splits == "train", data.originals_in("test")
-    probe = make_pipeline(StandardScaler(), LogisticRegression(C=0.1, max_iter=5000))
-    probe.fit(data.X[train], data.y[train])
-    p = probe.predict_proba(data.X[test])[:, 1]
+    test = data.originals_in("test")
+    p = model.probe.p_ai(data.X[test])
     zeros = np.zeros_like(p)
     prediction = Prediction(p, zeros, zeros, zeros)
     verdict = decide(p, zeros, Thresholds())
@@ -143,7 +138,7 @@ def train_flow(
     metrics = {
         "split": "test",
         **metrics_by_group(data.y[test], scores.prediction, scores.verdict, data.groups[test]),
-        "linear_probe": linear_probe(data),
+        "linear_probe": linear_probe(model, data),
         "validation": report,
         "families": data.describe_families(),
         **left_out,

@@ -67,9 +67,8 @@ def fit_band(
     ood_floor: float = 0.0,
 ) -> dict:
     """Set `model.thresholds` on validation vectors: the OOD threshold (flagging at most
-    `bounds.ood_flagged` of them, and never below 1.0 or `ood_floor`), the looks-real threshold, then the
-    band.
-    Returns what the band does on validation."""
+    `bounds.ood_flagged` of them, and never below 1.0 or `ood_floor`), the looks-real and probe-agrees
+    thresholds, then the band. Returns what the band does on validation."""
     prediction = model.head.predict(X_val, model.n_samples, calibrate=model.calibrator)
     val_ood = model.ood.score(X_val)
     real_gate, looks_real = None, 0.0
@@ -79,8 +78,6 @@ def fit_band(
         likeness = model.nearest.looks_real(model.ood.whiten(X_val))
         looks_real = float(np.quantile(likeness[y_val == 0], bounds.real_held_back))
         real_gate = likeness >= looks_real
-    # Never below 1.0, where the scale puts the furthest training faces (head/ood.py): on a small
-    # validation split the top 1% is a handful of ordinary faces.
     ai_gate, probe_agrees = None, 0.0
     if model.probe is not None and bounds.ai_held_back > 0 and (y_val == 1).any():
         # An AI verdict needs the linear probe to give at least what all but `ai_held_back` of the
@@ -88,6 +85,8 @@ def fit_band(
         second = model.probe.p_ai(X_val)
         probe_agrees = float(np.quantile(second[y_val == 1], bounds.ai_held_back))
         ai_gate = second >= probe_agrees
+    # Never below 1.0, where the scale puts the furthest training faces (head/ood.py): on a small
+    # validation split the top 1% is a handful of ordinary faces.
     t_ood = max(ood_cut(val_ood, bounds.ood_flagged), 1.0, ood_floor)
     thresholds, band = choose_thresholds(
         prediction.p_ai, y_val, val_ood, t_ood, bounds, val_sources, ai_gate, real_gate

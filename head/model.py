@@ -114,16 +114,13 @@ class FaceauditModel:
 
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        tensors = {f"head.{k}": np.ascontiguousarray(v) for k, v in self.head.state_tensors().items()}
-        tensors.update({f"ood.{k}": np.ascontiguousarray(v) for k, v in self.ood.state_tensors().items()})
-        if self.probe is not None:
-            tensors.update(
-                {f"probe.{k}": np.ascontiguousarray(v) for k, v in self.probe.state_tensors().items()}
-            )
-        if self.nearest is not None:
-            tensors.update(
-                {f"nearest.{k}": np.ascontiguousarray(v) for k, v in self.nearest.state_tensors().items()}
-            )
+        parts = {"head": self.head, "ood": self.ood, "probe": self.probe, "nearest": self.nearest}
+        tensors = {
+            f"{name}.{key}": np.ascontiguousarray(value)  # C order: safetensors writes raw buffers
+            for name, part in parts.items()
+            if part is not None
+            for key, value in part.state_tensors().items()
+        }
         with replacing(folder / WEIGHTS_FILE) as scratch:
             save_file(tensors, str(scratch))
         card = {
@@ -174,25 +171,18 @@ class FaceauditModel:
         try:
             params = card["head"]["params"]
             head = HEADS[kind](**{k: tuple(v) if isinstance(v, list) else v for k, v in params.items()})
-            head.load_state_tensors({k[5:]: v for k, v in tensors.items() if k.startswith("head.")})
+            head.load_state_tensors(_part(tensors, "head"))
             ood = MahalanobisOOD(**card["ood"]["params"])
-            ood.load_state_tensors(
-                {k[4:]: v for k, v in tensors.items() if k.startswith("ood.")}, float(card["ood"]["scale"])
-            )
+            ood.load_state_tensors(_part(tensors, "ood"), float(card["ood"]["scale"]))
             calibration = card["calibration"]
             calibrator = Calibrator(calibration["method"], calibration["slope"], calibration["intercept"])
             thresholds = Thresholds(**card["thresholds"])
             nearest = None
             if card.get("nearest") is not None:
-                nearest = NearestSource.load(
-                    card["nearest"], {k[8:]: v for k, v in tensors.items() if k.startswith("nearest.")}
-                )
+                nearest = NearestSource.load(card["nearest"], _part(tensors, "nearest"))
             probe = None
             if card.get("probe") is not None:
-                probe = LinearProbe.load(
-                    float(card["probe"]["C"]),
-                    {k[6:]: v for k, v in tensors.items() if k.startswith("probe.")},
-                )
+                probe = LinearProbe.load(float(card["probe"]["C"]), _part(tensors, "probe"))
         except (KeyError, TypeError, ValueError) as exc:
             raise ModelError(f"{folder} is incomplete or damaged: {exc!r}") from None
         kept = ("head", "calibration", "thresholds", "ood", "nearest", "probe")
@@ -216,6 +206,12 @@ class FaceauditModel:
             ) from None
         if not np.isfinite(scores.prediction.p_ai).all():
             raise ModelError(f"{folder}: the weights give no finite P(AI); the model is damaged")
+
+
+def _part(tensors: dict[str, np.ndarray], name: str) -> dict[str, np.ndarray]:
+    """The tensors saved under `name.` (head, ood, probe, nearest), without the prefix."""
+    prefix = name + "."
+    return {k.removeprefix(prefix): v for k, v in tensors.items() if k.startswith(prefix)}
 
 
 def _number(value) -> bool:
