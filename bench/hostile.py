@@ -5,7 +5,10 @@ Scores, each in a fresh process with the built-in model (`--explain none`, fresh
 2. the same three plus the hostile strips of issue 13 (`Image.new('RGB', (40000, 1))` saved as a
    ~200-byte PNG, its 1 x 30000 twin, a 20000 x 3 GIF);
 3. the same three plus a 6000 x 6000 16-bit greyscale PNG (36 megapixels: under the pixel limit, so
-   it is decoded and judged: the most a single allowed picture costs).
+   it is decoded and judged: the most a single allowed picture costs);
+4. the same three plus issue 20's JPEG bombs: 60 MB of empty APP1 segments before a small picture
+   (15 million segments), and a 1.4 MB progressive 6000 x 6000 JPEG whose tiny last scan is repeated
+   to 20,000 scans.
 Prints each run's peak resident memory, the ratio to the baseline, and the verdict rows of the hostile
 files. The target: the strip run's peak under 1 GiB.
 
@@ -29,6 +32,7 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from tests.bombs import app_segment_bomb, scan_bomb  # noqa: E402
 from tests.conftest import write_image  # noqa: E402
 
 TARGET_MIB = 1024
@@ -49,7 +53,7 @@ def main() -> None:
     parser.add_argument("--keep", type=Path, help="Work in this folder and keep it.")
     args = parser.parse_args()
     scratch = args.keep or Path(tempfile.mkdtemp(prefix="faceaudit-bench-hostile-"))
-    folders = {name: scratch / name for name in ("baseline", "strips", "big")}
+    folders = {name: scratch / name for name in ("baseline", "strips", "big", "jpeg-bombs")}
     for folder in folders.values():
         for i in range(3):
             write_image(folder / f"photo{i}.jpg", seed=i, size=(320, 320))
@@ -58,6 +62,8 @@ def main() -> None:
     Image.new("P", (20000, 3)).save(folders["strips"] / "strip.gif")
     deep = (np.arange(6000 * 6000, dtype=np.uint32) % 65536).astype(np.uint16).reshape(6000, 6000)
     Image.fromarray(deep).save(folders["big"] / "sixteen-bit.png")
+    (folders["jpeg-bombs"] / "app-segments.jpg").write_bytes(app_segment_bomb(15_000_000))
+    (folders["jpeg-bombs"] / "scans.jpg").write_bytes(scan_bomb(6000, 20_000))
     sizes = {
         p.name: p.stat().st_size
         for folder in folders.values()
@@ -66,12 +72,12 @@ def main() -> None:
     }
     print("hostile files (bytes):", ", ".join(f"{name} {size:,}" for name, size in sizes.items()))
 
-    peaks = {}
+    peaks, times = {}, {}
     for name, folder in folders.items():
-        seconds, peaks[name], code = score(folder, scratch / f"out-{name}")
+        times[name], peaks[name], code = score(folder, scratch / f"out-{name}")
         ratio = peaks[name] / peaks["baseline"]
         print(
-            f"{name:9s} exit {code}, {seconds:5.1f} s, "
+            f"{name:10s} exit {code}, {times[name]:5.1f} s ({times[name] / times['baseline']:.2f} x), "
             f"peak RSS {peaks[name]:7.1f} MiB ({ratio:.2f} x baseline)"
         )
         with open(scratch / f"out-{name}" / "verdicts.csv", newline="", encoding="utf-8") as handle:

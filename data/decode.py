@@ -1,6 +1,7 @@
 """Turn image bytes into an RGB picture without trusting them.
 
-Guards: the type comes from the bytes, the pixel count and the aspect ratio are checked from the
+Guards: the type comes from the bytes, a JPEG's marker structure is walked first (segment and scan
+counts, `data.jpeg_structure`), the pixel count and the aspect ratio are checked from the
 header before any pixel is decoded (decompression bombs; a 40000 x 1 strip that preprocessing would
 enlarge to millions of pixels), EXIF orientation is applied, and every mode ends as 8-bit RGB. Every
 later step works on an image whose long side is at most MAX_ASPECT times its short side, so the
@@ -15,6 +16,7 @@ import warnings
 import numpy as np
 from PIL import Image, ImageOps
 
+from data.jpeg_structure import jpeg_structure_problem
 from data.sniff import describe_non_image, sniff_format
 
 # 40 megapixels: bigger than any camera photo we expect, far below what would exhaust memory.
@@ -39,6 +41,8 @@ def decode_image(
     fmt = sniff_format(data[:64])
     if fmt is None:
         raise UnreadableImage(describe_non_image(data[:64]))
+    if fmt == "JPEG" and (problem := jpeg_structure_problem(data)) is not None:
+        raise UnreadableImage(f"refused before decoding: {problem}")
     try:
         with warnings.catch_warnings():
             # Pillow's own bomb check warns or raises at its fixed limit; we apply ours below.

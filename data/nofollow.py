@@ -25,8 +25,12 @@ class UnsafePath(Exception):
 def real_folder(folder: Path, create: bool = True) -> Path:
     """`folder`, created if asked, refused unless it is a folder and not a symlink."""
     if create:
-        with contextlib.suppress(FileExistsError):  # a dangling link or a file: refused below
+        try:
             folder.mkdir(parents=True, exist_ok=True)
+        except FileExistsError:  # a dangling link or a file: refused below
+            pass
+        except OSError as exc:  # a file on the way (afile/sub), /proc, no permission
+            raise UnsafePath(f"cannot create folder {folder}: {exc.strerror or exc}") from None
     try:
         info = os.lstat(folder)
     except FileNotFoundError:
@@ -52,6 +56,8 @@ def open_file(path: Path, flags: int, mode: int = 0o644) -> int:
     except OSError as exc:
         if exc.errno == errno.ELOOP:
             raise UnsafePath(f"{path} is a symlink; faceaudit does not write through symlinks") from None
+        if exc.errno == errno.EISDIR:
+            raise UnsafePath(f"{path} is a folder, not a file faceaudit can write") from None
         raise
     if not stat.S_ISREG(os.fstat(fd).st_mode):
         os.close(fd)
@@ -88,3 +94,26 @@ def remove_matching(folder: Path, pattern: str) -> int:
     except FileNotFoundError:
         return 0
     return sum(remove_file(path) for path in folder.glob(pattern))
+
+
+def read_regular(path: Path, limit: int) -> bytes:
+    """The bytes of `path` (links followed: a model folder may be a link), read once, refused
+    (UnsafePath) unless it is a regular file of at most `limit` bytes. Opened without blocking, so a
+    FIFO named like the file answers at once instead of hanging the run."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except FileNotFoundError:
+        raise UnsafePath(f"{path} does not exist") from None
+    except OSError as exc:
+        raise UnsafePath(f"{path} cannot be read: {exc.strerror or exc}") from None
+    with os.fdopen(fd, "rb") as handle:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise UnsafePath(f"{path} is not a regular file")
+        if info.st_size > limit:
+            raise UnsafePath(f"{path} is {info.st_size:,} bytes, more than the {limit:,} it may be")
+        os.set_blocking(fd, True)
+        data = handle.read(limit + 1)
+    if len(data) > limit:
+        raise UnsafePath(f"{path} grew past {limit:,} bytes while being read")
+    return data

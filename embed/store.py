@@ -29,6 +29,7 @@ import logging
 import os
 import re
 import secrets
+import stat
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -39,7 +40,8 @@ import h5py
 import numpy as np
 
 from data.atomic import fsync_dir, replacing
-from data.nofollow import open_file, real_folder, remove_file
+from data.nofollow import UnsafePath, open_file, real_folder, remove_file
+from data.text import display_name
 from data.version import code_version
 
 FORMAT_VERSION = 1
@@ -51,6 +53,7 @@ _TMP = re.compile(r"^(?:batch|shard)-(?:merge-)?(?P<run>\d{8}T\d{6}-\d+-[0-9a-f]
 QUARANTINE = "quarantine"  # where `faceaudit store check --quarantine` moves damaged files
 _log = logging.getLogger("faceaudit")
 _warned: set[str] = set()  # damaged files already reported by this process
+_found_damaged: dict[str, str] = {}  # files whose vectors failed to read in this process, and why
 
 # More shards than this under this many rows each are folded into one at the next compaction.
 MAX_SMALL_SHARDS = 16
@@ -74,6 +77,11 @@ class FeatureStore:
         self.fingerprint = fingerprint
         self.folder = self.root / fingerprint[:16]
         self._index: _Index | None = None
+
+    @property
+    def expected(self) -> _Expected:
+        """What each of this folder's files must hold (a file that differs is skipped as damaged)."""
+        return _Expected(self.fingerprint, expected_dim(self.folder))
 
     # ---- reading -------------------------------------------------------------------------------
 
@@ -104,15 +112,29 @@ class FeatureStore:
 
     def get(self, hashes: Sequence[str]) -> np.ndarray:
         """(len(hashes), dim) float32 vectors in the order asked; StoreError if any is missing."""
-        for _ in range(5):
+        found, vectors = self.get_available(hashes)
+        if not found.all():
+            missing = int((~found).sum())
+            raise StoreError(f"{missing} of {len(hashes)} images have no vector in {self.folder}")
+        return vectors
+
+    def get_available(self, hashes: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """(found mask, vectors) for `hashes`: rows not found are zero. A file whose vectors turn out
+        unreadable or not finite is left out from then on (with a warning), so its images count as
+        missing and a run embeds them again rather than stopping or scoring NaN."""
+        for _ in range(20):
             files, rows = self.index.locate(hashes)
-            if (files < 0).any():
-                missing = int((files < 0).sum())
-                raise StoreError(f"{missing} of {len(hashes)} images have no vector in {self.folder}")
             try:
-                return self.index.read(files, rows)
+                vectors = self.index.read(np.where(files < 0, -1, files), rows)
             except FileNotFoundError:  # a compaction replaced a file since the index was built
                 self.refresh()
+                continue
+            except _Damaged as exc:
+                path, reason = exc.args
+                _mark_damaged(path, reason)
+                self.refresh()
+                continue
+            return files >= 0, vectors
         raise StoreError(f"the store at {self.folder} kept changing while being read")
 
     def hashes(self) -> list[str]:
@@ -142,6 +164,10 @@ class FeatureStore:
         if not self.folder.is_dir():
             return 0
         real_folder(self.folder, create=False)
+        if own_run is None and not os.access(self.folder, os.W_OK):
+            # a read-only store (a shared copy) is read as it is: nothing of ours to merge into it
+            _log.info("store %s is read-only: leftovers of dead runs are not merged", self.folder)
+            return 0
         with _exclusive_lock(self.folder / "compact.lock"):
             batches: list[Path] = []
             dead: set[str] = set()
@@ -163,8 +189,9 @@ class FeatureStore:
         """Fold many small shards into one: short runs (each `ui` upload is one) would otherwise leave
         a file each, and every look-up opens every file."""
         small = []
+        expected = self.expected
         for path in self.files():
-            contents = _read(path, read=False) if path.name.startswith("shard-") else None
+            contents = _read(path, False, expected) if path.name.startswith("shard-") else None
             if contents is not None and contents.rows < SMALL_SHARD_ROWS:
                 small.append(path)
         if len(small) > MAX_SMALL_SHARDS:
@@ -174,17 +201,18 @@ class FeatureStore:
         """Copy the rows of `sources` (batches, or shards being folded) that no other shard holds into
         one new shard, a file at a time, then delete the sources."""
         others = [p for p in self.files() if p.name.startswith("shard-") and p not in sources]
-        stored = _Index.build_from(others)
+        expected = self.expected
+        stored = _Index.build_from(others, expected)
         plan: list[tuple[Path, np.ndarray]] = []
         taken: set[bytes] = set()
         attrs: dict = {}
         readable = []  # damaged sources are left where they are, for `store check` to move aside
         for path in sources:
-            contents = _read(path)
+            contents = _read(path, expected=expected)
             if contents is None:
                 continue
             readable.append(path)
-            attrs = attrs or contents.attrs
+            attrs = attrs or {**contents.attrs, "dim": contents.dim}
             batch_hashes = contents.hashes
             in_shards = stored.locate([h.decode() for h in batch_hashes])[0] >= 0
             keep = [i for i, h in enumerate(batch_hashes) if not in_shards[i] and h not in taken]
@@ -278,10 +306,8 @@ class _Index:
         keys: np.ndarray,
         files: np.ndarray,
         rows: np.ndarray,
-        fingerprints: list[str] | None = None,
     ) -> None:
         self.paths = paths
-        self.fingerprints = fingerprints or [""] * len(paths)
         self.hashes = hashes
         self.keys = keys
         self.files = files
@@ -293,26 +319,26 @@ class _Index:
         # then in a shard that a fresh listing shows.
         for _ in range(20):
             try:
-                index = cls.build_from(store.files())
+                return cls.build_from(store.files(), store.expected)
             except FileNotFoundError:
                 time.sleep(0.05)
-                continue
-            index.check_fingerprint(store.fingerprint)
-            return index
         raise StoreError(f"the store at {store.folder} kept changing while being read")
 
     @classmethod
-    def build_from(cls, paths: list[Path]) -> _Index:
-        hashes, keys, files, rows, fingerprints = [], [], [], [], []
+    def build_from(cls, paths: list[Path], expected: _Expected) -> _Index:
+        """The index over the readable files among `paths`; the first readable file sets the
+        dimension when spec.json does not, and files that differ from it are skipped as damaged."""
+        hashes, keys, files, rows = [], [], [], []
         readable = []
         for path in paths:
-            contents = _read(path)
+            contents = _read(path, expected=expected)
             if contents is None:
                 continue
+            if expected.dim is None:
+                expected = _Expected(expected.fingerprint, contents.dim)
             readable.append(path)
             hashes.append(contents.hashes)
             keys.append(contents.keys)
-            fingerprints.append(contents.fingerprint)
             files.append(np.full(len(keys[-1]), len(readable) - 1, dtype=np.int32))
             rows.append(np.arange(len(keys[-1]), dtype=np.int64))
         if not readable:
@@ -326,13 +352,7 @@ class _Index:
             all_keys[order],
             np.concatenate(files)[order],
             np.concatenate(rows)[order],
-            fingerprints,
         )
-
-    def check_fingerprint(self, fingerprint: str) -> None:
-        for path, found in zip(self.paths, self.fingerprints, strict=True):
-            if found and found != fingerprint:
-                raise StoreError(f"{path} holds vectors of fingerprint {found[:16]}, not {fingerprint[:16]}")
 
     def locate(self, hashes: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         """(file, row) for each hash; file is -1 where the hash is not stored."""
@@ -353,16 +373,32 @@ class _Index:
         return files, rows
 
     def read(self, files: np.ndarray, rows: np.ndarray) -> np.ndarray:
-        out: np.ndarray | None = None
-        for file in np.unique(files):
+        """The vectors at (file, row); rows of file -1 stay zero. Raises _Damaged(path, reason) for a
+        file whose vectors cannot be read or are not finite."""
+        dim = 0
+        blocks = {}
+        for file in np.unique(files[files >= 0]):
             picks = np.flatnonzero(files == file)
             wanted_rows, inverse = np.unique(rows[picks], return_inverse=True)
-            with h5py.File(self.paths[file], "r", locking=False) as handle:
-                block = handle["vectors"][wanted_rows]
-            if out is None:
-                out = np.empty((len(files), block.shape[1]), dtype=np.float32)
-            out[picks] = block[inverse]
-        return out if out is not None else np.zeros((0, 0), dtype=np.float32)
+            path = self.paths[file]
+            try:
+                with _regular_file(path) as name, h5py.File(name, "r", locking=False) as handle:
+                    block = handle["vectors"][wanted_rows]
+            except _Damaged as exc:
+                raise _Damaged(path, str(exc)) from None
+            except (OSError, KeyError, ValueError, TypeError, RuntimeError) as exc:
+                if isinstance(exc, FileNotFoundError):
+                    raise
+                detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+                raise _Damaged(path, f"vectors cannot be read ({detail})") from None
+            if not np.isfinite(block).all():
+                raise _Damaged(path, "holds vectors that are not finite (NaN or infinite)")
+            dim = block.shape[1]
+            blocks[file] = (picks, block[inverse])
+        out = np.zeros((len(files), dim), dtype=np.float32)
+        for picks, block in blocks.values():
+            out[picks] = block
+        return out
 
     def hash_set(self) -> set[bytes]:
         return {h for array in self.hashes for h in array}
@@ -384,6 +420,7 @@ class _Contents:
 
     rows: int
     attrs: dict
+    dim: int = 0
     hashes: np.ndarray | None = None
     keys: np.ndarray | None = None
 
@@ -392,71 +429,203 @@ class _Contents:
         return str(self.attrs.get("fingerprint", ""))
 
 
-def _load(path: Path, read: bool = True) -> _Contents:
-    """A store file checked for the layout every reader relies on (names, types and shapes, from the
-    file's metadata), with its hashes and keys if `read`; _Damaged otherwise. A file deleted meanwhile
-    (a concurrent compaction) raises FileNotFoundError."""
+@dataclass(frozen=True)
+class _Expected:
+    """What every file of one fingerprint folder must hold: vectors of this fingerprint (the folder's
+    name is its first 16 digits) and, once known, this dimension."""
+
+    fingerprint: str
+    dim: int | None = None
+
+
+# A store file declares its row count in a few bytes; the look-up index holds 72 bytes a row
+# (hash and key). Past this many rows one file would need over 1.4 GB before a vector is read.
+MAX_ROWS_PER_FILE = 20_000_000
+# Deflate, HDF5's usual filter, never packs more than about 1032 bytes into one; a dataset declaring
+# more than that over what it holds is lying about its size (2^31 rows in 6 KB, chunks never written).
+MAX_COMPRESSION = 1100
+# Rows read at a time when `store check` reads every vector.
+CHECK_BLOCK = 4096
+
+
+@contextlib.contextmanager
+def _regular_file(path: Path) -> Iterator[str]:
+    """A name h5py can open that is sure to reach `path` as it is now, if it is a regular file:
+    the file is opened without following a link and without blocking (a FIFO named like a shard
+    would hang every reader), checked, and then handed over as /proc/self/fd/N. _Damaged otherwise."""
     try:
-        with h5py.File(path, "r", locking=False) as handle:
-            missing = [name for name in ("sha256", "key", "vectors") if name not in handle]
-            if missing:
-                raise _Damaged(f"no {', '.join(missing)} dataset")
-            hashes, keys, vectors = handle["sha256"], handle["key"], handle["vectors"]
-            if hashes.dtype != np.dtype("S64") or keys.dtype != np.uint64 or vectors.dtype != np.float32:
-                raise _Damaged("datasets of the wrong types")
-            if hashes.ndim != 1 or vectors.ndim != 2 or not len(hashes) == len(keys) == vectors.shape[0]:
-                raise _Damaged("datasets of different lengths or shapes")
-            contents = _Contents(len(keys), dict(handle.attrs))
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise _Damaged("a symlink; the store reads only its own regular files") from None
+        if exc.errno == errno.ENOENT:
+            raise FileNotFoundError(path) from None
+        raise _Damaged(f"cannot be opened ({exc.strerror or exc})") from None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise _Damaged("not a regular file (a FIFO, device or folder), never read")
+        by_fd = f"/proc/self/fd/{fd}"
+        yield by_fd if os.path.exists(by_fd) else str(path)
+    finally:
+        os.close(fd)
+
+
+def _check_layout(handle: h5py.File, expected: _Expected | None) -> _Contents:
+    """The datasets every reader relies on, from the file's metadata only: names, types, shapes, data
+    kept inside this file, a row count its size can hold, and the folder's fingerprint and dimension."""
+    missing = [name for name in ("sha256", "key", "vectors") if name not in handle]
+    if missing:
+        raise _Damaged(f"no {', '.join(missing)} dataset")
+    hashes, keys, vectors = handle["sha256"], handle["key"], handle["vectors"]
+    if not all(isinstance(d, h5py.Dataset) for d in (hashes, keys, vectors)):
+        raise _Damaged("sha256, key and vectors must be datasets")
+    if hashes.dtype != np.dtype("S64") or keys.dtype != np.uint64 or vectors.dtype != np.float32:
+        raise _Damaged("datasets of the wrong types")
+    if hashes.ndim != 1 or vectors.ndim != 2 or not len(hashes) == len(keys) == vectors.shape[0]:
+        raise _Damaged("datasets of different lengths or shapes")
+    for dataset in (hashes, keys, vectors):
+        if dataset.is_virtual or dataset.external:
+            raise _Damaged(f"dataset {dataset.name} keeps its data outside this file; never read")
+    rows = len(keys)
+    if rows > MAX_ROWS_PER_FILE:
+        raise _Damaged(f"declares {rows:,} rows, more than the {MAX_ROWS_PER_FILE:,} a store file may hold")
+    for dataset in (hashes, keys, vectors):
+        declared = dataset.size * dataset.dtype.itemsize
+        held = dataset.id.get_storage_size()
+        if declared > MAX_COMPRESSION * held + 4096:
+            raise _Damaged(
+                f"dataset {dataset.name} declares {declared:,} bytes but holds {held:,}; its size is not real"
+            )
+    contents = _Contents(rows, dict(handle.attrs), int(vectors.shape[1]))
+    if expected is not None:
+        found = contents.fingerprint
+        if found and not found.startswith(expected.fingerprint[:16]):
+            raise _Damaged(f"holds vectors of fingerprint {found[:16]}, not {expected.fingerprint[:16]}")
+        if expected.dim is not None and contents.dim != expected.dim:
+            raise _Damaged(f"holds vectors of dimension {contents.dim}, not {expected.dim}")
+    return contents
+
+
+def _load(path: Path, read: bool = True, expected: _Expected | None = None) -> _Contents:
+    """A store file checked for the layout every reader relies on, with its hashes and keys if `read`;
+    _Damaged otherwise. A file deleted meanwhile (a concurrent compaction) raises FileNotFoundError."""
+    try:
+        with _regular_file(path) as name, h5py.File(name, "r", locking=False) as handle:
+            contents = _check_layout(handle, expected)
             if read:
-                contents.hashes, contents.keys = hashes[()], keys[()]
+                contents.hashes, contents.keys = handle["sha256"][()], handle["key"][()]
             return contents
     except (FileNotFoundError, _Damaged):
         raise
-    except (OSError, KeyError, ValueError, TypeError) as exc:
+    except (OSError, KeyError, ValueError, TypeError, RuntimeError) as exc:
         detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise _Damaged(f"not a readable HDF5 store file ({detail})") from None
 
 
-def damage(path: Path) -> str | None:
+def _check_vectors(path: Path, expected: _Expected | None) -> None:
+    """Read every vector, a block at a time: a corrupt compressed chunk or a NaN is damage that the
+    metadata does not show."""
+    try:
+        with _regular_file(path) as name, h5py.File(name, "r", locking=False) as handle:
+            _check_layout(handle, expected)
+            vectors = handle["vectors"]
+            for start in range(0, vectors.shape[0], CHECK_BLOCK):
+                if not np.isfinite(vectors[start : start + CHECK_BLOCK]).all():
+                    raise _Damaged(f"holds vectors that are not finite (NaN or infinite) from row {start}")
+    except (FileNotFoundError, _Damaged):
+        raise
+    except (OSError, KeyError, ValueError, TypeError, RuntimeError) as exc:
+        detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise _Damaged(f"vectors cannot be read ({detail})") from None
+
+
+def damage(path: Path, expected: _Expected | None = None) -> str | None:
     """Why the .h5 file at `path` cannot be read as a store file, or None when it can."""
     try:
-        _load(path)
+        _check_vectors(path, expected)
+        _load(path, expected=expected)
     except _Damaged as exc:
         return str(exc)
     return None
 
 
-def _read(path: Path, read: bool = True) -> _Contents | None:
-    """What `_load` gives, or None, with a warning once per process, for a damaged file."""
+def _warn(path: Path, reason: str) -> None:
+    """Say once per process that a store file is skipped, and how to move it aside."""
+    if str(path) not in _warned:
+        _warned.add(str(path))
+        _log.warning(
+            "skipping damaged store file %s: %s (`faceaudit store check --quarantine %s` moves it aside)",
+            display_name(str(path)),
+            display_name(reason),
+            display_name(str(path.parent.parent)),
+        )
+
+
+def _read(path: Path, read: bool = True, expected: _Expected | None = None) -> _Contents | None:
+    """What `_load` gives, or None, with a warning once per process, for a damaged file (or one found
+    damaged earlier in this process while its vectors were read)."""
+    if str(path) in _found_damaged:
+        return None
     try:
-        return _load(path, read)
+        return _load(path, read, expected)
     except _Damaged as exc:
-        if str(path) not in _warned:
-            _warned.add(str(path))
-            _log.warning(
-                "skipping damaged store file %s: %s (`faceaudit store check --quarantine %s` moves it aside)",
-                path,
-                exc,
-                path.parent.parent,
-            )
+        _warn(path, str(exc))
         return None
 
 
+def _mark_damaged(path: Path, reason: str) -> None:
+    """Leave `path` out of every later look-up in this process (its vectors failed to read)."""
+    _found_damaged[str(path)] = reason
+    _warn(path, reason)
+
+
+def expected_dim(folder: Path) -> int | None:
+    """The dimension spec.json (written by the folder's first writer) gives, or None."""
+    try:
+        with _regular_file(folder / "spec.json") as name:
+            dim = json.loads(Path(name).read_text(encoding="utf-8")).get("dim")
+    except (FileNotFoundError, _Damaged, OSError, ValueError, AttributeError, RecursionError):
+        return None
+    return dim if isinstance(dim, int) and not isinstance(dim, bool) and dim > 0 else None
+
+
 def check_store(root: Path | str) -> list[tuple[Path, str | None]]:
-    """Every .h5 file of every fingerprint folder under `root`, with why it is damaged (None: sound)."""
+    """Every .h5 file of every fingerprint folder under `root`, with why it is damaged (None: sound).
+    A fingerprint folder that is a symlink is listed as damaged itself and never entered."""
     found = []
-    for folder in sorted(p for p in Path(root).iterdir() if p.is_dir() and p.name != QUARANTINE):
+    for entry in sorted(os.scandir(root), key=lambda e: e.name):
+        folder = Path(entry.path)
+        if entry.name == QUARANTINE:
+            continue
+        if entry.is_symlink():
+            found.append((folder, "a symlinked fingerprint folder; the store follows no links"))
+            continue
+        if not entry.is_dir(follow_symlinks=False):
+            continue
+        expected = _Expected(entry.name, expected_dim(folder))
         for path in sorted(folder.glob("*.h5")):
             with contextlib.suppress(FileNotFoundError):
-                found.append((path, damage(path)))
+                found.append((path, damage(path, expected)))
     return found
 
 
 def quarantine(path: Path, root: Path | str) -> Path:
-    """Move a damaged store file to ROOT/quarantine/<fingerprint folder>/, out of every look-up."""
-    folder = real_folder(Path(root) / QUARANTINE / path.parent.name)
+    """Move a damaged store file (or a linked fingerprint folder: the link itself) to
+    ROOT/quarantine/<fingerprint folder>/, out of every look-up. The store, quarantine/ and the folders
+    on both sides must be real folders, so nothing is moved from or into a place reached by a link."""
+    root = real_folder(Path(root), create=False)
+    if path.parent == root:  # a linked fingerprint folder: moved as the link it is
+        into = "linked-folders"
+    else:
+        if path.parent.parent != root:
+            raise UnsafePath(f"{path} is not a file of a fingerprint folder of {root}")
+        real_folder(path.parent, create=False)
+        into = path.parent.name
+    folder = real_folder(real_folder(root / QUARANTINE) / into)
     target = folder / path.name
-    os.replace(path, target)  # renames the file itself, never a link's target
+    if os.path.lexists(target):
+        target = folder / f"{path.name}.{_new_run_id()}"
+    os.replace(path, target)  # renames the entry itself, never a link's target
     return target
 
 

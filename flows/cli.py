@@ -63,7 +63,9 @@ def _root(
 
 def fail(message: str, code: int = EXIT_USAGE) -> typer.Exit:
     """Print a one-line reason to stderr and return the exit to raise."""
-    typer.echo(f"faceaudit: error: {message}", err=True)
+    from data.text import display_name
+
+    typer.echo(f"faceaudit: error: {display_name(message)}", err=True)  # one line, whatever names it holds
     return typer.Exit(code)
 
 
@@ -508,9 +510,11 @@ def _embed(
     if not (dask_address or dask_workers):
         return _run_guarded(embed_flow, prefect, progress, workers=workers, **params)
     from flows.distributed import dask_runner
+    from flows.orchestration import private_tempdir
 
-    runner = embed_flow.with_options(task_runner=dask_runner(dask_address, dask_workers))
-    return _run_guarded(runner, True, progress, partitions=dask_workers or 2, **params)
+    with private_tempdir() as scratch:
+        runner = embed_flow.with_options(task_runner=dask_runner(dask_address, dask_workers, scratch))
+        return _run_guarded(runner, True, progress, partitions=dask_workers or 2, **params)
 
 
 def _model_spec(model: Path | None):
@@ -548,6 +552,14 @@ def _run_guarded(flow_fn, prefect: bool | None, progress: bool | None, **params)
         raise fail(" ".join(str(exc).split())) from None
     except (BackboneError, StoreError, DataError, ModelError, UnsafePath, ValueError) as exc:
         raise fail(str(exc)) from None
+    except OSError as exc:  # the file system refused something the checks above did not foresee
+        raise fail(os_reason(exc)) from None
+
+
+def os_reason(exc: OSError) -> str:
+    """An OSError in one line: the file it names and what the system said."""
+    where = f"{exc.filename}: " if exc.filename else ""
+    return f"{where}{exc.strerror or exc}"
 
 
 store_app = typer.Typer(
@@ -565,20 +577,29 @@ def store_check(
 ) -> None:
     """List every store file and whether it reads; damaged ones are skipped by every run (with a
     warning) until moved aside. Exit code 1 while damaged files remain in place."""
+    from data.nofollow import UnsafePath
     from embed.store import check_store
     from embed.store import quarantine as move_aside
 
     root = _existing_dir(store or default_store_dir(), "store")
     checked = check_store(root)
     damaged = [(path, reason) for path, reason in checked if reason is not None]
+    stuck = 0
     for path, reason in damaged:
-        if quarantine:
-            typer.echo(f"quarantined {path} -> {move_aside(path, root)}: {reason}")
+        shown = _printable(str(path))
+        if not quarantine:
+            typer.echo(f"damaged {shown}: {_printable(reason)}")
+            continue
+        try:
+            target = move_aside(path, root)
+        except (UnsafePath, OSError) as exc:
+            stuck += 1
+            typer.echo(f"damaged {shown}: {_printable(reason)}; not moved: {_printable(str(exc))}", err=True)
         else:
-            typer.echo(f"damaged {path}: {reason}")
-    moved = ", moved aside" if quarantine and damaged else ""
+            typer.echo(f"quarantined {shown} -> {_printable(str(target))}: {_printable(reason)}")
+    moved = f", {len(damaged) - stuck} moved aside" if quarantine and damaged else ""
     typer.echo(f"{len(checked)} store files, {len(damaged)} damaged{moved}")
-    if damaged and not quarantine:
+    if damaged and (not quarantine or stuck):
         raise typer.Exit(EXIT_FAILED)
 
 
@@ -846,7 +867,7 @@ def _print_embed_summary(summary: dict) -> None:
 
 def _printable(path: str) -> str:
     """A path safe to print on one line, whatever bytes its name has."""
-    from flows.outputs import display_name
+    from data.text import display_name
 
     return display_name(path).encode("unicode_escape").decode("ascii")
 

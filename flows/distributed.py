@@ -7,6 +7,8 @@ Dask workers talk to the Prefect API as the flow does: configure a Prefect serve
 that workers do not each start a temporary one.
 """
 
+from pathlib import Path
+
 # What an embedding task needs before it starts: most of a worker's start-up is importing these.
 WORKER_IMPORTS = (
     "distributed",
@@ -18,13 +20,18 @@ WORKER_IMPORTS = (
 )
 
 
-def dask_runner(address: str | None, workers: int | None):
-    """A DaskTaskRunner on an existing cluster (`address`) or a local one of `workers` processes."""
+def dask_runner(address: str | None, workers: int | None, scratch: Path | None = None):
+    """A DaskTaskRunner on an existing cluster (`address`) or a local one of `workers` processes whose
+    scratch space is under `scratch` (a run's private TMPDIR, removed with it)."""
     from prefect_dask import DaskTaskRunner
 
     if address:
         return DaskTaskRunner(address=address)
     fork_local_workers_from_one_import()
+    if scratch is not None:  # the scheduler and each worker make a dask-scratch-space/ there
+        import dask
+
+        dask.config.set({"temporary-directory": str(scratch)})
     return DaskTaskRunner(
         cluster_kwargs={"n_workers": workers or 2, "threads_per_worker": 1, "processes": True}
     )

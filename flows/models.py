@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from embed.spec import EmbeddingSpec, make_spec
-from head.model import FaceauditModel
+from head.model import FaceauditModel, ModelError
 
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parent.parent / "head" / "default_model"
 
@@ -18,7 +18,12 @@ def resolve_model(model_dir: str | Path | None) -> Path:
 
 def spec_of(model: FaceauditModel) -> EmbeddingSpec:
     """The embedding spec the model was trained on, rebuilt from its card and checked."""
-    described = model.info["embedding"]["describe"]
+    described = model.info["embedding"].get("describe")
+    if described is None:
+        raise ModelError(
+            "the model's card has no 'embedding.describe': it does not say which preprocessing and "
+            "pooling made its vectors, so nothing can be scored with it"
+        )
     spec = make_spec(
         model.info["embedding"]["backbone"],
         described["preprocess"]["mode"],

@@ -9,14 +9,16 @@ flow on a schedule.
 
 # No `from __future__ import annotations` in flow modules: a worker loads a flow from its file, and
 # Prefect builds the parameter schema from annotations it must be able to evaluate there.
+import os
 from pathlib import Path
 
 from prefect import flow
 
+from data.text import display_name
 from data.walk import identity
 from flows.defaults import DEFAULT_EXPLAIN, Explain
 from flows.orchestration import call
-from flows.outputs import OutputBusy, display_name
+from flows.outputs import OutputBusy
 from flows.params import Samples
 from flows.run_log import run_logger
 from flows.score_flow import score_flow
@@ -38,13 +40,35 @@ def _run_name() -> str:
     return f"nightly {Path(flow_run.parameters['dumps_root']).name}"
 
 
-def dump_folders(root: Path, skip: tuple[str, ...] = ()) -> list[Path]:
+def dump_folders(root: Path, skip: tuple[str, ...] = ()) -> tuple[list[Path], dict[str, str]]:
     """The dumps: visible subfolders of `root`, in name order (dates sort as they happened), less the
-    folders in `skip` (the reports root and the store, should they lie under `root`)."""
+    folders in `skip` (the reports root and the store, should they lie under `root`); and the visible
+    links to folders, by name, with why they are not followed (a dump reached through a link may be
+    any folder on the machine, or another dump scored twice)."""
     skipped = {found for found in map(identity, skip) if found is not None}
-    return sorted(
-        p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".") and identity(p) not in skipped
-    )
+    dumps, refused = [], {}
+    for path in sorted(root.iterdir()):
+        if path.name.startswith(".") or not path.is_dir() or identity(path) in skipped:
+            continue
+        if path.is_symlink():
+            refused[display_name(path.name)] = "a symlink to a folder; dumps are never reached through links"
+        else:
+            dumps.append(path)
+    return dumps, refused
+
+
+def check_reports_root(dumps_root: Path, reports_root: Path) -> None:
+    """Refuse a reports root that is the dumps root or lies inside a dump: reports would be written
+    into dumps and scored the next night (inside the dumps root, beside the dumps, is fine)."""
+    dumps_real, reports_real = os.path.realpath(dumps_root), os.path.realpath(reports_root)
+    parts = Path(os.path.relpath(reports_real, dumps_real)).parts  # () when they are the same folder
+    in_a_dump = len(parts) > 1 and parts[0] != ".." and not parts[0].startswith(".")
+    if reports_real == dumps_real or in_a_dump:
+        raise ValueError(
+            f"the reports root {display_name(reports_root)} would put reports inside the dumps of "
+            f"{display_name(dumps_root)}, where the next night would score them; use a folder beside "
+            "the dumps (or directly inside the dumps root)"
+        )
 
 
 @flow(name="nightly", flow_run_name=_run_name, log_prints=True)
@@ -59,9 +83,19 @@ def nightly_flow(
     """Score the dumps under `dumps_root` that need it; returns what was scored, kept, skipped and
     failed, or raises `NightFailed` (after trying every dump) when any dump failed."""
     logger = run_logger()
-    dumps = dump_folders(Path(dumps_root), (reports_root, store_dir))
-    done: dict = {"dumps": len(dumps), "scored": {}, "up_to_date": [], "busy": {}, "failed": {}}
-    logger.info("%d dumps under %s", len(dumps), dumps_root)
+    check_reports_root(Path(dumps_root), Path(reports_root))
+    dumps, refused = dump_folders(Path(dumps_root), (reports_root, store_dir))
+    done: dict = {
+        "dumps": len(dumps) + len(refused),
+        "scored": {},
+        "up_to_date": [],
+        "busy": {},
+        "failed": {},
+    }
+    logger.info("%d dumps under %s", len(dumps), display_name(dumps_root))
+    for name, reason in refused.items():
+        done["failed"][name] = reason
+        logger.error("failed %s: %s", name, reason)
     for dump in dumps:
         name = display_name(dump.name)
         report = Path(reports_root) / dump.name
@@ -81,8 +115,8 @@ def nightly_flow(
             logger.warning("skipped %s: %s", name, exc)
             continue
         except Exception as exc:  # one bad dump must not cost the others their night
-            done["failed"][name] = f"{type(exc).__name__}: {exc}"
-            logger.error("failed %s: %s: %s", name, type(exc).__name__, exc)
+            done["failed"][name] = display_name(f"{type(exc).__name__}: {exc}")
+            logger.error("failed %s: %s", name, done["failed"][name])
             continue
         if run.get("up_to_date"):
             done["up_to_date"].append(name)

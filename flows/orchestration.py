@@ -7,11 +7,17 @@ the same flow function in-process instead, unless asked for `--prefect`.
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Callable
-from typing import Any
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, ClassVar
 
-from flows.outputs import display_name
+from data.text import display_name
 
 
 def api_configured() -> bool:
@@ -62,11 +68,118 @@ def run_flow(flow_fn, orchestrate: bool | None, **params: Any):
     """Run `flow_fn` through Prefect when `orchestrate` (None: when an API is configured), else in-process.
 
     In-process runs validate their parameters against the same schema Prefect enforces (choices,
-    bounds), so a bad value is refused the same way either way."""
+    bounds), so a bad value is refused the same way either way. A recorded run without a configured
+    server gets a temporary one of ours (`temporary_server`)."""
     if orchestrate is None:
         orchestrate = api_configured()
     if orchestrate:
         check_recordable(params)
-        return flow_fn(**params)
+        if api_configured():
+            return flow_fn(**params)
+        with temporary_server():
+            return flow_fn(**params)
     runner: Callable = flow_fn.fn
     return runner(**flow_fn.validate_parameters(params))
+
+
+@contextlib.contextmanager
+def temporary_server() -> Iterator[str]:
+    """A temporary Prefect server for this run and every process it starts (Dask workers included),
+    stopped when the run ends and killed by Linux if this process is killed; yields its API URL.
+
+    Left to itself, Prefect starts such a server in each process that needs one and stops it at exit,
+    so each Dask worker (terminated, never exited) and any run killed with -9 left one behind."""
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    server = _dying_server()
+    saved = os.environ.get("PREFECT_API_URL")
+    try:
+        server.start()
+        os.environ["PREFECT_API_URL"] = server.api_url  # for the processes this run starts
+        with temporary_settings(updates={PREFECT_API_URL: server.api_url}):
+            yield server.api_url
+    finally:
+        _drain_prefect_workers()
+        server.stop()
+        if saved is None:
+            os.environ.pop("PREFECT_API_URL", None)
+        else:
+            os.environ["PREFECT_API_URL"] = saved
+
+
+@contextlib.contextmanager
+def private_tempdir() -> Iterator[Path]:
+    """A TMPDIR of this run's own for the processes it starts (Dask's workers and their scratch space,
+    their pymp-* folders), removed when the run ends; one a run killed with -9 left is removed by the
+    next. This process's own temporary files stay where they were: multiprocessing puts its socket
+    there, and a socket path may not be longer than 107 bytes."""
+    scratch = Path(tempfile.mkdtemp(prefix=f"faceaudit-run-{os.getpid()}-"))
+    remove_dead_scratch(scratch.parent)
+    saved = os.environ.get("TMPDIR")
+    os.environ["TMPDIR"] = str(scratch)
+    try:
+        yield scratch
+    finally:
+        if saved is None:
+            os.environ.pop("TMPDIR", None)
+        else:
+            os.environ["TMPDIR"] = saved
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _drain_prefect_workers() -> None:
+    """Send the logs and events Prefect still holds to the server while it is up: they would otherwise
+    be sent at exit, to a server no longer there ("Error logging to API")."""
+    from prefect.events.worker import EventsWorker
+    from prefect.logging.handlers import APILogWorker
+
+    for worker in (APILogWorker, EventsWorker):
+        with contextlib.suppress(Exception):  # best effort: a run's outputs do not depend on it
+            worker.drain_all(timeout=5)
+
+
+def remove_dead_scratch(folder: Path) -> None:
+    """Delete the private TMPDIRs of runs that died (kill -9) without removing their own."""
+    for path in folder.glob("faceaudit-run-*-*"):
+        pid = path.name.split("-")[2]
+        if pid.isdigit() and not Path(f"/proc/{pid}").exists() and Path("/proc/self").exists():
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def _die_with_parent() -> None:
+    """In the forked child before exec: have Linux kill it when the parent dies (a no-op elsewhere)."""
+    import ctypes
+    import signal
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    if hasattr(libc, "prctl"):
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
+def _dying_server():
+    """A new temporary server (not started) whose process dies with this one."""
+    from prefect.server.api.server import SubprocessASGIServer
+    from prefect.settings import get_current_settings
+
+    class DyingServer(SubprocessASGIServer):
+        """Prefect's temporary server, started so that it dies with the process that started it."""
+
+        _instances: ClassVar[dict] = {}  # its own: Prefect's class hands out one shared instance per port
+
+        def _run_uvicorn_command(self) -> subprocess.Popen:
+            import prefect
+
+            command = [sys.executable, "-m", "uvicorn", "--app-dir", str(prefect.__module_path__.parent)]
+            command += ["--factory", "prefect.server.api.server:create_app", "--host", "127.0.0.1"]
+            command += ["--port", str(self.port), "--log-level", "error", "--lifespan", "on"]
+            env = {
+                **os.environ,
+                **get_current_settings().to_environment_variables(exclude_unset=True),
+                "PREFECT_UI_ENABLED": "0",
+                "PREFECT__SERVER_EPHEMERAL": "1",
+                "PREFECT__SERVER_FINAL": "1",
+            }
+            env.pop("PREFECT_API_URL", None)
+            return subprocess.Popen(command, env=env, preexec_fn=_die_with_parent)
+
+    return DyingServer()

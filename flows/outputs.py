@@ -8,12 +8,14 @@ import errno
 import fcntl
 import io
 import json
+import math
 import os
 import re
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from data.nofollow import open_file, real_folder, remove_matching
+from data.text import unsafe_char
 
 # A cell starting with one of these runs as a formula in Excel, LibreOffice or Google Sheets (tab, CR
 # and LF never reach a cell: they are escaped first).
@@ -35,7 +37,8 @@ def output_lock(out: Path) -> Iterator[None]:
     The lock is a POSIX record lock: it ends with the process however it ends, and unlike an flock
     it is not inherited by forked DataLoader workers, which can outlive a killed run by seconds.
     Scratch files a killed run left behind are removed once the lock is ours. Nothing here goes
-    through a symlink: a lock file or a maps/ folder that is a link is refused (UnsafePath).
+    through a symlink: a lock file or a maps/ folder that is a link is refused (UnsafePath); a lock
+    file with another name elsewhere (a hard link) is locked but never written.
     """
     real_folder(out)
     fd = open_file(out / LOCK_FILE, os.O_CREAT | os.O_RDWR)
@@ -51,32 +54,15 @@ def output_lock(out: Path) -> Iterator[None]:
             ) from None
         raise
     try:
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        if os.fstat(fd).st_nlink == 1:  # a hard link's other name (a `cp -al` snapshot) keeps its bytes
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         remove_matching(out, ".*.tmp")
         if os.path.lexists(out / "maps"):  # a link there is refused, not entered
             remove_matching(real_folder(out / "maps", create=False), "*.tmp")
         yield
     finally:
         os.close(fd)
-
-
-def display_name(path: str) -> str:
-    """A file name as valid UTF-8 text whatever its bytes: undecodable bytes become \\xNN escapes."""
-    return os.fsencode(path).decode("utf-8", "backslashreplace")
-
-
-def _unsafe(code: int) -> bool:
-    """Characters that would break a CSV row or a line on screen (controls, DEL, C1, line separators),
-    or show a name other than it is (the bidirectional controls: x<U+202E>gnp.exe shows as xexe.png)."""
-    return (
-        code < 0x20
-        or code == 0x7F
-        or 0x80 <= code < 0xA0
-        or code in (0x2028, 0x2029, 0x061C, 0x200E, 0x200F)
-        or 0x202A <= code <= 0x202E
-        or 0x2066 <= code <= 0x2069
-    )
 
 
 def path_cell(path: str) -> str:
@@ -95,7 +81,7 @@ def path_cell(path: str) -> str:
             parts.append("\\\\")
         elif 0xDC80 <= code <= 0xDCFF:  # a byte that is not UTF-8, as surrogateescape holds it
             parts.append(f"\\x{code - 0xDC00:02x}")
-        elif _unsafe(code):
+        elif unsafe_char(code):
             parts.append("".join(f"\\x{byte:02x}" for byte in char.encode("utf-8")))
         else:
             parts.append(char)
@@ -118,7 +104,7 @@ def path_from_cell(cell: str) -> str:
         raw += b"\\" if token == "\\" else bytes([int(token[1:], 16)])
         at = match.end()
     rest = cell[at:]
-    if "\\" in rest or any(_unsafe(ord(c)) for c in cell):
+    if "\\" in rest or any(unsafe_char(ord(c)) for c in cell):
         raise ValueError(f"not a path cell written by faceaudit: {cell!r}")
     raw += rest.encode("utf-8")
     return os.fsdecode(bytes(raw))
@@ -127,7 +113,9 @@ def path_from_cell(cell: str) -> str:
 def safe_text(value: str) -> str:
     """Text for any other CSV cell: valid UTF-8, one line (control characters become spaces), never
     a formula."""
-    text = "".join(" " if _unsafe(ord(c)) else c for c in display_name(value))
+    text = "".join(
+        " " if unsafe_char(ord(c)) else c for c in os.fsencode(value).decode("utf-8", "backslashreplace")
+    )
     return _GUARD + text if text.startswith((*_FORMULA_STARTS, _GUARD)) else text
 
 
@@ -155,8 +143,12 @@ def jsonl_lines(columns: list[str], rows: Iterable[dict]) -> Iterator[str]:
     spreadsheets: paths as they are (undecodable bytes as \\udcXX escapes), no formula guard, and
     null where the CSV has an empty cell."""
     for row in rows:
-        record = {c: (None if row.get(c, "") == "" else row[c]) for c in columns}
+        record = {c: (None if row.get(c, "") == "" or _not_finite(row[c]) else row[c]) for c in columns}
         yield json.dumps(record, ensure_ascii=True) + "\n"
+
+
+def _not_finite(value) -> bool:
+    return isinstance(value, float) and not math.isfinite(value)
 
 
 def json_text(data: dict) -> str:

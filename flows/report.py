@@ -9,7 +9,7 @@ from pathlib import Path
 from data.atomic import write_text
 from data.decode import UnreadableImage, decode_image
 from data.records import ImageRecord, read_scanned
-from flows.outputs import display_name
+from data.text import display_name
 
 _TEMPLATE = Path(__file__).resolve().parent / "templates" / "report.html.j2"
 THUMBNAIL_PX = 64

@@ -11,23 +11,34 @@ import logging
 import re
 from pathlib import Path
 
+from data.text import display_name
 from flows.orchestration import in_flow_run
-from flows.outputs import display_name
 
 MAX_LOGGED_UNREADABLE = 50
 OOD_WARNING_SHARE = 0.5  # above this share of out-of-distribution images, a run warns
 STALE_MODEL_DAYS = 180  # files this much newer than the model may come from generators it never saw
 
 
-def run_logger() -> logging.Logger | logging.LoggerAdapter:
-    """The current run's logger, or the `faceaudit` logger outside any run."""
+class OneLineLogger(logging.LoggerAdapter):
+    """A logger whose every message is formatted first and then shown through `display_name`: a file
+    name holding a line break, ESC sequences or bidirectional controls cannot forge a log line or
+    take over a terminal, on stderr or in Prefect's logs."""
+
+    def log(self, level: int, msg: object, *args: object, **kwargs) -> None:
+        if self.isEnabledFor(level):
+            text = str(msg) % args if args else str(msg)
+            self.logger.log(level, display_name(text), **kwargs)
+
+
+def run_logger() -> logging.LoggerAdapter:
+    """The current run's logger, or the `faceaudit` logger outside any run; one line per message."""
     from prefect.context import FlowRunContext, TaskRunContext
 
     if FlowRunContext.get() is None and TaskRunContext.get() is None:
-        return logging.getLogger("faceaudit")
+        return OneLineLogger(logging.getLogger("faceaudit"))
     from prefect import get_run_logger
 
-    return get_run_logger()
+    return OneLineLogger(get_run_logger())
 
 
 def artifact_key(prefix: str, name: str) -> str:

@@ -20,8 +20,9 @@ from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
 from data.atomic import write_text
-from data.nofollow import refuse_link
+from data.nofollow import UnsafePath, refuse_link
 from data.records import ImageRecord
+from data.text import display_name
 from data.version import code_version
 from explain.baselines import DEFAULT_BASELINE, OcclusionBaseline
 from flows.defaults import (
@@ -34,7 +35,7 @@ from flows.defaults import (
 )
 from flows.embed_flow import scan_folder
 from flows.orchestration import call
-from flows.outputs import csv_lines, display_name, json_text, jsonl_lines, output_lock
+from flows.outputs import csv_lines, json_text, jsonl_lines, output_lock
 from flows.params import BatchSize, Samples, Workers
 from flows.report import write_report
 from flows.run_log import OOD_WARNING_SHARE, STALE_MODEL_DAYS, log_unreadable, publish_artifacts, run_logger
@@ -55,13 +56,35 @@ def input_manifest(records: list[ImageRecord]) -> str:
 
 
 def refuse_planted_links(out: Path) -> None:
-    """Refuse, before any work, an output name or a map in OUT that is a symlink: a run would write
-    through it at its end, or take a linked map for one it drew and show it in the report."""
+    """Refuse, before any work, an output name or a map in OUT that is a symlink, or an output file
+    that is a folder: a run would write through it at its end, fail there after all the work, or take
+    a linked map for one it drew and show it in the report."""
     for name in OUTPUT_NAMES:
         refuse_link(out / name)
+        if name != "maps" and (out / name).is_dir():
+            raise UnsafePath(f"{out / name} is a folder; move it away so the run can write its {name}")
+    if (out / "maps").exists() and not (out / "maps").is_dir():
+        raise UnsafePath(f"{out / 'maps'} is not a folder; move it away so the run can draw its maps")
     if (out / "maps").is_dir():
         for entry in os.scandir(out / "maps"):
             refuse_link(Path(entry.path))
+
+
+class InputGone(ValueError):
+    """The folder to score is not there (deleted, or replaced by a file, after the run was asked for)."""
+
+
+def check_separate(input_dir: Path, out: Path, store: Path) -> None:
+    """Refuse an OUT or a store that is the input folder itself: every run would score the files the
+    last one wrote (OUT or the store inside INPUT_DIR is fine: the scan leaves them out)."""
+    if not input_dir.is_dir():
+        raise InputGone(f"{display_name(input_dir)} is not a folder (deleted, or replaced by a file)")
+    for path, what in ((out, "the output folder"), (store, "the store")):
+        if path.exists() and os.path.samefile(path, input_dir):
+            raise ValueError(
+                f"{what} {display_name(path)} is the input folder itself: its files would be scored on the "
+                "next run; choose a folder beside it or inside it"
+            )
 
 
 def current_run(out: Path, manifest: str, model: str) -> dict | None:
@@ -84,14 +107,17 @@ def _run_name() -> str:
 
 
 @task(name="predict", cache_policy=NO_CACHE, timeout_seconds=3600)
-def predict(model_dir: str | None, hashes: list[str], store_dir: str, samples: int | None) -> dict[str, dict]:
-    """Verdict and figures per image hash, from the stored vectors."""
-    return Scorer.cached(model_dir).predict(hashes, store_dir, samples)
+def predict(
+    model_dir: str | None, model: str, hashes: list[str], store_dir: str, samples: int | None
+) -> dict[str, dict]:
+    """Verdict and figures per image hash, from the stored vectors, by the run's model (its id)."""
+    return Scorer.of_run(model_dir, model).predict(hashes, store_dir, samples)
 
 
 @task(name="draw-maps", cache_policy=NO_CACHE, retries=1, retry_delay_seconds=2)
 def draw_maps(
     model_dir: str | None,
+    model: str,
     readable: list[ImageRecord],
     predicted: dict[str, dict],
     explain: str,
@@ -100,8 +126,8 @@ def draw_maps(
     samples: int | None,
     baseline: str,
 ) -> Maps:
-    """Maps for the chosen images; a retry keeps the maps already drawn."""
-    scorer = Scorer.cached(model_dir)
+    """Maps for the chosen images by the run's model (its id); a retry keeps the maps already drawn."""
+    scorer = Scorer.of_run(model_dir, model)
     return scorer.draw_maps(readable, predicted, explain, methods, Path(out_dir), samples, baseline)
 
 
@@ -135,6 +161,7 @@ def score_flow(
     `only_if_changed`: when OUT already holds a complete report for exactly these files and this model,
     keep it and return it with "up_to_date": true (what `nightly` asks for).
     """
+    check_separate(Path(input_dir), Path(out_dir), Path(store_dir))
     with output_lock(Path(out_dir)):
         refuse_planted_links(Path(out_dir))
         return _score(
@@ -174,6 +201,8 @@ def _score(
     out = Path(out_dir)
     shown = display_name(str(input_dir))  # for log lines: valid text whatever the folder's bytes
     records = call(scan_folder, str(input_dir), (str(out), str(store_dir)))  # never score our own files
+    if len(records) == 1 and records[0].rel == "." and records[0].error:
+        raise InputGone(f"{shown}: {records[0].error} (deleted or replaced while the run started?)")
     manifest = input_manifest(records)
     if only_if_changed and (kept := current_run(out, manifest, scorer.ident)) is not None:
         logger.info("%s: report up to date (%d files, model %s)", shown, kept["files"], scorer.ident)
@@ -192,7 +221,16 @@ def _score(
 
     readable = [r for r in records if r.ok]
     hashes = list(dict.fromkeys(r.sha256 for r in readable))
-    predicted = call(predict, model_dir, hashes, store_dir, samples)
+    predicted = call(predict, model_dir, scorer.ident, hashes, store_dir, samples)
+    if lost := {h for h in hashes if h not in predicted}:  # a store file found damaged while read
+        logger.warning("%d vectors were in a damaged store file: embedding them again", len(lost))
+        again = [r for r in readable if r.sha256 in lost]
+        scorer.embed(again, store_dir, str(input_dir), batch_size, workers)
+        predicted |= call(predict, model_dir, scorer.ident, sorted(lost), store_dir, samples)
+        for record in again:
+            if record.ok and record.sha256 not in predicted:
+                record.error = "no readable vector could be stored for it"
+        readable = [r for r in records if r.ok]
     timings["predict_s"] = round(time.perf_counter() - started - timings["embed_s"], 3)
 
     maps = NO_MAPS
@@ -202,6 +240,7 @@ def _score(
         maps = call(
             draw_maps,
             model_dir,
+            scorer.ident,
             readable,
             predicted,
             explain,

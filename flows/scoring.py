@@ -7,19 +7,21 @@ same steps: embed what the store lacks, predict in chunks, draw maps, assemble C
 from __future__ import annotations
 
 import hashlib
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from data.atomic import write_text
 from data.decode import UnreadableImage, decode_image
+from data.nofollow import UnsafePath, read_regular
 from data.records import ImageRecord, read_scanned
 from embed.spec import EmbeddingSpec
 from embed.store import FeatureStore
 from flows.embed_flow import EmbedSummary, embed_records
 from flows.models import resolve_model, spec_of
 from flows.progress import progress_bar
-from head.model import CARD_FILE, WEIGHTS_FILE, FaceauditModel
+from head.model import CARD_FILE, WEIGHTS_FILE, FaceauditModel, ModelError, read_files
 
 PREDICT_CHUNK = 2048  # images whose vectors are scored together
 
@@ -53,11 +55,13 @@ MAP_COLUMNS = {
 
 
 _LOADED: dict[tuple, Scorer] = {}  # by folder and its files' size and mtime
+_BY_ID: dict[str, Scorer] = {}  # the same scorers by model id: what a run's tasks ask for
 
 
 def _rounded(value: float) -> float | str:
     """A figure for a cell: rounded, or empty where there is none (NaN never reaches an output)."""
-    return round(float(value), 6) if value == value else ""
+    value = float(value)
+    return round(value, 6) if math.isfinite(value) else ""
 
 
 def images_to_map(readable: list[ImageRecord], predicted: dict[str, dict], explain: str) -> dict:
@@ -72,11 +76,23 @@ def images_to_map(readable: list[ImageRecord], predicted: dict[str, dict], expla
     }
 
 
-def model_id(folder: Path) -> str:
+def model_id(card: bytes, weights: bytes) -> str:
     """Short content hash of a model's weights and card: names the exact model in every row."""
-    digest = hashlib.sha256((folder / WEIGHTS_FILE).read_bytes())
-    digest.update((folder / CARD_FILE).read_bytes())
+    digest = hashlib.sha256(weights)
+    digest.update(card)
     return digest.hexdigest()[:16]
+
+
+def _kept_note(note: Path) -> str | None:
+    """The faithfulness a map drawn earlier noted beside it ('' for none), or None when there is no
+    sound note (missing, not a small regular file, not a number): the map is then drawn again."""
+    try:
+        text = read_regular(note, 64).decode("ascii").strip()
+        if text:
+            float(text)
+    except (UnsafePath, UnicodeDecodeError, ValueError):
+        return None
+    return text if not text or math.isfinite(float(text)) else None
 
 
 @dataclass
@@ -102,22 +118,45 @@ class Scorer:
 
     @classmethod
     def load(cls, model_dir: str | Path | None) -> Scorer:
+        """The model in `model_dir`, its files read once: the id and every verdict come from the same
+        bytes."""
         folder = resolve_model(model_dir)
-        model = FaceauditModel.load(folder)
-        return cls(folder, model, spec_of(model), model_id(folder))
+        card, weights = read_files(folder)
+        model = FaceauditModel.from_files(folder, card, weights)
+        return cls(folder, model, spec_of(model), model_id(card, weights))
 
     @classmethod
     def cached(cls, model_dir: str | Path | None) -> Scorer:
         """The scorer for `model_dir`, loaded once per process while its files stay the same (size and
-        mtime, so asking does not re-read the weights): each task of a run, and each dump of a night,
-        asks for it by path."""
+        mtime, so asking does not re-read the weights): each upload and each dump of a night asks for
+        it by path. A run's own tasks ask by id instead (`of_run`)."""
         folder = resolve_model(model_dir)
         files = [folder / WEIGHTS_FILE, folder / CARD_FILE]
-        key = (str(folder.resolve()), *((f.stat().st_size, f.stat().st_mtime_ns) for f in files))
+        try:
+            key = (str(folder.resolve()), *((f.stat().st_size, f.stat().st_mtime_ns) for f in files))
+        except OSError:
+            key = (str(folder), None)  # missing files: `load` gives the one-line reason
         if key not in _LOADED:
             _LOADED.clear()  # one model at a time: a long-lived server does not pile them up
-            _LOADED[key] = cls.load(folder)
+            _BY_ID.clear()
+            scorer = cls.load(folder)
+            _LOADED[key] = _BY_ID[scorer.ident] = scorer
         return _LOADED[key]
+
+    @classmethod
+    def of_run(cls, model_dir: str | Path | None, ident: str) -> Scorer:
+        """The scorer a run started with: the one already loaded in this process, or (a task in another
+        process) the folder loaded again and refused if it no longer holds that model, so a run never
+        decides with one model and records another."""
+        if ident in _BY_ID:
+            return _BY_ID[ident]
+        scorer = cls.cached(model_dir)
+        if scorer.ident != ident:
+            raise ModelError(
+                f"{scorer.folder} changed during this run (it held model {ident} when the run started, "
+                f"{scorer.ident} now); run again to score with the new model"
+            )
+        return scorer
 
     def embed(
         self, records: list[ImageRecord], store_dir: str, input_dir: str, batch_size: int, workers: int
@@ -126,22 +165,27 @@ class Scorer:
         return embed_records(records, self.spec, store_dir, input_dir, batch_size, workers)
 
     def predict(self, hashes: Sequence[str], store_dir: str, samples: int | None) -> dict[str, dict]:
-        """Verdict and figures per stored image hash, in chunks so memory stays flat for any dump."""
+        """Verdict and figures per stored image hash, in chunks so memory stays flat for any dump.
+        A hash whose vector is no longer readable (its store file found damaged) is left out: the
+        caller embeds it again."""
         store = FeatureStore(store_dir, self.spec.fingerprint)
         predicted: dict[str, dict] = {}
         for start in range(0, len(hashes), PREDICT_CHUNK):
-            chunk = hashes[start : start + PREDICT_CHUNK]
-            scores = self.model.score(store.get(chunk), samples)
+            found, vectors = store.get_available(hashes[start : start + PREDICT_CHUNK])
+            chunk = [h for h, ok in zip(hashes[start : start + PREDICT_CHUNK], found, strict=True) if ok]
+            if not chunk:
+                continue
+            scores = self.model.score(vectors[found], samples)
             p = scores.prediction
             for i, digest in enumerate(chunk):
                 predicted[digest] = {
                     "verdict": str(scores.verdict[i]),
                     "uncertain_reason": str(scores.reason[i]),
-                    "p_ai": round(float(p.p_ai[i]), 6),
-                    "p_ai_std": round(float(p.p_ai_std[i]), 6),
-                    "entropy": round(float(p.entropy[i]), 6),
-                    "mutual_info": round(float(p.mutual_info[i]), 6),
-                    "ood_score": round(float(scores.ood_score[i]), 6),
+                    "p_ai": _rounded(p.p_ai[i]),
+                    "p_ai_std": _rounded(p.p_ai_std[i]),
+                    "entropy": _rounded(p.entropy[i]),
+                    "mutual_info": _rounded(p.mutual_info[i]),
+                    "ood_score": _rounded(scores.ood_score[i]),
                     "nearest_family": str(scores.nearest_family[i]),
                     "nearest_source": str(scores.nearest_source[i]),
                     "nearest_similarity": _rounded(scores.nearest_similarity[i]),
@@ -167,9 +211,9 @@ class Scorer:
             for method in methods:
                 name = method if method == "gradient" else f"{method}-{baseline}"
                 rel = f"maps/{digest[:16]}-{self.ident[:8]}-{name}.png"
-                note = out / (rel + ".json")
-                if (out / rel).is_file() and note.is_file():  # already drawn for this image and model
-                    done.setdefault(digest, {})[method] = (rel, note.read_text().strip())
+                faith = _kept_note(out / (rel + ".json")) if (out / rel).is_file() else None
+                if faith is not None:  # already drawn for this image and model
+                    done.setdefault(digest, {})[method] = (rel, faith)
                 else:
                     todo.append((digest, record, method, rel))
         failed: dict[str, str] = {}

@@ -11,6 +11,7 @@ their turn and the rest get an immediate "busy" reply, so a burst of uploads can
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import contextlib
 import ctypes
@@ -31,8 +32,9 @@ from fastapi.responses import HTMLResponse, JSONResponse
 
 from data.atomic import write_bytes
 from data.records import scan
+from data.text import display_name
 from explain.baselines import DEFAULT_BASELINE
-from flows.outputs import csv_lines, display_name
+from flows.outputs import csv_lines
 from flows.scoring import COLUMNS, Scorer
 
 PAGE = Path(__file__).resolve().parent / "templates" / "ui.html.j2"
@@ -86,6 +88,7 @@ class Judge:
     store_dir: str
     samples: int | None = None
     keep_dir: Path | None = None
+    scratch_dir: Path | None = None  # where uploads wait to be judged [default: the system's TMPDIR]
 
     def warm_up(self) -> None:
         """Judge one generated image end to end against a throwaway store, so the first analyst does not
@@ -98,14 +101,14 @@ class Judge:
         noise = np.random.default_rng(0).integers(0, 256, (256, 256, 3), dtype=np.uint8)
         buffer = io.BytesIO()
         Image.fromarray(noise).save(buffer, format="PNG")
-        with tempfile.TemporaryDirectory(prefix="faceaudit-ui-warm-") as scratch:
+        with tempfile.TemporaryDirectory(prefix="warm-up-", dir=self.scratch_dir) as scratch:
             Judge(self.scorer, scratch, self.samples).judge("warm-up.png", buffer.getvalue())
 
     def judge(self, name: str, data: bytes) -> dict:
         """The upload's CSV row (as `score` writes it), its map as a data URI, and what the page needs
         to draw the verdict: the thresholds and whether the image is out of distribution."""
         scored_at = datetime.now(UTC).isoformat(timespec="seconds")
-        with tempfile.TemporaryDirectory(prefix="faceaudit-ui-") as scratch:
+        with tempfile.TemporaryDirectory(prefix="upload-", dir=self.scratch_dir) as scratch:
             folder, out = Path(scratch) / "in", Path(scratch) / "out"
             folder.mkdir()
             (folder / "upload").write_bytes(data)
@@ -165,28 +168,47 @@ def _malloc_trim():
 
 
 LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
+WILDCARD_HOSTS = frozenset({"", "0.0.0.0", "::"})
 
 
-def foreign_request(headers, open_to_network: bool) -> str | None:
+def allowed_hosts(bound: str) -> frozenset[str] | None:
+    """The names a request's Host may give for a server listening on `bound`: the loopback names and
+    the address itself (127.0.0.2, a LAN address); None (any name) only for a server opened to every
+    interface on purpose (--host 0.0.0.0), where its names cannot be known."""
+    if bound in WILDCARD_HOSTS:
+        return None
+    import socket
+
+    return LOOPBACK_NAMES | {bound.strip("[]").lower(), socket.gethostname().lower()}
+
+
+def foreign_request(headers, allowed: frozenset[str] | None) -> str | None:
     """Why a request must be refused as coming from another web site, or None.
 
-    Host must name this machine by a loopback name unless the server was opened to the network on
-    purpose (`--host`): a DNS-rebinding page reaches us under its own name. A request that says where
-    it comes from (Origin, or the browser's Sec-Fetch-Site) must come from this page itself: a page
-    elsewhere may send a no-cors POST, and must not get an image judged, stored or kept.
+    Host must name this server as `allowed_hosts` says: a DNS-rebinding page reaches us under its own
+    name. A request that says where it comes from (Origin, or the browser's Sec-Fetch-Site) must come
+    from this page itself: a page elsewhere may send a no-cors POST, and must not get an image judged,
+    stored or kept. A header that does not parse is refused the same way, never an error.
     """
     host = headers.get("host", "")
-    if not open_to_network and urlsplit(f"//{host}").hostname not in LOOPBACK_NAMES:
-        return f"refused: Host {display_name(host)[:100]!r} is not a loopback name for this server"
-    origin = headers.get("origin")
-    if origin is not None and urlsplit(origin).netloc != host:
+    try:
+        name = urlsplit(f"//{host}").hostname
+        origin = headers.get("origin")
+        origin_host = urlsplit(origin).netloc if origin is not None else None
+    except ValueError:
+        return "refused: a malformed Host or Origin header"
+    if allowed is not None and name not in allowed:
+        return f"refused: Host {display_name(host)[:100]!r} does not name this server"
+    if origin is not None and origin_host != host:
         return f"refused: requests from {display_name(origin)[:100]!r} are not accepted, only from this page"
     if headers.get("sec-fetch-site", "same-origin") not in ("same-origin", "none"):
         return "refused: the request came from another site, only this page may upload"
     return None
 
 
-def create_app(judge: Judge, gate: Gate, max_upload_bytes: int, open_to_network: bool = False):
+def create_app(
+    judge: Judge, gate: Gate, max_upload_bytes: int, allowed: frozenset[str] | None = LOOPBACK_NAMES
+):
     """The FastAPI app: the page, one upload endpoint and a health check, for this page only."""
     import jinja2
 
@@ -194,7 +216,7 @@ def create_app(judge: Judge, gate: Gate, max_upload_bytes: int, open_to_network:
 
     @app.middleware("http")
     async def same_site_only(request: Request, call_next):
-        reason = foreign_request(request.headers, open_to_network)
+        reason = foreign_request(request.headers, allowed)
         if reason is not None:
             return JSONResponse({"error": reason}, status_code=403)
         return await call_next(request)
@@ -225,24 +247,49 @@ def create_app(judge: Judge, gate: Gate, max_upload_bytes: int, open_to_network:
                     too_big = f"{name}: larger than the {max_upload_bytes / 1e6:g} MB upload limit"
                     return JSONResponse({"error": too_big}, status_code=413)
                 answer = await run_in_threadpool(gate.run, judge.judge, name, body)
+        except SlowBody as exc:
+            return JSONResponse({"error": f"{name}: {exc}"}, status_code=408, headers={"Connection": "close"})
         except Busy as exc:
-            await read_body(request, 0)
+            with contextlib.suppress(SlowBody):
+                await read_body(request, 0)
             return JSONResponse({"error": str(exc)}, status_code=503, headers={"Retry-After": "5"})
         return JSONResponse(answer)
 
     return app
 
 
+# A client that stops sending holds its place in the queue; past these it loses it (408), so a few
+# stalled connections cannot keep every upload waiting (a 20 MB upload needs 170 KB/s to finish).
+BODY_IDLE_S = 10.0
+BODY_TOTAL_S = 120.0
+
+
+class SlowBody(Exception):
+    """The client sent its upload too slowly, or stopped sending."""
+
+
 async def read_body(request: Request, limit: int) -> bytes | None:
     """The request's body, or None past `limit` bytes. Read to the end even then (keeping nothing
     beyond the limit): a reply sent while the client is still sending would reach it as a broken
-    connection instead of the reason."""
+    connection instead of the reason. SlowBody when a chunk takes over BODY_IDLE_S to come or the
+    whole over BODY_TOTAL_S."""
     body, size = bytearray(), 0
-    with contextlib.suppress(RuntimeError):  # the stream was already consumed
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size <= limit:
-                body.extend(chunk)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + BODY_TOTAL_S
+    chunks = request.stream().__aiter__()
+    while True:
+        wait = min(BODY_IDLE_S, deadline - loop.time())
+        try:
+            chunk = await asyncio.wait_for(chunks.__anext__(), timeout=max(wait, 0.0))
+        except (StopAsyncIteration, RuntimeError):  # the end, or a stream already consumed
+            break
+        except TimeoutError:
+            raise SlowBody(
+                f"the upload stalled (no data for {BODY_IDLE_S:g} s, or unfinished after {BODY_TOTAL_S:g} s)"
+            ) from None
+        size += len(chunk)
+        if size <= limit:
+            body.extend(chunk)
     return bytes(body) if size <= limit else None
 
 
@@ -251,14 +298,15 @@ def serve(judge: Judge, host: str, port: int, max_upload_bytes: int, waiting: in
     import uvicorn
 
     from flows import progress
+    from flows.orchestration import private_tempdir
 
     progress.enable(False)  # no bars per upload in the server's terminal
-    judge.warm_up()
-    release_free_memory()
-    app = create_app(
-        judge, Gate(waiting=waiting), max_upload_bytes, open_to_network=host not in LOOPBACK_NAMES
-    )
-    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
+    with private_tempdir() as scratch:  # uploads wait here; a server killed with -9 leaves it to the next
+        judge.scratch_dir = scratch
+        judge.warm_up()
+        release_free_memory()
+        app = create_app(judge, Gate(waiting=waiting), max_upload_bytes, allowed_hosts(host))
+        uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
 
 
 def check_port_free(host: str, port: int) -> str | None:

@@ -8,6 +8,7 @@ training-data hash, metrics), plus metrics.json and plots written by the train f
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import get_args
@@ -143,24 +144,29 @@ class FaceauditModel:
 
     @classmethod
     def load(cls, folder: Path | str) -> FaceauditModel:
-        from safetensors import SafetensorError
-        from safetensors.numpy import load_file
-
+        """The model in `folder`, its two files each read once (see `read_files`)."""
         folder = Path(folder)
-        if not (folder / CARD_FILE).is_file() or not (folder / WEIGHTS_FILE).is_file():
-            raise ModelError(
-                f"{folder} is not a faceaudit model folder (needs {CARD_FILE} and {WEIGHTS_FILE})"
-            )
+        return cls.from_files(folder, *read_files(folder))
+
+    @classmethod
+    def from_files(cls, folder: Path, card_bytes: bytes, weights: bytes) -> FaceauditModel:
+        """The model whose model.json and model.safetensors hold these bytes; ModelError with a
+        one-line reason for anything a model cannot be. `folder` names it in messages."""
+        from safetensors import SafetensorError
+        from safetensors.numpy import load as load_tensors
+
         try:
-            card = json.loads((folder / CARD_FILE).read_text())
+            card = json.loads(card_bytes)
         except (ValueError, RecursionError) as exc:  # RecursionError: nesting no card has
             raise ModelError(f"{folder / CARD_FILE} is not valid JSON: {exc}") from None
         try:
-            tensors = load_file(str(folder / WEIGHTS_FILE))
+            tensors = load_tensors(weights)
         except (SafetensorError, OSError, ValueError) as exc:
             raise ModelError(
                 f"{folder / WEIGHTS_FILE} is not a valid safetensors file ({exc}); refusing it"
             ) from None
+        if not isinstance(card, dict):
+            raise ModelError(f"{folder / CARD_FILE}: not a JSON object; refusing this model")
         if card.get("format_version") != FORMAT_VERSION:
             raise ModelError(
                 f"{folder} is a model of format {card.get('format_version')!r}; this faceaudit reads format "
@@ -183,8 +189,8 @@ class FaceauditModel:
             probe = None
             if card.get("probe") is not None:
                 probe = LinearProbe.load(float(card["probe"]["C"]), _part(tensors, "probe"))
-        except (KeyError, TypeError, ValueError) as exc:
-            raise ModelError(f"{folder} is incomplete or damaged: {exc!r}") from None
+        except (KeyError, TypeError, ValueError, OverflowError, AttributeError) as exc:
+            raise ModelError(f"{folder} is incomplete or damaged: {exc!r}"[:300]) from None
         kept = ("head", "calibration", "thresholds", "ood", "nearest", "probe")
         info = {k: v for k, v in card.items() if k not in kept}
         samples = int(card.get("n_samples", DEFAULT_SAMPLES))
@@ -208,6 +214,29 @@ class FaceauditModel:
             raise ModelError(f"{folder}: the weights give no finite P(AI); the model is damaged")
 
 
+# Far above any model faceaudit writes (the built-in one: 60 KB of card, 4 MB of weights), far below
+# what would strain memory; a bigger file is refused before it is read.
+MAX_CARD_BYTES = 64 * 2**20
+MAX_WEIGHTS_BYTES = 2 * 2**30
+
+
+def read_files(folder: Path) -> tuple[bytes, bytes]:
+    """model.json's and model.safetensors' bytes, each read once: everything a run decides and records
+    comes from these same bytes, even if the folder is rewritten meanwhile (`train --model-out`)."""
+    from data.nofollow import UnsafePath, read_regular
+
+    if not folder.is_dir():
+        raise ModelError(f"{folder} is not a faceaudit model folder (no such folder)")
+    try:
+        return read_regular(folder / CARD_FILE, MAX_CARD_BYTES), read_regular(
+            folder / WEIGHTS_FILE, MAX_WEIGHTS_BYTES
+        )
+    except UnsafePath as exc:
+        raise ModelError(
+            f"{folder} is not a usable faceaudit model folder (needs {CARD_FILE} and {WEIGHTS_FILE}): {exc}"
+        ) from None
+
+
 def _part(tensors: dict[str, np.ndarray], name: str) -> dict[str, np.ndarray]:
     """The tensors saved under `name.` (head, ood, probe, nearest), without the prefix."""
     prefix = name + "."
@@ -215,7 +244,33 @@ def _part(tensors: dict[str, np.ndarray], name: str) -> dict[str, np.ndarray]:
 
 
 def _number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and not np.isnan(value)
+    """A JSON number that is a finite float (10**400 written out as digits is not)."""
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return False
+    try:
+        return math.isfinite(float(value))
+    except OverflowError:
+        return False
+
+
+def _whole(value, low: int, high: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
+
+
+# What each head hyperparameter may be; a value outside makes a model that judges nothing (dropout 1.5
+# zeroes every unit, so every image gets one P(AI) with no spread).
+_HEAD_PARAMS = {
+    "hidden": lambda v: isinstance(v, list) and len(v) == 2 and all(_whole(n, 1, 65536) for n in v),
+    "dropout": lambda v: _number(v) and 0.0 <= v < 1.0,
+    "prior_scale": lambda v: _number(v) and v > 0,
+    "lr": lambda v: _number(v) and v > 0,
+    "weight_decay": lambda v: _number(v) and v >= 0,
+    "batch_size": lambda v: _whole(v, 1, 2**20),
+    "max_epochs": lambda v: _whole(v, 1, 10**6),
+    "patience": lambda v: _whole(v, 1, 10**6),
+    "val_samples": lambda v: _whole(v, 1, 10**5),
+    "seed": lambda v: _whole(v, 0, 2**63),
+}
 
 
 def _check_card(card: dict, path: Path) -> None:
@@ -234,6 +289,25 @@ def _check_card(card: dict, path: Path) -> None:
         raise refuse(f"unknown head kind {card['head'].get('kind')!r} (known: {', '.join(HEADS)})")
     if not isinstance(card["head"].get("params"), dict):
         raise refuse("'head.params' must be an object")
+    for name, value in card["head"]["params"].items():
+        if name not in _HEAD_PARAMS:
+            raise refuse(f"unknown head parameter {name!r}")
+        if not _HEAD_PARAMS[name](value):
+            raise refuse(f"head parameter '{name}' cannot be {value!r}"[:200])
+    described = card["embedding"].get(
+        "describe", {"preprocess": {"mode": ""}, "pooling": {"kind": "", "layers": []}}
+    )
+    if not (
+        isinstance(described, dict)
+        and isinstance(described.get("preprocess"), dict)
+        and isinstance(described["preprocess"].get("mode"), str)
+        and isinstance(described.get("pooling"), dict)
+        and isinstance(described["pooling"].get("kind"), str)
+        and isinstance(described["pooling"].get("layers"), list)
+        and all(_whole(n, 0, 1000) for n in described["pooling"]["layers"])
+        and isinstance(card["embedding"].get("backbone"), str)
+    ):
+        raise refuse("'embedding' must name its backbone, and its description its preprocessing and pooling")
     thresholds = card["thresholds"]
     for name in (
         "ai",
@@ -245,7 +319,7 @@ def _check_card(card: dict, path: Path) -> None:
         "max_ai_called_real",
     ):
         if name in thresholds and not _number(thresholds[name]):
-            raise refuse(f"threshold '{name}' must be a number, not {thresholds[name]!r}")
+            raise refuse(f"threshold '{name}' must be a finite number, not {thresholds[name]!r}"[:200])
     ai, real = thresholds.get("ai", 0.5), thresholds.get("real", 0.5)
     if not 0.0 <= real <= ai <= 1.0:
         raise refuse(f"thresholds must satisfy 0 <= real <= ai <= 1 (real {real}, ai {ai})")

@@ -227,7 +227,7 @@ def test_a_damaged_store_file_is_skipped_named_and_quarantined(trained: dict, du
 @pytest.mark.parametrize(
     ("change", "reason"),
     [
-        (lambda card: card["thresholds"].update(ai="high"), "must be a number"),
+        (lambda card: card["thresholds"].update(ai="high"), "must be a finite number"),
         (lambda card: card["thresholds"].update(real=0.9, ai=0.2), "0 <= real <= ai <= 1"),
         (lambda card: card.update(n_samples=10**9), "'n_samples' must be a whole number"),
         (lambda card: card.update(n_samples="200"), "'n_samples' must be a whole number"),

@@ -3,7 +3,10 @@ workers reporting to the session's Prefect server (without one, each would start
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import signal
 from pathlib import Path
 
 import h5py
@@ -12,7 +15,8 @@ import numpy as np
 from data import scan
 from embed.spec import make_spec
 from embed.store import FeatureStore
-from tests.conftest import faceaudit, make_labelled_folder
+from tests import warm
+from tests.conftest import faceaudit, in_background, make_labelled_folder, stop_group, wait_for
 
 
 def test_two_dask_workers_give_the_vectors_of_a_sequential_run(
@@ -50,25 +54,52 @@ def test_both_dask_options_are_refused(tmp_path: Path) -> None:
     assert result.returncode == 2 and "not both" in result.stderr
 
 
-def test_score_can_embed_on_dask_first(trained: dict, tmp_path: Path, prefect_api: str) -> None:
+def prefect_servers() -> set[int]:
+    """Pids of running temporary Prefect servers (uvicorn serving Prefect's app)."""
+    found = set()
+    for entry in Path("/proc").iterdir():
+        with contextlib.suppress(OSError):
+            if entry.name.isdigit() and b"prefect.server.api.server" in (entry / "cmdline").read_bytes():
+                found.add(int(entry.name))
+    return found
+
+
+def test_score_can_embed_on_dask_first_and_leaves_nothing_running(trained: dict, tmp_path: Path) -> None:
+    """Without a configured server: one temporary server for the run and its workers, gone at the end,
+    and nothing left in TMPDIR (issue 20: two orphaned servers, dask-scratch-space/ and pymp-*)."""
     dump = tmp_path / "dump"
     dump.mkdir()
     for image in sorted((trained["data"] / "alpha").rglob("*.png"))[:6]:
         (dump / image.name).write_bytes(image.read_bytes())
-    result = faceaudit(
-        "score",
-        str(dump),
-        "--out",
-        str(tmp_path / "out"),
-        "--model",
-        str(trained["model"]),
-        "--store",
-        str(tmp_path / "store"),
-        "--dask-workers",
-        "2",
-        "--explain",
-        "none",
-    )
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"} | {"TMPDIR": str(scratch)}
+    servers = prefect_servers()
+    result = warm.run(
+        [*warm.CLI, "score", str(dump), "--out", str(tmp_path / "out"), "--model", str(trained["model"]),
+         "--store", str(tmp_path / "store"), "--dask-workers", "2", "--explain", "none"],
+        capture_output=True, text=True, env=env,
+    )  # fmt: skip
     assert result.returncode == 0, result.stderr
     run = json.loads((tmp_path / "out" / "run.json").read_text())
     assert run["files"] == 6 and run["newly_embedded"] == 0  # the cluster had embedded them all
+    assert "Error logging to API" not in result.stderr
+    wait_for(lambda: prefect_servers() <= servers, 10, "the temporary Prefect server to stop")
+    assert not list(scratch.iterdir())
+
+
+def test_a_killed_recorded_run_takes_its_temporary_server_with_it(trained: dict, tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
+    servers = prefect_servers()
+    process = in_background(
+        [*warm.CLI, "score", str(trained["data"] / "alpha"), "--out", str(tmp_path / "out"),
+         "--model", str(trained["model"]), "--store", str(tmp_path / "store"), "--prefect"],
+        env=env,
+    )  # fmt: skip
+    try:
+        started = wait_for(lambda: prefect_servers() - servers, 60, "the run's temporary Prefect server")
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait()
+        wait_for(lambda: not (prefect_servers() & started), 10, "the server to die with its run")
+    finally:
+        stop_group(process)

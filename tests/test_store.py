@@ -13,6 +13,7 @@ import h5py
 import numpy as np
 import pytest
 
+from data.nofollow import UnsafePath
 from embed.store import MAX_SMALL_SHARDS, FeatureStore, StoreError
 
 FINGERPRINT = "f" * 64
@@ -131,12 +132,96 @@ def test_live_runs_batches_are_not_merged_by_others(tmp_path: Path) -> None:
     assert len(store.files()) == 2 and len(store) == 10
 
 
-def test_a_file_of_another_fingerprint_is_refused(tmp_path: Path) -> None:
-    store = FeatureStore(tmp_path, FINGERPRINT)
-    with store.writer({**PROVENANCE, "fingerprint": "e" * 64}) as writer:
-        writer.append(digests(2), vectors_for(digests(2)))
-    with pytest.raises(StoreError, match="holds vectors of fingerprint"):
-        FeatureStore(tmp_path, FINGERPRINT).contains(digests(1))
+def plant_damaged_files(folder: Path, good: Path, outside: Path) -> dict[str, str]:
+    """Every kind of file a store folder must survive, beside the sound shard `good`; returns each
+    planted name and a word of the reason `store check` must give."""
+    planted = {}
+
+    def store_file(name: str, reason: str, rows: int = 2, **attrs) -> h5py.File:
+        """A store file of hashes 100 + 10000 * n onwards (n: files planted so far)."""
+        handle = h5py.File(folder / name, "w")
+        handle.attrs.update({**PROVENANCE, **attrs})
+        hashes = digests(rows, start=100 + 10000 * len(planted))
+        planted[name] = reason
+        handle["sha256"] = np.array(hashes, dtype="S64")
+        handle["key"] = np.array([int(h[:16], 16) for h in hashes], dtype=np.uint64)
+        return handle
+
+    os.mkfifo(folder / "shard-fifo.h5")
+    planted["shard-fifo.h5"] = "not a regular file"
+    with store_file("shard-other-dim.h5", "dimension 3") as handle:
+        handle["vectors"] = np.ones((2, 3), np.float32)
+    with store_file("shard-other-fingerprint.h5", "fingerprint eeee", fingerprint="e" * 64) as handle:
+        handle["vectors"] = np.ones((2, 4), np.float32)
+    with store_file("shard-nan.h5", "not finite") as handle:
+        handle["vectors"] = np.array([[1, 2, 3, 4], [np.nan, 0, 0, 0]], np.float32)
+    with store_file("shard-external.h5", "outside this file") as handle:
+        os.mkfifo(outside / "external-fifo")  # a reader that opened it would hang
+        handle.create_dataset(
+            "vectors", (2, 4), np.float32, external=[(str(outside / "external-fifo"), 0, 32)]
+        )
+    planted["shard-huge.h5"] = "rows"
+    with h5py.File(folder / "shard-huge.h5", "w") as handle:  # 2^31 rows declared in a few KB
+        handle.attrs.update(PROVENANCE)
+        handle.create_dataset("sha256", (2**31,), "S64", chunks=(1024,))
+        handle.create_dataset("key", (2**31,), np.uint64, chunks=(1024,))
+        handle.create_dataset("vectors", (2**31, 4), np.float32, chunks=(1024, 4))
+    with store_file("shard-gzip.h5", "cannot be read", rows=4096) as handle:
+        noise = np.random.default_rng(0).random((4096, 4), np.float32)
+        handle.create_dataset("vectors", data=noise, chunks=(512, 4), compression="gzip")
+    raw = bytearray((folder / "shard-gzip.h5").read_bytes())
+    with h5py.File(folder / "shard-gzip.h5", "r") as handle:
+        offset = handle["vectors"].id.get_chunk_info(3).byte_offset
+    raw[offset : offset + 16] = os.urandom(16)  # one compressed chunk corrupted
+    (folder / "shard-gzip.h5").write_bytes(bytes(raw))
+    (outside / "linked.h5").write_bytes(good.read_bytes())
+    (folder / "shard-link.h5").symlink_to(outside / "linked.h5")
+    planted["shard-link.h5"] = "symlink"
+    return planted
+
+
+def test_damaged_files_are_skipped_listed_and_quarantined_without_a_hang(tmp_path: Path) -> None:
+    from embed.store import check_store, quarantine
+
+    store = FeatureStore(tmp_path / "store", FINGERPRINT)
+    with store.writer(PROVENANCE) as writer:
+        writer.append(digests(3), vectors_for(digests(3)))
+    good = store.files()[0]
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    planted = plant_damaged_files(store.folder, good, outside)
+    (tmp_path / "store" / "eeeeeeeeeeeeeeee").symlink_to(outside)  # a linked fingerprint folder
+    planted["eeeeeeeeeeeeeeee"] = "symlinked fingerprint folder"
+    before = {p.name: p.read_bytes() for p in outside.iterdir() if p.is_file()}
+
+    # every reader: the sound shard still answers; the damaged rows (hashes 100+) count as missing
+    fresh = FeatureStore(tmp_path / "store", FINGERPRINT)
+    assert fresh.contains(digests(3)).all()
+    np.testing.assert_array_equal(fresh.get(digests(3)), vectors_for(digests(3)))
+    damaged_rows = [h for n in range(6) for h in digests(2, start=100 + 10000 * n)]
+    found, vectors = fresh.get_available(damaged_rows)
+    assert not found.any() and np.isfinite(vectors).all()
+    gzipped = digests(4096, start=60100)
+    assert fresh.contains(gzipped).all()  # its metadata reads: the corrupt chunk shows only when read
+    found, _ = fresh.get_available(gzipped)
+    assert not found.any() and not fresh.contains(gzipped).any()  # from then on the file is left out
+    with pytest.raises(StoreError, match="have no vector"):
+        fresh.get(digests(1, start=100))
+
+    listed = {path.name: reason for path, reason in check_store(tmp_path / "store")}
+    assert listed[good.name] is None
+    for name, word in planted.items():
+        assert listed[name] is not None and word in listed[name], (name, listed[name])
+
+    (tmp_path / "store" / "quarantine").symlink_to(outside)  # moving into it would leave the store
+    with pytest.raises(UnsafePath, match="symlink"):
+        quarantine(tmp_path / "store" / store.folder.name / "shard-nan.h5", tmp_path / "store")
+    (tmp_path / "store" / "quarantine").unlink()
+    for name in planted:
+        path = tmp_path / "store" / (name if name.startswith("eeee") else f"{store.folder.name}/{name}")
+        quarantine(path, tmp_path / "store")
+    assert [(p.name, r) for p, r in check_store(tmp_path / "store")] == [(good.name, None)]
+    assert {p.name: p.read_bytes() for p in outside.iterdir() if p.is_file()} == before
 
 
 def test_wrong_vector_shape_is_refused(tmp_path: Path) -> None:
