@@ -366,3 +366,26 @@ def test_a_dump_gone_or_replaced_by_a_file_fails(trained: dict, dump: Path, tmp_
     with pytest.raises(InputGone, match="not a folder"):
         score_flow.fn(str(tmp_path / "a-file"), str(tmp_path / "out-file"), **params)
     assert not (tmp_path / "out-gone").exists() and not (tmp_path / "out-file").exists()
+
+
+# ---- 6 and 11. what a killed run or server left in TMPDIR goes with the next -----------------------------
+
+
+def test_the_private_tmpdir_of_a_killed_run_is_removed_by_the_next(tmp_path: Path, monkeypatch) -> None:
+    import subprocess
+    import tempfile
+
+    from flows.orchestration import private_tempdir
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    left = tmp_path / f"faceaudit-run-{dead.pid}-abcdefgh"
+    (left / "upload-x" / "in").mkdir(parents=True)
+    (left / "upload-x" / "in" / "upload").write_bytes(b"an upload a kill -9 left behind")
+    alive = tmp_path / f"faceaudit-run-{os.getpid()}-abcdefgh"
+    alive.mkdir()
+    with private_tempdir() as scratch:
+        assert os.environ["TMPDIR"] == str(scratch) and scratch.is_dir()
+        assert not left.exists() and alive.exists()  # a live run's folder is never touched
+    assert not scratch.exists()
