@@ -531,7 +531,7 @@ def _model_spec(model: Path | None):
 
 def _run_guarded(flow_fn, prefect: bool | None, progress: bool | None, **params):
     """Run a flow; the errors a user can fix become one-line reasons: exit code 2, or 75 when OUT is
-    held by another run (retry later)."""
+    held by another run or the configured Prefect server does not answer (retry later)."""
     from prefect.exceptions import ParameterTypeError
 
     from data.nofollow import UnsafePath
@@ -539,14 +539,14 @@ def _run_guarded(flow_fn, prefect: bool | None, progress: bool | None, **params)
     from embed.store import StoreError
     from flows import progress as progress_mod
     from flows.labelled import DataError
-    from flows.orchestration import run_flow
+    from flows.orchestration import ServerUnreachable, run_flow
     from flows.outputs import OutputBusy
     from head.model import ModelError
 
     progress_mod.enable(progress)
     try:
         return run_flow(flow_fn, prefect, **params)
-    except OutputBusy as exc:
+    except (OutputBusy, ServerUnreachable) as exc:
         raise fail(str(exc), EXIT_BUSY) from None
     except ParameterTypeError as exc:
         raise fail(" ".join(str(exc).split())) from None
@@ -611,6 +611,14 @@ def nightly(
     store: StoreOption = None,
     explain: ExplainOption = DEFAULT_EXPLAIN,
     samples: SamplesOption = None,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force",
+            help="Score every dump again, even one whose report is current (same files, model, "
+            "--explain and --samples).",
+        ),
+    ] = False,
     prefect: PrefectOption = None,
     progress: ProgressOption = None,
 ) -> None:
@@ -634,6 +642,7 @@ def nightly(
             model_dir=str(model) if model else None,
             explain=explain,
             samples=samples,
+            force=force,
         )
     except NightFailed as exc:
         done = exc.done

@@ -23,7 +23,7 @@ DEFAULT_WORKERS = 1
 # Exit codes of the command line, documented in the README.
 EXIT_FAILED = 1  # the run ended with an error (a nightly: some dumps failed, the others were scored)
 EXIT_USAGE = 2  # the input cannot be used at all: a bad flag, a missing folder, a broken model
-EXIT_BUSY = 75  # OUT is being written by another run: retry later (sysexits' EX_TEMPFAIL)
+EXIT_BUSY = 75  # OUT is held by another run, or the Prefect server is down: retry later (EX_TEMPFAIL)
 EXIT_INTERRUPTED = 130
 
 

@@ -79,9 +79,21 @@ def nightly_flow(
     model_dir: str | None = None,
     explain: Explain = DEFAULT_EXPLAIN,
     samples: Samples | None = None,
+    force: bool = False,
 ) -> dict:
     """Score the dumps under `dumps_root` that need it; returns what was scored, kept, skipped and
-    failed, or raises `NightFailed` (after trying every dump) when any dump failed."""
+    failed, or raises `NightFailed` (after trying every dump) when any dump failed.
+
+    Args:
+        dumps_root: Folder whose visible subfolders are the dumps to score (links are not followed).
+        reports_root: Folder for one report folder per dump; not the dumps root, nor inside a dump.
+        store_dir: Feature store shared by every dump, so no image is embedded twice.
+        model_dir: Model folder; empty for the built-in model.
+        explain: Maps for 'flagged' images (ai_generated and uncertain), 'all' or 'none'.
+        samples: Monte Carlo samples per image; empty for the model's own number.
+        force: Score every dump again, even one whose report is current (same files, model and
+            parameters).
+    """
     logger = run_logger()
     check_reports_root(Path(dumps_root), Path(reports_root))
     dumps, refused = dump_folders(Path(dumps_root), (reports_root, store_dir))
@@ -108,7 +120,7 @@ def nightly_flow(
                 model_dir=model_dir,
                 explain=explain,
                 samples=samples,
-                only_if_changed=True,
+                only_if_changed=not force,
             )
         except OutputBusy as exc:
             done["busy"][name] = str(exc)

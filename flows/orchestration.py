@@ -49,6 +49,27 @@ def check_recordable(params: dict[str, Any]) -> None:
                 ) from None
 
 
+class ServerUnreachable(Exception):
+    """The configured Prefect server does not answer: nothing was run; retry later or run unrecorded."""
+
+
+def check_reachable(timeout_s: float = 5.0) -> None:
+    """Ask the configured Prefect server for its health before a recorded run starts: a server that is
+    down would otherwise fail the run after a page of retries and tracebacks, with nothing scored."""
+    import httpx
+    from prefect.settings import PREFECT_API_URL
+
+    url = os.environ.get("PREFECT_API_URL") or PREFECT_API_URL.value()
+    try:
+        httpx.get(f"{url.rstrip('/')}/health", timeout=timeout_s).raise_for_status()
+    except httpx.HTTPError as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ServerUnreachable(
+            f"the Prefect server at {url} does not answer ({reason}); start it, or run this without "
+            "recording it: --no-prefect, or unset PREFECT_API_URL"
+        ) from None
+
+
 def call(task_fn, *args: Any, timeout_s: float | None = None, **kwargs: Any):
     """Call a Prefect task (or subflow) as such inside a flow run, or as its plain function outside one.
 
@@ -75,6 +96,7 @@ def run_flow(flow_fn, orchestrate: bool | None, **params: Any):
     if orchestrate:
         check_recordable(params)
         if api_configured():
+            check_reachable()
             return flow_fn(**params)
         with temporary_server():
             return flow_fn(**params)

@@ -28,11 +28,19 @@ def thumbnail(record: ImageRecord) -> str:
     return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
+def threshold_text(value: float) -> str:
+    """A threshold to 4 significant digits, or in full where those would round it onto 0 or 1 (0.99998
+    shown as 1.000 would read as "only P(AI) = 1 is called AI")."""
+    short = f"{value:.4g}"
+    return short if float(short) not in (0.0, 1.0) or float(short) == value else repr(float(value))
+
+
 def write_report(path: Path, rows: list[dict], run: dict, records) -> None:
     """Render the page straight to disk, a row (and its thumbnail) at a time."""
     import jinja2
 
     environment = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
+    environment.filters["threshold"] = threshold_text
     template = environment.from_string(_TEMPLATE.read_text())
     files = {record.rel: record for record in records if record.ok}
 

@@ -9,6 +9,7 @@ at all. Only images the store lacks are embedded; maps already drawn for the sam
 so a retried or re-run map task resumes where it stopped.
 """
 
+import contextlib
 import hashlib
 import json
 import os
@@ -34,7 +35,7 @@ from flows.defaults import (
     ExplainMethod,
 )
 from flows.embed_flow import scan_folder
-from flows.orchestration import call
+from flows.orchestration import call, in_flow_run
 from flows.outputs import csv_lines, json_text, jsonl_lines, output_lock
 from flows.params import BatchSize, Samples, Workers
 from flows.report import write_report
@@ -87,8 +88,43 @@ def check_separate(input_dir: Path, out: Path, store: Path) -> None:
             )
 
 
-def current_run(out: Path, manifest: str, model: str) -> dict | None:
-    """run.json of a complete report for exactly these files and this model, if OUT holds one."""
+def seconds_since(started: float, less: float = 0.0) -> float:
+    """Seconds since `started` less the steps already counted, to the millisecond; never -0.0 (a step
+    that took no time rounds to 0.0)."""
+    return max(0.0, round(time.perf_counter() - started - less, 3)) + 0.0
+
+
+def embedding_record(embedding: dict) -> dict:
+    """The model card's embedding as run.json records it: preprocessing and pooling as the objects they
+    are (the card keeps them as the JSON text stored beside each vector), without the long description."""
+    record = {}
+    for key, value in embedding.items():
+        if key == "describe":
+            continue
+        if key in ("preprocess", "pooling") and isinstance(value, str):
+            with contextlib.suppress(ValueError):
+                value = json.loads(value)
+        record[key] = value
+    return record
+
+
+def recorded_run() -> dict:
+    """The Prefect flow run's id and UI address, for a recorded run (nothing for an in-process one)."""
+    if not in_flow_run():
+        return {}
+    from prefect.runtime import flow_run
+
+    return {"prefect": {"flow_run_id": str(flow_run.id), "flow_run_url": flow_run.ui_url}}
+
+
+# run.json's keys that decide what a report holds besides the files and the model: a report made with
+# other values is not up to date (maps for other images, other figures).
+OUTPUT_PARAMETERS = ("explain", "explain_method", "occlusion_baseline", "samples")
+
+
+def current_run(out: Path, manifest: str, model: str, parameters: dict) -> dict | None:
+    """run.json of a complete report for exactly these files, this model and these `parameters`
+    (OUTPUT_PARAMETERS), if OUT holds one."""
     try:
         run = json.loads((out / "run.json").read_text())
     except (OSError, ValueError, RecursionError):
@@ -96,7 +132,11 @@ def current_run(out: Path, manifest: str, model: str) -> dict | None:
     if not isinstance(run, dict) or not isinstance(run.get("model"), dict):
         return None
     complete = all((out / name).is_file() for name in ("verdicts.csv", "verdicts.jsonl", "report.html"))
-    same = run.get("input_sha256") == manifest and run.get("model", {}).get("id") == model
+    same = (
+        run.get("input_sha256") == manifest
+        and run.get("model", {}).get("id") == model
+        and all(run.get(key) == value for key, value in parameters.items())
+    )
     return run if complete and same else None
 
 
@@ -158,13 +198,27 @@ def score_flow(
 ) -> dict:
     """Score every file under `input_dir`; returns run.json's content.
 
-    `only_if_changed`: when OUT already holds a complete report for exactly these files and this model,
-    keep it and return it with "up_to_date": true (what `nightly` asks for).
+    `only_if_changed`: when OUT already holds a complete report for exactly these files, this model
+    and these output parameters (explain, its method and baseline, samples), keep it and return it with
+    "up_to_date": true (what `nightly` asks for); a recorded run then ends Completed with that message.
+
+    Args:
+        input_dir: Folder of images to judge, walked recursively.
+        out_dir: Folder for verdicts.csv, verdicts.jsonl, run.json, maps/ and report.html.
+        store_dir: Feature store; images already in it are not embedded again.
+        model_dir: Model folder; empty for the built-in model.
+        explain: Maps for 'flagged' images (ai_generated and uncertain), 'all' or 'none'.
+        samples: Monte Carlo samples per image; empty for the model's own number.
+        batch_size: Images per forward pass of the backbone.
+        workers: Processes decoding images ahead of the backbone.
+        explain_method: 'occlusion', 'gradient' or 'both'.
+        occlusion_baseline: What hides a window in an occlusion map: 'blur' or 'mean'.
+        only_if_changed: Keep a report that is current instead of scoring again.
     """
     check_separate(Path(input_dir), Path(out_dir), Path(store_dir))
     with output_lock(Path(out_dir)):
         refuse_planted_links(Path(out_dir))
-        return _score(
+        run = _score(
             input_dir,
             out_dir,
             store_dir,
@@ -177,6 +231,11 @@ def score_flow(
             occlusion_baseline,
             only_if_changed,
         )
+    if run.get("up_to_date") and in_flow_run():  # the run's state says so in Prefect's UI and API
+        from prefect.states import Completed
+
+        return Completed(message=run["message"], data=run)
+    return run
 
 
 def _score(
@@ -204,13 +263,20 @@ def _score(
     if len(records) == 1 and records[0].rel == "." and records[0].error:
         raise InputGone(f"{shown}: {records[0].error} (deleted or replaced while the run started?)")
     manifest = input_manifest(records)
-    if only_if_changed and (kept := current_run(out, manifest, scorer.ident)) is not None:
-        logger.info("%s: report up to date (%d files, model %s)", shown, kept["files"], scorer.ident)
-        return {**kept, "up_to_date": True}
+    parameters = {
+        "explain": explain,
+        "explain_method": explain_method,
+        "occlusion_baseline": occlusion_baseline,
+        "samples": samples or scorer.model.n_samples,
+    }
+    if only_if_changed and (kept := current_run(out, manifest, scorer.ident, parameters)) is not None:
+        message = f"report up to date ({kept['files']} files, model {scorer.ident}, same parameters)"
+        logger.info("%s: %s", shown, message)
+        return {**kept, "up_to_date": True, "message": message}
     logger.info("%s: %d files found; model %s", shown, len(records), scorer.ident)
 
     embed_summary = scorer.embed(records, store_dir, str(input_dir), batch_size, workers)
-    timings = {"embed_s": round(time.perf_counter() - started, 3)}
+    timings = {"embed_s": seconds_since(started)}
     logger.info(
         "embedded %d new images (%d already stored) in %.1f s",
         embed_summary.new,
@@ -231,7 +297,7 @@ def _score(
             if record.ok and record.sha256 not in predicted:
                 record.error = "no readable vector could be stored for it"
         readable = [r for r in records if r.ok]
-    timings["predict_s"] = round(time.perf_counter() - started - timings["embed_s"], 3)
+    timings["predict_s"] = seconds_since(started, timings["embed_s"])
 
     maps = NO_MAPS
     if explain != "none":
@@ -251,7 +317,7 @@ def _score(
             timeout_s=limit,
         )
     log_unreadable([(r.rel, maps.failed[r.sha256]) for r in readable if r.sha256 in maps.failed])
-    timings["explain_s"] = round(time.perf_counter() - started - timings["embed_s"] - timings["predict_s"], 3)
+    timings["explain_s"] = seconds_since(started, timings["embed_s"] + timings["predict_s"])
 
     rows = scorer.rows(records, predicted, maps, scored_at)
     model = scorer.model
@@ -263,16 +329,14 @@ def _score(
         "counts": {v: sum(1 for r in rows if r["verdict"] == v) for v in VERDICTS},
         "newly_embedded": embed_summary.new,
         "model": scorer.describe(),
-        "embedding": {k: v for k, v in model.info["embedding"].items() if k != "describe"},
+        "embedding": embedding_record(model.info["embedding"]),
         "thresholds": model.thresholds.describe(),
         "calibration": model.calibrator.describe(),
-        "samples": samples or model.n_samples,
-        "explain": explain,
-        "explain_method": explain_method,
-        "occlusion_baseline": occlusion_baseline,
+        **parameters,
         "scored_at": scored_at,
         "faceaudit_version": code_version(),
-        "timings": {**timings, "total_s": round(time.perf_counter() - started, 3)},
+        "timings": {**timings, "total_s": seconds_since(started)},
+        **recorded_run(),
     }
     call(write_outputs, str(out), rows, run, records)
     _warn_if_doubtful(rows, records, scorer)

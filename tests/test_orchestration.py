@@ -83,6 +83,9 @@ def test_a_failed_dump_does_not_stop_the_night(trained: dict, tmp_path: Path, pr
     for night, files in (("2026-11-20", 3), ("2026-11-22", 2)):
         run = json.loads((reports / night / "run.json").read_text())
         assert run["files"] == files and (reports / night / "verdicts.jsonl").is_file()
+        recorded = flow_run_named(f"score {night}")
+        assert run["prefect"]["flow_run_id"] == recorded["id"]
+        assert run["prefect"]["flow_run_url"].endswith(recorded["id"])
 
     run = json.loads((reports / "2026-11-20" / "run.json").read_text())
     table = json.loads(artifact("verdicts-2026-11-20")["data"])
@@ -103,6 +106,17 @@ def test_a_failed_dump_does_not_stop_the_night(trained: dict, tmp_path: Path, pr
     tasks = api("task_runs/filter", {"flow_runs": {"id": {"any_": [scored["id"]]}}})
     steps = {t["name"].rsplit("-", 1)[0] for t in tasks if t["state_type"] == "COMPLETED"}
     assert steps == {"scan-folder", "embed-new-images", "predict", "write-outputs"}  # --explain none
+
+    # The next night: the two good dumps are current, and their runs say so in their state.
+    again = nightly_flow(
+        str(dumps), str(reports), str(tmp_path / "store"), str(trained["model"]), explain="none",
+        samples=20, return_state=True,
+    )  # fmt: skip
+    assert again.is_failed() and "1 of 3 dumps failed" in again.message
+    kept = api("flow_runs/filter", {"flow_runs": {"name": {"any_": ["score 2026-11-22"]}}})
+    assert any(
+        r["state_name"] == "Completed" and "report up to date" in (r["state"]["message"] or "") for r in kept
+    )
 
 
 def test_a_dump_whose_report_folder_is_busy_is_skipped(trained: dict, tmp_path: Path) -> None:
@@ -241,3 +255,44 @@ def test_a_work_pool_worker_runs_the_nightly_deployment(
         stop_group(worker)
     for night in ("2026-11-20", "2026-11-21"):
         assert json.loads((reports / night / "run.json").read_text())["files"] == 2
+
+
+def test_a_night_scores_again_when_an_output_parameter_changes(trained: dict, tmp_path: Path) -> None:
+    """A report is current only for the same files, model, explain and samples; --force scores anyway."""
+    from flows.nightly_flow import nightly_flow
+
+    dumps = make_dumps(trained, tmp_path / "dumps", ["d"], per_dump=2)
+    common = dict(
+        dumps_root=str(dumps), reports_root=str(tmp_path / "reports"), store_dir=str(tmp_path / "store")
+    )
+    common["model_dir"] = str(trained["model"])
+
+    def night(**params) -> tuple[dict, dict]:
+        done = nightly_flow.fn(**common, **params)
+        return done, json.loads((tmp_path / "reports" / "d" / "run.json").read_text())
+
+    done, run = night(explain="none", samples=20)
+    assert list(done["scored"]) == ["d"] and run["explain"] == "none"
+    done, run = night(explain="all", samples=20)
+    assert list(done["scored"]) == ["d"] and run["explain"] == "all"
+    assert len(list((tmp_path / "reports" / "d" / "maps").glob("*.png"))) == 2
+    done, run = night(explain="all", samples=30)
+    assert list(done["scored"]) == ["d"] and run["samples"] == 30
+    done, _ = night(explain="all", samples=30)
+    assert done["up_to_date"] == ["d"] and not done["scored"]
+    done, _ = night(explain="all", samples=30, force=True)
+    assert list(done["scored"]) == ["d"]
+    assert "-0.0" not in (tmp_path / "reports" / "d" / "run.json").read_text()
+    assert isinstance(run["embedding"]["preprocess"], dict) and isinstance(run["embedding"]["pooling"], dict)
+
+
+def test_an_unreachable_server_is_one_line_and_retryable(trained: dict, tmp_path: Path) -> None:
+    dump = make_dumps(trained, tmp_path / "dumps", ["d"], per_dump=1) / "d"
+    result = warm.run(
+        [*warm.CLI, "score", str(dump), "--out", str(tmp_path / "out"), "--model", str(trained["model"])],
+        capture_output=True, text=True, env={**os.environ, "PREFECT_API_URL": "http://127.0.0.1:1/api"},
+    )  # fmt: skip
+    assert result.returncode == 75, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "the Prefect server at http://127.0.0.1:1/api does not answer" in lines[0]
+    assert "--no-prefect" in lines[0] and not (tmp_path / "out").exists()
