@@ -20,7 +20,8 @@ from flows.defaults import DEFAULT_EXPLAIN, Explain
 from flows.orchestration import call
 from flows.outputs import OutputBusy
 from flows.params import Samples
-from flows.run_log import run_logger
+from flows.report import write_index
+from flows.run_log import publish_failure, publish_night, run_logger
 from flows.score_flow import score_flow
 
 
@@ -105,12 +106,13 @@ def nightly_flow(
         "failed": {},
     }
     logger.info("%d dumps under %s", len(dumps), display_name(dumps_root))
+    reports: dict[str, Path] = {}
     for name, reason in refused.items():
         done["failed"][name] = reason
         logger.error("failed %s: %s", name, reason)
     for dump in dumps:
         name = display_name(dump.name)
-        report = Path(reports_root) / dump.name
+        report = reports[name] = Path(reports_root) / dump.name
         try:
             run = call(
                 score_flow,
@@ -129,6 +131,7 @@ def nightly_flow(
         except Exception as exc:  # one bad dump must not cost the others their night
             done["failed"][name] = display_name(f"{type(exc).__name__}: {exc}")
             logger.error("failed %s: %s", name, done["failed"][name])
+            publish_failure(dump, done["failed"][name])
             continue
         if run.get("up_to_date"):
             done["up_to_date"].append(name)
@@ -141,6 +144,8 @@ def nightly_flow(
         len(done["busy"]),
         len(done["failed"]),
     )
+    publish_night(dumps_root, done, reports)
+    write_index(Path(reports_root))
     if done["failed"]:
         raise NightFailed(done)
     return done

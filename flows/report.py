@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import base64
+import html
 import io
+import json
+import os
 from pathlib import Path
+from urllib.parse import quote
 
 from data.atomic import write_text
 from data.decode import UnreadableImage, decode_image
@@ -56,3 +60,30 @@ def write_report(path: Path, rows: list[dict], run: dict, records) -> None:
     # folder names are shown as text whatever their bytes (a name that is not UTF-8 stays readable)
     shown_run = {**run, **{key: display_name(run[key]) for key in ("input_dir", "out_dir") if key in run}}
     write_text(path, template.generate(rows=shown(), run=shown_run))
+
+
+def write_index(reports_root: Path) -> None:
+    """REPORTS_ROOT/index.html: a link to every dump's report.html there, newest name first, with its
+    verdict counts and when it was scored (from its run.json)."""
+    if not reports_root.is_dir():
+        return
+    items = []
+    for folder in sorted(reports_root.iterdir(), key=lambda p: p.name, reverse=True):
+        if folder.is_symlink() or not (folder / "report.html").is_file():
+            continue
+        try:
+            run = json.loads((folder / "run.json").read_text())
+            counts = ", ".join(f"{count} {verdict}" for verdict, count in run["counts"].items())
+            when = str(run.get("scored_at", ""))
+        except (OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError):
+            counts, when = "no complete run.json", ""
+        link = quote(os.fsencode(folder.name)) + "/report.html"
+        items.append(
+            f'<li><a href="{html.escape(link)}">{html.escape(display_name(folder.name))}</a> '
+            f"{html.escape(when)}: {html.escape(counts)}</li>"
+        )
+    page = (
+        '<!doctype html><html lang="en"><head><meta charset="utf-8"><title>faceaudit reports</title></head>'
+        f"<body><h1>faceaudit reports</h1><ul>{''.join(items)}</ul></body></html>\n"
+    )
+    write_text(reports_root / "index.html", page)

@@ -347,7 +347,7 @@ def _score(
         run["timings"]["total_s"],
         display_name(str(out / "report.html")),
     )
-    publish_artifacts(Path(input_dir).name, out, run, rows)
+    publish_artifacts(str(input_dir), out, run, rows)
     return run
 
 

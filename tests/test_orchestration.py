@@ -88,13 +88,23 @@ def test_a_failed_dump_does_not_stop_the_night(trained: dict, tmp_path: Path, pr
         assert run["prefect"]["flow_run_url"].endswith(recorded["id"])
 
     run = json.loads((reports / "2026-11-20" / "run.json").read_text())
-    table = json.loads(artifact("verdicts-2026-11-20")["data"])
+    from flows.run_log import artifact_key
+
+    table = json.loads(artifact(artifact_key("verdicts", dumps / "2026-11-20"))["data"])
     assert {row["verdict"]: row["files"] for row in table} == run["counts"]
     assert run["counts"]["unreadable"] == 1
-    summary = artifact("summary-2026-11-20")["data"]
+    summary = artifact(artifact_key("summary", dumps / "2026-11-20"))["data"]
     assert run["model"]["id"] in summary and "broken.jpg | not an image: text" in summary
-    report_link = artifact("report-2026-11-20")["data"]
+    assert f"ai {run['thresholds']['ai']:.4g}," in summary  # 4 significant digits, not 16
+    report_link = artifact(artifact_key("report", dumps / "2026-11-20"))["data"]
     assert (reports / "2026-11-20" / "report.html").resolve().as_uri() in report_link
+    failed = artifact(artifact_key("failed", dumps / "2026-11-21"))["data"]
+    assert "failed" in failed and "UnsafePath" in failed and "is not a folder" in failed
+    night = {row["dump"]: row for row in json.loads(artifact(artifact_key("night", dumps))["data"])}
+    assert night["2026-11-21"]["state"] == "failed" and night["2026-11-22"]["state"] == "scored"
+    assert night["2026-11-22"]["report"].endswith("2026-11-22/report.html")
+    index = (reports / "index.html").read_text()
+    assert 'href="2026-11-20/report.html"' in index and 'href="2026-11-22/report.html"' in index
 
     scored = flow_run_named("score 2026-11-20")
     wait_for(
@@ -296,3 +306,12 @@ def test_an_unreachable_server_is_one_line_and_retryable(trained: dict, tmp_path
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "the Prefect server at http://127.0.0.1:1/api does not answer" in lines[0]
     assert "--no-prefect" in lines[0] and not (tmp_path / "out").exists()
+
+
+def test_two_dumps_of_one_name_never_share_an_artifact_history(tmp_path: Path) -> None:
+    from flows.run_log import artifact_key
+
+    first, second = tmp_path / "site-a" / "2026-12-01", tmp_path / "site-b" / "2026-12-01"
+    assert artifact_key("verdicts", first) != artifact_key("verdicts", second)
+    assert artifact_key("verdicts", first).startswith("verdicts-2026-12-01-")
+    assert artifact_key("verdicts", first) == artifact_key("verdicts", str(first))
