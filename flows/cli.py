@@ -539,13 +539,17 @@ def _run_guarded(flow_fn, prefect: bool | None, progress: bool | None, **params)
     from embed.store import StoreError
     from flows import progress as progress_mod
     from flows.labelled import DataError
-    from flows.orchestration import ServerUnreachable, run_flow
+    from flows.orchestration import RunFailed, ServerUnreachable, run_flow
     from flows.outputs import OutputBusy
     from head.model import ModelError
 
     progress_mod.enable(progress)
     try:
         return run_flow(flow_fn, prefect, **params)
+    except RunFailed as exc:  # a recorded run that ended Failed: its state's one-line reason
+        if exc.data is not None:
+            raise  # a night's record: the caller reports every dump
+        raise fail(str(exc), EXIT_BUSY if exc.busy else EXIT_USAGE) from None
     except (OutputBusy, ServerUnreachable) as exc:
         raise fail(str(exc), EXIT_BUSY) from None
     except ParameterTypeError as exc:
@@ -630,6 +634,7 @@ def nightly(
     _existing_dir(dumps_root, "dumps folder")
     _check_choice(explain, EXPLAIN_CHOICES, "--explain")
     from flows.nightly_flow import NightFailed, nightly_flow
+    from flows.orchestration import RunFailed
 
     try:
         done = _run_guarded(
@@ -644,8 +649,8 @@ def nightly(
             samples=samples,
             force=force,
         )
-    except NightFailed as exc:
-        done = exc.done
+    except (NightFailed, RunFailed) as exc:
+        done = exc.done if isinstance(exc, NightFailed) else exc.data
     for name, counts in done["scored"].items():
         typer.echo(f"scored {_printable(name)}: " + ", ".join(f"{c} {v}" for v, c in counts.items()))
     for name, reason in done["busy"].items():

@@ -17,7 +17,7 @@ from prefect import flow
 from data.text import display_name
 from data.walk import identity
 from flows.defaults import DEFAULT_EXPLAIN, Explain
-from flows.orchestration import call
+from flows.orchestration import RunFailed, call_flow, failed_state, in_flow_run
 from flows.outputs import OutputBusy
 from flows.params import Samples
 from flows.report import write_index
@@ -114,7 +114,7 @@ def nightly_flow(
         name = display_name(dump.name)
         report = reports[name] = Path(reports_root) / dump.name
         try:
-            run = call(
+            run = call_flow(
                 score_flow,
                 input_dir=str(dump),
                 out_dir=str(report),
@@ -124,12 +124,15 @@ def nightly_flow(
                 samples=samples,
                 only_if_changed=not force,
             )
-        except OutputBusy as exc:
-            done["busy"][name] = str(exc)
-            logger.warning("skipped %s: %s", name, exc)
-            continue
+        except (OutputBusy, RunFailed) as exc:
+            if isinstance(exc, OutputBusy) or exc.busy:
+                done["busy"][name] = str(exc)
+                logger.warning("skipped %s: %s", name, exc)
+                continue
+            done["failed"][name] = display_name(str(exc))
         except Exception as exc:  # one bad dump must not cost the others their night
             done["failed"][name] = display_name(f"{type(exc).__name__}: {exc}")
+        if name in done["failed"]:
             logger.error("failed %s: %s", name, done["failed"][name])
             publish_failure(dump, done["failed"][name])
             continue
@@ -147,5 +150,7 @@ def nightly_flow(
     publish_night(dumps_root, done, reports)
     write_index(Path(reports_root))
     if done["failed"]:
+        if in_flow_run():  # a Failed state naming each failed dump, and no traceback
+            return failed_state(RunFailed(str(NightFailed(done))), data=done)
         raise NightFailed(done)
     return done

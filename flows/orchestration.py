@@ -85,6 +85,65 @@ def call(task_fn, *args: Any, timeout_s: float | None = None, **kwargs: Any):
     return task_fn.fn(*args, **kwargs)
 
 
+def _expected_failures() -> tuple[type[Exception], ...]:
+    """What a user or the file system can cause and a one-line reason explains: a run ends Failed with
+    that reason (no traceback); anything else is a bug and keeps its traceback."""
+    from data.nofollow import UnsafePath
+    from embed.backbone import BackboneError
+    from embed.store import StoreError
+    from flows.outputs import OutputBusy
+    from head.model import ModelError
+
+    return (OutputBusy, UnsafePath, ModelError, StoreError, BackboneError, ValueError, OSError)
+
+
+EXPECTED_FAILURES = _expected_failures()
+BUSY = "Busy"  # the name of a Failed state whose output folder another run holds (retry later)
+
+
+def failed_state(exc: Exception, data: Any = None):
+    """A Failed state carrying `exc` as one line (named Busy for a held output folder), logged once;
+    `data` (what was done before it failed) stays readable from the state."""
+    from prefect.states import Failed
+
+    from flows.outputs import OutputBusy
+    from flows.run_log import run_logger
+
+    reason = display_name(f"{type(exc).__name__}: {exc}" if not isinstance(exc, RunFailed) else str(exc))
+    run_logger().error("%s", reason)
+    return Failed(name=BUSY if isinstance(exc, OutputBusy) else "Failed", message=reason, data=data)
+
+
+class RunFailed(Exception):
+    """A recorded run ended Failed; the message is its state's one-line reason, `data` what it returned
+    with that state (a night's record of every dump), `busy` whether its output folder was held."""
+
+    def __init__(self, message: str, busy: bool = False, data: Any = None) -> None:
+        super().__init__(message)
+        self.busy = busy
+        self.data = data
+
+
+def result_of(state):
+    """A finished flow run's return value, or RunFailed with its one-line reason."""
+    if state.is_failed() or state.is_crashed() or state.is_cancelled():
+        data = None
+        with contextlib.suppress(Exception):  # a state without data, or data that did not persist
+            data = state.result(raise_on_failure=False)
+        data = data if isinstance(data, dict) else None
+        raise RunFailed(state.message or state.name, busy=state.name == BUSY, data=data)
+    return state.result()
+
+
+def call_flow(flow_fn, **params: Any):
+    """Run a subflow from a flow (recorded as such, its failure a RunFailed with the one-line reason
+    its state carries), or its plain function outside a flow run."""
+    if in_flow_run():
+        check_recordable(params)
+        return result_of(flow_fn(**params, return_state=True))
+    return flow_fn.fn(**params)
+
+
 def run_flow(flow_fn, orchestrate: bool | None, **params: Any):
     """Run `flow_fn` through Prefect when `orchestrate` (None: when an API is configured), else in-process.
 
@@ -97,9 +156,9 @@ def run_flow(flow_fn, orchestrate: bool | None, **params: Any):
         check_recordable(params)
         if api_configured():
             check_reachable()
-            return flow_fn(**params)
+            return result_of(flow_fn(**params, return_state=True))
         with temporary_server():
-            return flow_fn(**params)
+            return result_of(flow_fn(**params, return_state=True))
     runner: Callable = flow_fn.fn
     return runner(**flow_fn.validate_parameters(params))
 

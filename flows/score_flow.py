@@ -35,7 +35,7 @@ from flows.defaults import (
     ExplainMethod,
 )
 from flows.embed_flow import scan_folder
-from flows.orchestration import call, in_flow_run
+from flows.orchestration import EXPECTED_FAILURES, call, failed_state, in_flow_run
 from flows.outputs import csv_lines, json_text, jsonl_lines, output_lock
 from flows.params import BatchSize, Samples, Workers
 from flows.report import write_report
@@ -215,22 +215,27 @@ def score_flow(
         occlusion_baseline: What hides a window in an occlusion map: 'blur' or 'mean'.
         only_if_changed: Keep a report that is current instead of scoring again.
     """
-    check_separate(Path(input_dir), Path(out_dir), Path(store_dir))
-    with output_lock(Path(out_dir)):
-        refuse_planted_links(Path(out_dir))
-        run = _score(
-            input_dir,
-            out_dir,
-            store_dir,
-            model_dir,
-            explain,
-            samples,
-            batch_size,
-            workers,
-            explain_method,
-            occlusion_baseline,
-            only_if_changed,
-        )
+    try:
+        check_separate(Path(input_dir), Path(out_dir), Path(store_dir))
+        with output_lock(Path(out_dir)):
+            refuse_planted_links(Path(out_dir))
+            run = _score(
+                input_dir,
+                out_dir,
+                store_dir,
+                model_dir,
+                explain,
+                samples,
+                batch_size,
+                workers,
+                explain_method,
+                occlusion_baseline,
+                only_if_changed,
+            )
+    except EXPECTED_FAILURES as exc:
+        if not in_flow_run():
+            raise
+        return failed_state(exc)  # a reason, not a traceback, in Prefect's logs and UI
     if run.get("up_to_date") and in_flow_run():  # the run's state says so in Prefect's UI and API
         from prefect.states import Completed
 
