@@ -7,30 +7,33 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
+from typer.exceptions import TyperException
 
 from embed.augment import DEFAULT_VIEWS
 from embed.default_backbone import DEFAULT_BACKBONE
+from embed.pooling import KINDS
+from embed.preprocess import MODES
 from embed.spec import DEFAULT_POOLING, DEFAULT_PREPROCESS
-from explain.baselines import BASELINES, DEFAULT_BASELINE
+from explain.baselines import DEFAULT_BASELINE, OcclusionBaseline
 from flows.defaults import (
     DEFAULT_BATCH_SIZE,
     DEFAULT_EXPLAIN,
     DEFAULT_EXPLAIN_METHOD,
     DEFAULT_WORKERS,
-    EVAL_SPLITS,
     EXIT_BUSY,
     EXIT_FAILED,
     EXIT_INTERRUPTED,
     EXIT_USAGE,
-    EXPLAIN_CHOICES,
-    EXPLAIN_METHODS,
+    EvalSplit,
+    Explain,
+    ExplainMethod,
     contain_library_state,
     default_store_dir,
 )
-from head.base import DEFAULT_HEAD
+from head.base import DEFAULT_HEAD, HeadKind
 from head.thresholds import Bounds
 from head.uncertainty import DEFAULT_SAMPLES, SAMPLE_RANGE
 
@@ -96,7 +99,10 @@ DaskAddressOption = Annotated[
     str | None, typer.Option(help="Embed on an existing Dask cluster, e.g. tcp://host:8786.")
 ]
 ExplainOption = Annotated[
-    str, typer.Option(help="Maps for 'flagged' images (ai_generated and uncertain), 'all' or 'none'.")
+    Explain,
+    typer.Option(
+        help="Maps for 'flagged' images (ai_generated and uncertain), 'all' or 'none'.",
+    ),
 ]
 PrefectOption = Annotated[
     bool | None,
@@ -112,18 +118,18 @@ BackboneOption = Annotated[
     str, typer.Option(help="'dinov2-s14' (built in), a local transformers folder, or a hub id.")
 ]
 PreprocessOption = Annotated[
-    str,
+    Literal[MODES],
     typer.Option(
         help="'scale': short side to the input size, centre crop (faces at one scale); 'crop': native "
         "pixels, centre crop; 'resize': whole image squeezed to the input size; 'face': a square around the "
-        "largest face found (OpenCV), else as 'scale'."
+        "largest face found (OpenCV), else as 'scale'.",
     ),
 ]
 PoolingOption = Annotated[
-    str,
+    Literal[KINDS],
     typer.Option(
         help="'cls', 'mean' (of patch tokens), 'cls+mean', 'cls+mean+std' (patch spread too), or "
-        "'cls+mean+std+texture' (and the patch spread of every layer below the first pooled one)."
+        "'cls+mean+std+texture' (and the patch spread of every layer below the first pooled one).",
     ),
 ]
 LayersOption = Annotated[
@@ -134,7 +140,9 @@ LayersOption = Annotated[
 
 @app.command()
 def embed(
-    input_dir: Annotated[Path, typer.Argument(help="Folder of images, walked recursively.")],
+    input_dir: Annotated[
+        Path, typer.Argument(metavar="INPUT_DIR", help="Folder of images, walked recursively.")
+    ],
     store: StoreOption = None,
     backbone: BackboneOption = DEFAULT_BACKBONE,
     preprocess: PreprocessOption = DEFAULT_PREPROCESS,
@@ -177,11 +185,17 @@ def embed(
 @app.command()
 def train(
     data_dir: Annotated[
-        Path, typer.Argument(help="Labelled folder: real*/ and ai*/fake*/ subfolders per source.")
+        Path,
+        typer.Argument(
+            metavar="DATA_DIR", help="Labelled folder: real*/ and ai*/fake*/ subfolders per source."
+        ),
     ],
     model_out: Annotated[Path, typer.Option("--model-out", help="Folder to write the model into.")],
     head: Annotated[
-        str, typer.Option(help="'mc-dropout' (MC-dropout MLP) or 'pyro-vi' (Pyro SVI).")
+        HeadKind,
+        typer.Option(
+            help="'mc-dropout' (MC-dropout MLP) or 'pyro-vi' (Pyro SVI).",
+        ),
     ] = DEFAULT_HEAD,
     store: StoreOption = None,
     backbone: BackboneOption = DEFAULT_BACKBONE,
@@ -263,9 +277,7 @@ def train(
     families and collections left out in turn are measured and reported in the model card.
     """
     _existing_dir(data_dir, "data folder")
-    from head.model import HEADS
 
-    _check_choice(head, tuple(HEADS), "--head")
     embedding = _embedding_options(backbone, preprocess, pooling, layers)
     from flows.train_flow import train_flow
 
@@ -329,12 +341,15 @@ def _print_folds_summary(what: str, summary: dict) -> None:
 
 @app.command()
 def evaluate(
-    data_dir: Annotated[Path, typer.Argument(help="Labelled folder to evaluate on.")],
+    data_dir: Annotated[Path, typer.Argument(metavar="DATA_DIR", help="Labelled folder to evaluate on.")],
     out: Annotated[Path, typer.Option("--out", help="Folder for metrics.json and plots.")],
     model: ModelOption = None,
     store: StoreOption = None,
     split: Annotated[
-        str, typer.Option(help="'all', or only one hash split: 'train', 'val', 'test'.")
+        EvalSplit,
+        typer.Option(
+            help="'all', or only one hash split: 'train', 'val', 'test'.",
+        ),
     ] = "all",
     perturb: Annotated[
         str | None, typer.Option(help="Also evaluate perturbed copies, e.g. jpeg:75,resize:0.5,blur:1.")
@@ -372,7 +387,6 @@ def evaluate(
     Perturbations: jpeg:Q or reencode:Q (JPEG quality Q), resize:F, upscale:F (F >= 1), blur:R.
     """
     _existing_dir(data_dir, "data folder")
-    _check_choice(split, EVAL_SPLITS, "--split")
     from flows.perturb import parse_perturbations
 
     try:
@@ -421,7 +435,9 @@ def evaluate(
 
 @app.command()
 def score(
-    input_dir: Annotated[Path, typer.Argument(help="Folder of images to judge, walked recursively.")],
+    input_dir: Annotated[
+        Path, typer.Argument(metavar="INPUT_DIR", help="Folder of images to judge, walked recursively.")
+    ],
     out: Annotated[
         Path, typer.Option("--out", help="Folder for verdicts.csv, run.json, maps/ and report.html.")
     ],
@@ -429,10 +445,16 @@ def score(
     store: StoreOption = None,
     explain: ExplainOption = DEFAULT_EXPLAIN,
     explain_method: Annotated[
-        str, typer.Option(help="'occlusion' (about 1.8 s an image), 'gradient' (0.5 s, noisier) or 'both'.")
+        ExplainMethod,
+        typer.Option(
+            help="'occlusion' (about 1.8 s an image), 'gradient' (0.5 s, noisier) or 'both'.",
+        ),
     ] = DEFAULT_EXPLAIN_METHOD,
     occlusion_baseline: Annotated[
-        str, typer.Option(help="What hides a window: 'blur' (a blurred copy) or 'mean' (the mean colour).")
+        OcclusionBaseline,
+        typer.Option(
+            help="What hides a window: 'blur' (a blurred copy) or 'mean' (the mean colour).",
+        ),
     ] = DEFAULT_BASELINE,
     samples: SamplesOption = None,
     batch_size: BatchOption = DEFAULT_BATCH_SIZE,
@@ -450,9 +472,6 @@ def score(
     _existing_dir(input_dir, "input folder")
     if out.resolve() == input_dir.resolve():
         raise fail("--out must not be INPUT_DIR itself: the report would be mixed with the images")
-    _check_choice(explain, EXPLAIN_CHOICES, "--explain")
-    _check_choice(explain_method, EXPLAIN_METHODS, "--explain-method")
-    _check_choice(occlusion_baseline, BASELINES, "--occlusion-baseline")
     from flows.score_flow import score_flow
 
     if dask_address or dask_workers:  # embed what is missing on the cluster first, then score here
@@ -574,7 +593,9 @@ app.add_typer(store_app, name="store")
 
 @store_app.command("check")
 def store_check(
-    store: Annotated[Path | None, typer.Argument(help="Store folder [default: as for --store].")] = None,
+    store: Annotated[
+        Path | None, typer.Argument(metavar="[STORE]", help="Store folder [default: as for --store].")
+    ] = None,
     quarantine: Annotated[
         bool, typer.Option("--quarantine", help="Move damaged files to STORE/quarantine/ (kept, not read).")
     ] = False,
@@ -609,7 +630,9 @@ def store_check(
 
 @app.command()
 def nightly(
-    dumps_root: Annotated[Path, typer.Argument(help="Folder whose subfolders are the dumps to score.")],
+    dumps_root: Annotated[
+        Path, typer.Argument(metavar="DUMPS_ROOT", help="Folder whose subfolders are the dumps to score.")
+    ],
     out: Annotated[Path, typer.Option("--out", help="Reports root: one report folder per dump.")],
     model: ModelOption = None,
     store: StoreOption = None,
@@ -632,7 +655,6 @@ def nightly(
     failed dump is named. A dump whose report folder another run holds is skipped.
     """
     _existing_dir(dumps_root, "dumps folder")
-    _check_choice(explain, EXPLAIN_CHOICES, "--explain")
     from flows.nightly_flow import NightFailed, nightly_flow
     from flows.orchestration import RunFailed
 
@@ -688,10 +710,10 @@ def _nightly_deployment(
     model: Path | None,
     store: Path | None,
     explain: str,
+    samples: int | None,
 ):
     """The schedule and parameters `serve` and `deploy` register, checked before anything is sent."""
     _existing_dir(dumps_root, "dumps folder")
-    _check_choice(explain, EXPLAIN_CHOICES, "--explain")
     from flows.orchestration import api_configured
     from flows.schedule import local_timezone, make_schedule
 
@@ -708,13 +730,16 @@ def _nightly_deployment(
         "store_dir": str((store or default_store_dir()).resolve()),
         "model_dir": str(model.resolve()) if model else None,
         "explain": explain,
+        "samples": samples,
     }
     return schedule, zone, parameters
 
 
 @app.command()
 def serve(
-    dumps_root: Annotated[Path, typer.Argument(help="Folder whose subfolders are the dumps to score.")],
+    dumps_root: Annotated[
+        Path, typer.Argument(metavar="DUMPS_ROOT", help="Folder whose subfolders are the dumps to score.")
+    ],
     out: Annotated[Path, typer.Option("--out", help="Reports root: one report folder per dump.")],
     cron: CronOption = None,
     interval: IntervalOption = None,
@@ -722,6 +747,7 @@ def serve(
     model: ModelOption = None,
     store: StoreOption = None,
     explain: ExplainOption = DEFAULT_EXPLAIN,
+    samples: SamplesOption = None,
     name: DeploymentNameOption = "faceaudit-nightly",
 ) -> None:
     """Register the nightly flow as a Prefect deployment on a schedule and run it from this process
@@ -732,7 +758,7 @@ def serve(
     `prefect config set PREFECT_API_URL=http://127.0.0.1:4200/api`; watch runs at http://127.0.0.1:4200.
     """
     schedule, zone, parameters = _nightly_deployment(
-        dumps_root, out, cron, interval, timezone, model, store, explain
+        dumps_root, out, cron, interval, timezone, model, store, explain, samples
     )
     from flows.nightly_flow import nightly_flow
     from flows.schedule import deployment_options, describe_schedule
@@ -745,7 +771,9 @@ def serve(
 
 @app.command()
 def deploy(
-    dumps_root: Annotated[Path, typer.Argument(help="Folder whose subfolders are the dumps to score.")],
+    dumps_root: Annotated[
+        Path, typer.Argument(metavar="DUMPS_ROOT", help="Folder whose subfolders are the dumps to score.")
+    ],
     out: Annotated[Path, typer.Option("--out", help="Reports root: one report folder per dump.")],
     pool: Annotated[str, typer.Option(help="Work pool; created as a local 'process' pool if absent.")],
     cron: CronOption = None,
@@ -754,6 +782,7 @@ def deploy(
     model: ModelOption = None,
     store: StoreOption = None,
     explain: ExplainOption = DEFAULT_EXPLAIN,
+    samples: SamplesOption = None,
     name: DeploymentNameOption = "faceaudit-nightly",
 ) -> None:
     """Register the nightly flow for a work pool and return: a worker runs the nights.
@@ -762,7 +791,7 @@ def deploy(
     runs at a time. The deployment reads its code from this checkout.
     """
     schedule, zone, parameters = _nightly_deployment(
-        dumps_root, out, cron, interval, timezone, model, store, explain
+        dumps_root, out, cron, interval, timezone, model, store, explain, samples
     )
     from flows.schedule import deploy_to_pool, describe_schedule
 
@@ -848,21 +877,13 @@ def demo(
 
 def _embedding_options(backbone: str, preprocess: str, pooling: str, layers: str | None) -> dict:
     """The embedding flags of `embed` and `train`, checked and parsed once, as flow parameters."""
-    from embed.pooling import KINDS, parse_layers
-    from embed.preprocess import MODES
+    from embed.pooling import parse_layers
 
-    _check_choice(preprocess, MODES, "--preprocess")
-    _check_choice(pooling, KINDS, "--pooling")
     try:
         layer_list = list(parse_layers(layers))
     except ValueError as exc:
         raise fail(str(exc)) from None
     return {"backbone": backbone, "preprocess": preprocess, "pooling": pooling, "layers": layer_list}
-
-
-def _check_choice(value: str, choices: tuple[str, ...], flag: str) -> None:
-    if value not in choices:
-        raise fail(f"{flag} must be one of {', '.join(choices)}, not {value!r}")
 
 
 def _print_embed_summary(summary: dict) -> None:
@@ -889,11 +910,30 @@ def _printable(path: str) -> str:
 def main() -> None:
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     contain_library_state()
+    quiet_third_party_bars()
     try:
-        app()
-    except KeyboardInterrupt:
+        code = app(prog_name="faceaudit", standalone_mode=False)
+    except TyperException as exc:  # the parser's own refusals, in the same style as ours: one line
+        context = getattr(exc, "ctx", None)
+        if type(exc).__name__ == "NoArgsIsHelpError" and context is not None:  # bare `faceaudit`
+            typer.echo(context.get_help())
+            sys.exit(0)
+        where = f" (see '{context.command_path} --help')" if context is not None else ""
+        message = " ".join(exc.format_message().replace("Value error, ", "").split()).rstrip(".")
+        typer.echo(f"faceaudit: error: {message}{where}", err=True)
+        sys.exit(getattr(exc, "exit_code", EXIT_USAGE))
+    except (KeyboardInterrupt, typer.Abort):
         typer.echo("faceaudit: interrupted; committed work is kept, re-run to resume", err=True)
         sys.exit(EXIT_INTERRUPTED)
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+def quiet_third_party_bars() -> None:
+    """No progress bars of other libraries (transformers' "Writing model shards", the Hub's downloads)
+    on a stderr no terminal watches: faceaudit draws its own where one does (--progress)."""
+    if not sys.stderr.isatty():
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+        os.environ.setdefault("TQDM_DISABLE", "1")
 
 
 if __name__ == "__main__":

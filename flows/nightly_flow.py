@@ -10,9 +10,10 @@ flow on a schedule.
 # No `from __future__ import annotations` in flow modules: a worker loads a flow from its file, and
 # Prefect builds the parameter schema from annotations it must be able to evaluate there.
 import os
+from datetime import UTC, datetime
 from pathlib import Path
 
-from prefect import flow
+from prefect import flow, tags
 
 from data.text import display_name
 from data.walk import identity
@@ -38,7 +39,8 @@ class NightFailed(RuntimeError):
 def _run_name() -> str:
     from prefect.runtime import flow_run
 
-    return f"nightly {Path(flow_run.parameters['dumps_root']).name}"
+    started = flow_run.scheduled_start_time or datetime.now(UTC)
+    return f"nightly {display_name(Path(flow_run.parameters['dumps_root']).name)} {started:%Y-%m-%d %H:%M}"
 
 
 def dump_folders(root: Path, skip: tuple[str, ...] = ()) -> tuple[list[Path], dict[str, str]]:
@@ -114,16 +116,17 @@ def nightly_flow(
         name = display_name(dump.name)
         report = reports[name] = Path(reports_root) / dump.name
         try:
-            run = call_flow(
-                score_flow,
-                input_dir=str(dump),
-                out_dir=str(report),
-                store_dir=store_dir,
-                model_dir=model_dir,
-                explain=explain,
-                samples=samples,
-                only_if_changed=not force,
-            )
+            with tags("faceaudit", "nightly"):  # the subflows carry them too, under a deployment as well
+                run = call_flow(
+                    score_flow,
+                    input_dir=str(dump),
+                    out_dir=str(report),
+                    store_dir=store_dir,
+                    model_dir=model_dir,
+                    explain=explain,
+                    samples=samples,
+                    only_if_changed=not force,
+                )
         except (OutputBusy, RunFailed) as exc:
             if isinstance(exc, OutputBusy) or exc.busy:
                 done["busy"][name] = str(exc)

@@ -33,9 +33,35 @@ def test_bad_arguments_exit_non_zero_with_one_line(tmp_path: Path) -> None:
     layers = faceaudit("embed", str(tmp_path), "--layers", "four")
     assert layers.returncode == 2 and len(layers.stderr.strip().splitlines()) == 1
     pooling = faceaudit("embed", str(tmp_path), "--pooling", "max")
-    assert pooling.returncode == 2 and "--pooling must be one of cls, mean, cls+mean" in pooling.stderr
+    assert (
+        pooling.returncode == 2
+        and "'--pooling': 'max' is not one of 'cls', 'mean', 'cls+mean'" in pooling.stderr
+    )
     backbone = faceaudit("embed", str(tmp_path), "--backbone", str(tmp_path))
     assert backbone.returncode == 2 and "has no config.json" in backbone.stderr
+
+
+def test_every_refusal_has_one_style_and_every_choice_is_listed(tmp_path: Path) -> None:
+    """The parser's refusals read like faceaudit's own: one line, `faceaudit: error:`, exit code 2."""
+    for args, reason in (
+        (("score",), "Missing argument 'INPUT_DIR' (see 'faceaudit score --help')"),
+        (("score", str(tmp_path), "--out", str(tmp_path / "o"), "--samples", "0"), "'--samples'"),
+        (
+            ("nightly", str(tmp_path), "--out", str(tmp_path / "o"), "--explain", "most"),
+            "'most' is not one of",
+        ),
+        (("frobnicate",), "No such command 'frobnicate' (see 'faceaudit --help')"),
+    ):
+        result = faceaudit(*args)
+        assert result.returncode == 2, (args, result.stderr)
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("faceaudit: error: ") and reason in lines[0], lines
+    usage = faceaudit("score", "--help").stdout
+    assert "{INPUT_DIR}" in usage and "<flagged|all|none>" in usage and "<occlusion|gradient|both>" in usage
+    assert "<blur|mean>" in usage
+    assert "<mc-dropout|pyro-vi>" in faceaudit("train", "--help").stdout
+    serve = faceaudit("serve", "--help").stdout
+    assert "--samples" in serve and "--explain" in serve
 
 
 def test_embed_prints_a_summary_and_json(tiny_vit: Path, tmp_path: Path) -> None:
