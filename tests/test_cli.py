@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -76,3 +77,16 @@ def test_embed_prints_a_summary_and_json(tiny_vit: Path, tmp_path: Path) -> None
     again = faceaudit("embed", str(folder), "--store", str(store), "--backbone", str(tiny_vit), "--json")
     summary = json.loads(again.stdout)
     assert (summary["new"], summary["already_stored"], len(summary["unreadable"])) == (0, 6, 1)
+
+
+def test_no_third_party_progress_bars_when_no_terminal_watches() -> None:
+    """transformers' "Writing model shards" bar (a first run converting the backbone) stays off stderr."""
+    code = (
+        "from flows.cli import quiet_third_party_bars; quiet_third_party_bars(); "
+        "from transformers.utils import logging; print(logging.is_progress_bar_enabled())"
+    )
+    env = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_DISABLE_PROGRESS_BARS", "TQDM_DISABLE")}
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True, env=env
+    )
+    assert result.stdout.strip() == "False"
