@@ -90,3 +90,12 @@ def test_no_third_party_progress_bars_when_no_terminal_watches() -> None:
         [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True, env=env
     )
     assert result.stdout.strip() == "False"
+
+
+def test_every_csv_column_is_documented_in_the_readme() -> None:
+    from flows.scoring import COLUMNS
+
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    table = [line for line in readme.splitlines() if line.lstrip().startswith("| `")]
+    for column in COLUMNS:
+        assert any(f"`{column}`" in line.split("|")[1] for line in table), column
