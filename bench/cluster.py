@@ -24,8 +24,8 @@ os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
 from images import copy_images, first_images  # noqa: E402
 
-from embed.spec import make_spec  # noqa: E402
-from embed.store import FeatureStore  # noqa: E402
+from faceaudit.embed.spec import make_spec  # noqa: E402
+from faceaudit.embed.store import FeatureStore  # noqa: E402
 
 
 def busy_seconds() -> float:
@@ -38,7 +38,7 @@ def busy_seconds() -> float:
 def import_worker_modules() -> None:
     import importlib
 
-    from flows.distributed import WORKER_IMPORTS
+    from faceaudit.flows.distributed import WORKER_IMPORTS
 
     for name in WORKER_IMPORTS:
         importlib.import_module(name)
@@ -56,7 +56,7 @@ def ready_cluster(workers: int) -> tuple[float, float]:
 
 
 def worker_start_up(workers: int) -> None:
-    from flows.distributed import fork_local_workers_from_one_import
+    from faceaudit.flows.distributed import fork_local_workers_from_one_import
 
     fresh = ready_cluster(workers)  # Dask's default start method, before faceaudit changes it
     fork_local_workers_from_one_import()
@@ -75,8 +75,8 @@ def main() -> None:
     parser.add_argument("--count", type=int, default=200)
     parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args()
-    from flows.distributed import dask_runner
-    from flows.embed_flow import embed_flow
+    from faceaudit.flows.distributed import dask_runner
+    from faceaudit.flows.embed_flow import embed_flow
 
     worker_start_up(args.workers)
 

@@ -27,13 +27,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from images import copy_images, first_images
 
-from data.decode import decode_image
-from embed.backbone import Backbone
-from embed.default_backbone import cache_root
-from embed.pooling import Pooling
-from embed.preprocess import Preprocess
-from embed.runner import Embedder
-from embed.spec import EmbeddingSpec, make_spec
+from faceaudit.data.decode import decode_image
+from faceaudit.embed.backbone import Backbone
+from faceaudit.embed.default_backbone import cache_root
+from faceaudit.embed.pooling import Pooling
+from faceaudit.embed.preprocess import Preprocess
+from faceaudit.embed.runner import Embedder
+from faceaudit.embed.spec import EmbeddingSpec, make_spec
 
 
 def main() -> None:
@@ -62,7 +62,7 @@ def main() -> None:
 
 
 def throughput(records, args) -> None:
-    from flows.embed_flow import embed_flow
+    from faceaudit.flows.embed_flow import embed_flow
 
     spec = make_spec()
     sample = records[: args.sample]

@@ -19,10 +19,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from images import first_images
 
-from data.decode import decode_image
-from flows.explaining import Explainer
-from flows.models import DEFAULT_MODEL_DIR, spec_of
-from head.model import FaceauditModel
+from faceaudit.data.decode import decode_image
+from faceaudit.flows.explaining import Explainer
+from faceaudit.flows.models import DEFAULT_MODEL_DIR, spec_of
+from faceaudit.head.model import FaceauditModel
 
 
 def reference_map(explainer: Explainer, image) -> tuple[np.ndarray, float]:
@@ -44,7 +44,7 @@ def reference_map(explainer: Explainer, image) -> tuple[np.ndarray, float]:
 
 def drawing(image, result, maps: int = 10) -> None:
     """Seconds per drawn map: the refilled figure against one built anew for each map."""
-    from explain import render
+    from faceaudit.explain import render
 
     with tempfile.TemporaryDirectory() as scratch:
         target = Path(scratch) / "map.png"

@@ -31,12 +31,12 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from data.families import Families
-from embed.augment import Augmentation
-from embed.spec import make_spec
-from flows.labelled import LabelledSet, load_labelled
-from head.probe import logistic_regression
-from head.thresholds import Bounds, choose_thresholds, decide
+from faceaudit.data.families import Families
+from faceaudit.embed.augment import Augmentation
+from faceaudit.embed.spec import make_spec
+from faceaudit.flows.labelled import LabelledSet, load_labelled
+from faceaudit.head.probe import logistic_regression
+from faceaudit.head.thresholds import Bounds, choose_thresholds, decide
 
 WIDE_LAYERS = tuple(range(1, 9))
 STATS = ("cls", "mean", "std")
@@ -107,7 +107,7 @@ def main() -> None:
     args = parser.parse_args()
     if not args.data.is_dir():
         sys.exit(f"no data folder at {args.data}; pass --data")
-    from flows.defaults import default_store_dir
+    from faceaudit.flows.defaults import default_store_dir
 
     # The widest pooling the bench reads (its "+texture" adds nothing when layer 1 is pooled).
     spec = make_spec(preprocess=args.preprocess, pooling="cls+mean+std+texture", layers=WIDE_LAYERS)

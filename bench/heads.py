@@ -19,7 +19,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from head import MCDropoutHead, PyroHead
+from faceaudit.head import MCDropoutHead, PyroHead
 
 
 def vectors(n: int, dim: int, seed: int) -> tuple[np.ndarray, np.ndarray]:

@@ -41,7 +41,7 @@ TARGET_MIB = 1024
 def score(folder: Path, out: Path) -> tuple[float, float, int]:
     """(seconds, peak RSS in MiB, exit code) of one `faceaudit score` process."""
     started = time.perf_counter()
-    command = [sys.executable, "-m", "flows.cli", "score", str(folder), "--out", str(out)]
+    command = [sys.executable, "-m", "faceaudit.flows.cli", "score", str(folder), "--out", str(out)]
     command += ["--store", str(out / "store"), "--explain", "none", "--no-progress"]
     process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL)
     _, status, usage = os.wait4(process.pid, 0)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from data.records import ImageRecord, scan
+from faceaudit.data.records import ImageRecord, scan
 
 
 def first_images(folder: Path, count: int = 0) -> list[ImageRecord]:

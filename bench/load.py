@@ -27,7 +27,7 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from embed.store import FeatureStore  # noqa: E402
+from faceaudit.embed.store import FeatureStore  # noqa: E402
 from tests.conftest import make_learnable_folder, save_tiny_backbone  # noqa: E402
 
 
@@ -47,7 +47,7 @@ def faceaudit(*args: str) -> tuple[float, float, str]:
     """Run the real command line; (seconds, peak RSS in MiB of the process, stdout)."""
     started = time.perf_counter()
     process = subprocess.Popen(
-        [sys.executable, "-m", "flows.cli", *args], cwd=ROOT, stdout=subprocess.PIPE, text=True
+        [sys.executable, "-m", "faceaudit.flows.cli", *args], cwd=ROOT, stdout=subprocess.PIPE, text=True
     )
     output = process.stdout.read()
     _, status, usage = os.wait4(process.pid, 0)

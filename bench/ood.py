@@ -26,12 +26,12 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from data.records import scan  # noqa: E402
-from data.split import split_of  # noqa: E402
-from embed.spec import make_spec  # noqa: E402
-from embed.store import FeatureStore  # noqa: E402
-from flows.defaults import default_store_dir  # noqa: E402
-from head.ood import _Fitted  # noqa: E402
+from faceaudit.data.records import scan  # noqa: E402
+from faceaudit.data.split import split_of  # noqa: E402
+from faceaudit.embed.spec import make_spec  # noqa: E402
+from faceaudit.embed.store import FeatureStore  # noqa: E402
+from faceaudit.flows.defaults import default_store_dir  # noqa: E402
+from faceaudit.head.ood import _Fitted  # noqa: E402
 
 
 def ppca(X: np.ndarray, k: int = 64):

@@ -28,7 +28,11 @@ from tests.conftest import start_prefect_server, stop_group  # noqa: E402  (one 
 def timed(args: list[str], env: dict) -> float:
     started = time.perf_counter()
     subprocess.run(
-        [sys.executable, "-m", "flows.cli", *args], cwd=ROOT, env=env, check=True, capture_output=True
+        [sys.executable, "-m", "faceaudit.flows.cli", *args],
+        cwd=ROOT,
+        env=env,
+        check=True,
+        capture_output=True,
     )
     return time.perf_counter() - started
 

@@ -37,7 +37,7 @@ def main() -> None:
         command = [
             sys.executable,
             "-m",
-            "flows.cli",
+            "faceaudit.flows.cli",
             "score",
             str(folder),
             "--out",

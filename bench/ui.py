@@ -44,7 +44,7 @@ def main() -> None:
             [
                 sys.executable,
                 "-m",
-                "flows.cli",
+                "faceaudit.flows.cli",
                 "ui",
                 "--port",
                 str(port),

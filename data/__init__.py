@@ -4,11 +4,11 @@ Knows files only: no torch, no Prefect. A file that cannot be used becomes a rec
 reason; nothing in here raises on bad input during a scan.
 """
 
-from data.decode import DEFAULT_MAX_PIXELS, UnreadableImage, decode_image
-from data.labels import CLASSES, label_and_group
-from data.records import ImageRecord, scan
-from data.split import SPLITS, split_of
-from data.walk import Found, walk
+from faceaudit.data.decode import DEFAULT_MAX_PIXELS, UnreadableImage, decode_image
+from faceaudit.data.labels import CLASSES, label_and_group
+from faceaudit.data.records import ImageRecord, scan
+from faceaudit.data.split import SPLITS, split_of
+from faceaudit.data.walk import Found, walk
 
 __all__ = [
     "CLASSES",

@@ -13,7 +13,7 @@ import os
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from data.nofollow import create_new, open_file, real_folder, refuse_link, remove_file
+from faceaudit.data.nofollow import create_new, open_file, real_folder, refuse_link, remove_file
 
 
 def scratch_for(path: Path) -> Path:

@@ -16,8 +16,8 @@ import warnings
 import numpy as np
 from PIL import Image, ImageOps
 
-from data.jpeg_structure import jpeg_structure_problem
-from data.sniff import describe_non_image, sniff_format
+from faceaudit.data.jpeg_structure import jpeg_structure_problem
+from faceaudit.data.sniff import describe_non_image, sniff_format
 
 # 40 megapixels: bigger than any camera photo we expect, far below what would exhaust memory.
 DEFAULT_MAX_PIXELS = 40_000_000

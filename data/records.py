@@ -10,10 +10,10 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from data.decode import UnreadableImage
-from data.labels import label_and_group
-from data.sniff import HEAD_BYTES, describe_non_image, sniff_format
-from data.walk import walk
+from faceaudit.data.decode import UnreadableImage
+from faceaudit.data.labels import label_and_group
+from faceaudit.data.sniff import HEAD_BYTES, describe_non_image, sniff_format
+from faceaudit.data.walk import walk
 
 # Larger files are refused before reading: no face photo needs 256 MB.
 DEFAULT_MAX_BYTES = 256 * 1024 * 1024

@@ -14,8 +14,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from data.atomic import write_text
-from embed.default_backbone import DEFAULT_BACKBONE, cache_root, default_backbone_dir
+from faceaudit.data.atomic import write_text
+from faceaudit.embed.default_backbone import DEFAULT_BACKBONE, cache_root, default_backbone_dir
 
 _WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 _DINOV2_TYPES = ("dinov2", "dinov2_with_registers")

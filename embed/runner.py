@@ -13,12 +13,12 @@ from functools import lru_cache
 
 import numpy as np
 
-from data.decode import DEFAULT_MAX_PIXELS, UnreadableImage, decode_image
-from data.records import ImageRecord, read_scanned
-from embed.augment import Augmentation
-from embed.backbone import Backbone
-from embed.spec import EmbeddingSpec
-from embed.store import FeatureStore
+from faceaudit.data.decode import DEFAULT_MAX_PIXELS, UnreadableImage, decode_image
+from faceaudit.data.records import ImageRecord, read_scanned
+from faceaudit.embed.augment import Augmentation
+from faceaudit.embed.backbone import Backbone
+from faceaudit.embed.spec import EmbeddingSpec
+from faceaudit.embed.store import FeatureStore
 
 
 @dataclass

@@ -6,10 +6,10 @@ import hashlib
 import json
 from dataclasses import dataclass
 
-from embed.backbone import BackboneInfo, describe_backbone
-from embed.default_backbone import DEFAULT_BACKBONE
-from embed.pooling import Pooling
-from embed.preprocess import Preprocess
+from faceaudit.embed.backbone import BackboneInfo, describe_backbone
+from faceaudit.embed.default_backbone import DEFAULT_BACKBONE
+from faceaudit.embed.pooling import Pooling
+from faceaudit.embed.preprocess import Preprocess
 
 # The pooling was chosen by bench/embed.py's probe; `scale` by how sources left out and rescaled copies are
 # judged on five sources (README, "Choosing the default features").

@@ -39,10 +39,10 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from data.atomic import fsync_dir, replacing
-from data.nofollow import UnsafePath, open_file, real_folder, remove_file
-from data.text import display_name
-from data.version import code_version
+from faceaudit.data.atomic import fsync_dir, replacing
+from faceaudit.data.nofollow import UnsafePath, open_file, real_folder, remove_file
+from faceaudit.data.text import display_name
+from faceaudit.data.version import code_version
 
 FORMAT_VERSION = 1
 _BATCH = re.compile(r"^batch-(?P<run>.+)-(?P<seq>\d{6})\.h5$")

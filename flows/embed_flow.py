@@ -7,18 +7,18 @@ from pathlib import Path
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
-from data.records import ImageRecord, scan
-from embed.default_backbone import DEFAULT_BACKBONE
-from embed.pooling import PoolingKind
-from embed.preprocess import PreprocessMode
-from embed.runner import Views, embed_missing
-from embed.spec import DEFAULT_POOLING, DEFAULT_PREPROCESS, EmbeddingSpec, make_spec
-from embed.store import FeatureStore
-from flows.defaults import DEFAULT_BATCH_SIZE, DEFAULT_WORKERS
-from flows.orchestration import call
-from flows.params import BatchSize, Partitions, Workers
-from flows.progress import progress_bar
-from flows.run_log import log_unreadable, run_logger
+from faceaudit.data.records import ImageRecord, scan
+from faceaudit.embed.default_backbone import DEFAULT_BACKBONE
+from faceaudit.embed.pooling import PoolingKind
+from faceaudit.embed.preprocess import PreprocessMode
+from faceaudit.embed.runner import Views, embed_missing
+from faceaudit.embed.spec import DEFAULT_POOLING, DEFAULT_PREPROCESS, EmbeddingSpec, make_spec
+from faceaudit.embed.store import FeatureStore
+from faceaudit.flows.defaults import DEFAULT_BATCH_SIZE, DEFAULT_WORKERS
+from faceaudit.flows.orchestration import call
+from faceaudit.flows.params import BatchSize, Partitions, Workers
+from faceaudit.flows.progress import progress_bar
+from faceaudit.flows.run_log import log_unreadable, run_logger
 
 # A bound only a stalled run reaches: about 25x the measured cost of an image on 2 cores.
 EMBED_TIMEOUT_S = (300, 5.0)  # base, per image to embed
@@ -76,7 +76,7 @@ def embed_new_images(
     a Dask worker. Each batch is committed as it goes (each task has its own store writer, so its own
     shard), so a retry resumes. `threads`: torch threads for a worker sharing the machine."""
     if threads is not None:
-        from embed.backbone import set_threads
+        from faceaudit.embed.backbone import set_threads
 
         set_threads(threads)
     store = FeatureStore(store_dir, spec.fingerprint)

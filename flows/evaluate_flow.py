@@ -7,18 +7,18 @@ from pathlib import Path
 
 from prefect import flow
 
-from data.atomic import write_text
-from embed.augment import Augmentation
-from flows.defaults import DEFAULT_BATCH_SIZE, DEFAULT_WORKERS, EvalSplit
-from flows.folds import FOLD_KINDS, run_folds
-from flows.labelled import DataError, LabelledSet, load_labelled
-from flows.models import resolve_model, spec_of
-from flows.params import BatchSize, Samples, Workers
-from flows.perturb import parse_perturbations, perturbation_metrics
-from head.metrics import metrics_by_group
-from head.model import FaceauditModel
-from head.plots import write_folds_plot, write_plots
-from head.thresholds import Bounds
+from faceaudit.data.atomic import write_text
+from faceaudit.embed.augment import Augmentation
+from faceaudit.flows.defaults import DEFAULT_BATCH_SIZE, DEFAULT_WORKERS, EvalSplit
+from faceaudit.flows.folds import FOLD_KINDS, run_folds
+from faceaudit.flows.labelled import DataError, LabelledSet, load_labelled
+from faceaudit.flows.models import resolve_model, spec_of
+from faceaudit.flows.params import BatchSize, Samples, Workers
+from faceaudit.flows.perturb import parse_perturbations, perturbation_metrics
+from faceaudit.head.metrics import metrics_by_group
+from faceaudit.head.model import FaceauditModel
+from faceaudit.head.plots import write_folds_plot, write_plots
+from faceaudit.head.thresholds import Bounds
 
 
 @flow(name="evaluate", log_prints=True)

@@ -6,12 +6,12 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
-from embed.runner import Embedder, shared_embedder
-from embed.spec import EmbeddingSpec
-from explain import Attribution, GradientXInput, Occlusion, baseline_image
-from explain.baselines import DEFAULT_BASELINE, check_baseline
-from flows.defaults import DEFAULT_EXPLAIN_METHOD
-from head.model import FaceauditModel
+from faceaudit.embed.runner import Embedder, shared_embedder
+from faceaudit.embed.spec import EmbeddingSpec
+from faceaudit.explain import Attribution, GradientXInput, Occlusion, baseline_image
+from faceaudit.explain.baselines import DEFAULT_BASELINE, check_baseline
+from faceaudit.flows.defaults import DEFAULT_EXPLAIN_METHOD
+from faceaudit.head.model import FaceauditModel
 
 
 class Explainer:

@@ -24,10 +24,10 @@ import numpy as np
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from flows.labelled import LabelledSet
-from flows.orchestration import call
-from head.fit import fit_model
-from head.thresholds import Bounds, verdict_rates
+from faceaudit.flows.labelled import LabelledSet
+from faceaudit.flows.orchestration import call
+from faceaudit.head.fit import fit_model
+from faceaudit.head.thresholds import Bounds, verdict_rates
 
 FoldKind = Literal["family", "collection", "source"]
 FOLD_KINDS: dict[str, str] = {

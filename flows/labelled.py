@@ -9,15 +9,15 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from data.families import Families, FamiliesError
-from data.records import ImageRecord
-from data.split import split_of
-from embed.augment import Augmentation
-from embed.runner import Views
-from embed.spec import EmbeddingSpec
-from embed.store import FeatureStore
-from flows.embed_flow import EmbedSummary, embed_new_images, embed_records, scan_folder
-from flows.orchestration import call
+from faceaudit.data.families import Families, FamiliesError
+from faceaudit.data.records import ImageRecord
+from faceaudit.data.split import split_of
+from faceaudit.embed.augment import Augmentation
+from faceaudit.embed.runner import Views
+from faceaudit.embed.spec import EmbeddingSpec
+from faceaudit.embed.store import FeatureStore
+from faceaudit.flows.embed_flow import EmbedSummary, embed_new_images, embed_records, scan_folder
+from faceaudit.flows.orchestration import call
 
 
 class DataError(Exception):

@@ -11,8 +11,8 @@ import shlex
 import sys
 from pathlib import Path
 
-from data.atomic import write_text
-from flows.folds import worst_folds
+from faceaudit.data.atomic import write_text
+from faceaudit.flows.folds import worst_folds
 
 
 def _pct(value) -> str:

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from embed.spec import EmbeddingSpec, make_spec
-from head.model import FaceauditModel, ModelError
+from faceaudit.embed.spec import EmbeddingSpec, make_spec
+from faceaudit.head.model import FaceauditModel, ModelError
 
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parent.parent / "head" / "default_model"
 

@@ -15,15 +15,15 @@ from pathlib import Path
 
 from prefect import flow, tags
 
-from data.text import display_name
-from data.walk import identity
-from flows.defaults import DEFAULT_EXPLAIN, Explain
-from flows.orchestration import RunFailed, call_flow, failed_state, in_flow_run
-from flows.outputs import OutputBusy
-from flows.params import Samples
-from flows.report import write_index
-from flows.run_log import publish_failure, publish_night, run_logger
-from flows.score_flow import score_flow
+from faceaudit.data.text import display_name
+from faceaudit.data.walk import identity
+from faceaudit.flows.defaults import DEFAULT_EXPLAIN, Explain
+from faceaudit.flows.orchestration import RunFailed, call_flow, failed_state, in_flow_run
+from faceaudit.flows.outputs import OutputBusy
+from faceaudit.flows.params import Samples
+from faceaudit.flows.report import write_index
+from faceaudit.flows.run_log import publish_failure, publish_night, run_logger
+from faceaudit.flows.score_flow import score_flow
 
 
 class NightFailed(RuntimeError):

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, ClassVar
 
-from data.text import display_name
+from faceaudit.data.text import display_name
 
 
 def api_configured() -> bool:
@@ -88,11 +88,11 @@ def call(task_fn, *args: Any, timeout_s: float | None = None, **kwargs: Any):
 def _expected_failures() -> tuple[type[Exception], ...]:
     """What a user or the file system can cause and a one-line reason explains: a run ends Failed with
     that reason (no traceback); anything else is a bug and keeps its traceback."""
-    from data.nofollow import UnsafePath
-    from embed.backbone import BackboneError
-    from embed.store import StoreError
-    from flows.outputs import OutputBusy
-    from head.model import ModelError
+    from faceaudit.data.nofollow import UnsafePath
+    from faceaudit.embed.backbone import BackboneError
+    from faceaudit.embed.store import StoreError
+    from faceaudit.flows.outputs import OutputBusy
+    from faceaudit.head.model import ModelError
 
     return (OutputBusy, UnsafePath, ModelError, StoreError, BackboneError, ValueError, OSError)
 
@@ -106,8 +106,8 @@ def failed_state(exc: Exception, data: Any = None):
     `data` (what was done before it failed) stays readable from the state."""
     from prefect.states import Failed
 
-    from flows.outputs import OutputBusy
-    from flows.run_log import run_logger
+    from faceaudit.flows.outputs import OutputBusy
+    from faceaudit.flows.run_log import run_logger
 
     reason = display_name(f"{type(exc).__name__}: {exc}" if not isinstance(exc, RunFailed) else str(exc))
     run_logger().error("%s", reason)

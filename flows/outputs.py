@@ -14,8 +14,8 @@ import re
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from data.nofollow import open_file, real_folder, remove_matching
-from data.text import unsafe_char
+from faceaudit.data.nofollow import open_file, real_folder, remove_matching
+from faceaudit.data.text import unsafe_char
 
 # A cell starting with one of these runs as a formula in Excel, LibreOffice or Google Sheets (tab, CR
 # and LF never reach a cell: they are escaped first).

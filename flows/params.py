@@ -8,7 +8,7 @@ from typing import Annotated
 
 from pydantic import Field
 
-from head.uncertainty import SAMPLE_RANGE
+from faceaudit.head.uncertainty import SAMPLE_RANGE
 
 BatchSize = Annotated[int, Field(ge=1, le=1024, description="Images per forward pass.")]
 Workers = Annotated[int, Field(ge=0, le=64, description="DataLoader processes decoding ahead.")]

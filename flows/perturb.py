@@ -14,9 +14,9 @@ import numpy as np
 from PIL import Image, ImageFilter
 
 if TYPE_CHECKING:
-    from embed.spec import EmbeddingSpec
-    from flows.labelled import LabelledSet
-    from head.model import FaceauditModel
+    from faceaudit.embed.spec import EmbeddingSpec
+    from faceaudit.flows.labelled import LabelledSet
+    from faceaudit.head.model import FaceauditModel
 
 # What `train` measures on its test split: the verdict should not follow the file's size.
 ROBUSTNESS = "resize:0.5,upscale:2,upscale:4"
@@ -89,12 +89,12 @@ def perturbation_metrics(
 ) -> dict:
     """The metrics of each perturbed copy of `data`'s images (in memory only), per group too, with
     `verdict_agreement`: the share of images whose verdict (`verdict`, on the originals) it left alone."""
-    from data.decode import UnreadableImage, decode_image
-    from data.records import read_scanned
-    from embed.runner import embed_images, shared_embedder
-    from flows.labelled import DataError
-    from flows.progress import progress_bar
-    from head.metrics import metrics_by_group
+    from faceaudit.data.decode import UnreadableImage, decode_image
+    from faceaudit.data.records import read_scanned
+    from faceaudit.embed.runner import embed_images, shared_embedder
+    from faceaudit.flows.labelled import DataError
+    from faceaudit.flows.progress import progress_bar
+    from faceaudit.head.metrics import metrics_by_group
 
     if isinstance(perturbations, str):
         perturbations = parse_perturbations(perturbations)

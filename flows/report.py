@@ -10,10 +10,10 @@ import os
 from pathlib import Path
 from urllib.parse import quote
 
-from data.atomic import write_text
-from data.decode import UnreadableImage, decode_image
-from data.records import ImageRecord, read_scanned
-from data.text import display_name
+from faceaudit.data.atomic import write_text
+from faceaudit.data.decode import UnreadableImage, decode_image
+from faceaudit.data.records import ImageRecord, read_scanned
+from faceaudit.data.text import display_name
 
 _TEMPLATE = Path(__file__).resolve().parent / "templates" / "report.html.j2"
 THUMBNAIL_PX = 64

@@ -13,8 +13,8 @@ import os
 import re
 from pathlib import Path
 
-from data.text import display_name
-from flows.orchestration import in_flow_run
+from faceaudit.data.text import display_name
+from faceaudit.flows.orchestration import in_flow_run
 
 MAX_LOGGED_UNREADABLE = 50
 OOD_WARNING_SHARE = 0.5  # above this share of out-of-distribution images, a run warns

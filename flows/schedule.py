@@ -63,7 +63,7 @@ def describe_schedule(cron: str | None, interval: int | None, timezone: str) -> 
 
 def deployment_options(schedule, parameters: dict) -> dict:
     """What `serve` and `deploy` both register: the schedule, parameters and labels."""
-    from data.version import code_version
+    from faceaudit.data.version import code_version
 
     return {
         "schedules": [schedule],

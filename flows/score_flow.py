@@ -20,13 +20,13 @@ from pathlib import Path
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
-from data.atomic import write_text
-from data.nofollow import UnsafePath, refuse_link
-from data.records import ImageRecord
-from data.text import display_name
-from data.version import code_version
-from explain.baselines import DEFAULT_BASELINE, OcclusionBaseline
-from flows.defaults import (
+from faceaudit.data.atomic import write_text
+from faceaudit.data.nofollow import UnsafePath, refuse_link
+from faceaudit.data.records import ImageRecord
+from faceaudit.data.text import display_name
+from faceaudit.data.version import code_version
+from faceaudit.explain.baselines import DEFAULT_BASELINE, OcclusionBaseline
+from faceaudit.flows.defaults import (
     DEFAULT_BATCH_SIZE,
     DEFAULT_EXPLAIN,
     DEFAULT_EXPLAIN_METHOD,
@@ -34,14 +34,20 @@ from flows.defaults import (
     Explain,
     ExplainMethod,
 )
-from flows.embed_flow import scan_folder
-from flows.orchestration import EXPECTED_FAILURES, call, failed_state, in_flow_run
-from flows.outputs import csv_lines, json_text, jsonl_lines, output_lock
-from flows.params import BatchSize, Samples, Workers
-from flows.report import write_report
-from flows.run_log import OOD_WARNING_SHARE, STALE_MODEL_DAYS, log_unreadable, publish_artifacts, run_logger
-from flows.scoring import COLUMNS, NO_MAPS, Maps, Scorer, images_to_map
-from head.thresholds import VERDICTS
+from faceaudit.flows.embed_flow import scan_folder
+from faceaudit.flows.orchestration import EXPECTED_FAILURES, call, failed_state, in_flow_run
+from faceaudit.flows.outputs import csv_lines, json_text, jsonl_lines, output_lock
+from faceaudit.flows.params import BatchSize, Samples, Workers
+from faceaudit.flows.report import write_report
+from faceaudit.flows.run_log import (
+    OOD_WARNING_SHARE,
+    STALE_MODEL_DAYS,
+    log_unreadable,
+    publish_artifacts,
+    run_logger,
+)
+from faceaudit.flows.scoring import COLUMNS, NO_MAPS, Maps, Scorer, images_to_map
+from faceaudit.head.thresholds import VERDICTS
 
 # What a run writes into OUT; none of them may be a symlink.
 OUTPUT_NAMES = ("verdicts.csv", "verdicts.jsonl", "run.json", "report.html", "maps")

@@ -12,16 +12,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from data.atomic import write_text
-from data.decode import UnreadableImage, decode_image
-from data.nofollow import UnsafePath, read_regular
-from data.records import ImageRecord, read_scanned
-from embed.spec import EmbeddingSpec
-from embed.store import FeatureStore
-from flows.embed_flow import EmbedSummary, embed_records
-from flows.models import resolve_model, spec_of
-from flows.progress import progress_bar
-from head.model import CARD_FILE, WEIGHTS_FILE, FaceauditModel, ModelError, read_files
+from faceaudit.data.atomic import write_text
+from faceaudit.data.decode import UnreadableImage, decode_image
+from faceaudit.data.nofollow import UnsafePath, read_regular
+from faceaudit.data.records import ImageRecord, read_scanned
+from faceaudit.embed.spec import EmbeddingSpec
+from faceaudit.embed.store import FeatureStore
+from faceaudit.flows.embed_flow import EmbedSummary, embed_records
+from faceaudit.flows.models import resolve_model, spec_of
+from faceaudit.flows.progress import progress_bar
+from faceaudit.head.model import CARD_FILE, WEIGHTS_FILE, FaceauditModel, ModelError, read_files
 
 PREDICT_CHUNK = 2048  # images whose vectors are scored together
 
@@ -219,8 +219,8 @@ class Scorer:
         failed: dict[str, str] = {}
         if not todo:
             return Maps(done, failed)
-        from explain.render import render_map
-        from flows.explaining import Explainer
+        from faceaudit.explain.render import render_map
+        from faceaudit.flows.explaining import Explainer
 
         explainer = Explainer(self.model, self.spec, baseline=baseline, samples=samples)
         with progress_bar("explaining", total=len(todo)) as advance:

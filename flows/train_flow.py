@@ -17,26 +17,26 @@ import numpy as np
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
-from data.atomic import write_text
-from data.version import code_version
-from embed.augment import DEFAULT_VIEWS, Augmentation
-from embed.default_backbone import DEFAULT_BACKBONE
-from embed.pooling import PoolingKind
-from embed.preprocess import PreprocessMode
-from embed.spec import DEFAULT_POOLING, DEFAULT_PREPROCESS, make_spec
-from flows.defaults import DEFAULT_BATCH_SIZE, DEFAULT_WORKERS
-from flows.folds import FOLD_KINDS, fit_within, run_folds
-from flows.labelled import DataError, LabelledSet, load_labelled
-from flows.model_card import write_model_card
-from flows.orchestration import call
-from flows.params import BatchSize, Rate, Samples, ViewCount, Workers
-from flows.perturb import ROBUSTNESS, perturbation_metrics
-from head.base import DEFAULT_HEAD, HeadKind
-from head.fit import fit_band
-from head.metrics import metrics_by_group
-from head.plots import write_folds_plot, write_plots
-from head.thresholds import Bounds
-from head.uncertainty import DEFAULT_SAMPLES
+from faceaudit.data.atomic import write_text
+from faceaudit.data.version import code_version
+from faceaudit.embed.augment import DEFAULT_VIEWS, Augmentation
+from faceaudit.embed.default_backbone import DEFAULT_BACKBONE
+from faceaudit.embed.pooling import PoolingKind
+from faceaudit.embed.preprocess import PreprocessMode
+from faceaudit.embed.spec import DEFAULT_POOLING, DEFAULT_PREPROCESS, make_spec
+from faceaudit.flows.defaults import DEFAULT_BATCH_SIZE, DEFAULT_WORKERS
+from faceaudit.flows.folds import FOLD_KINDS, fit_within, run_folds
+from faceaudit.flows.labelled import DataError, LabelledSet, load_labelled
+from faceaudit.flows.model_card import write_model_card
+from faceaudit.flows.orchestration import call
+from faceaudit.flows.params import BatchSize, Rate, Samples, ViewCount, Workers
+from faceaudit.flows.perturb import ROBUSTNESS, perturbation_metrics
+from faceaudit.head.base import DEFAULT_HEAD, HeadKind
+from faceaudit.head.fit import fit_band
+from faceaudit.head.metrics import metrics_by_group
+from faceaudit.head.plots import write_folds_plot, write_plots
+from faceaudit.head.thresholds import Bounds
+from faceaudit.head.uncertainty import DEFAULT_SAMPLES
 
 
 @task(name="fit-head", cache_policy=NO_CACHE)
@@ -51,8 +51,8 @@ def fit_head(data: LabelledSet, head: str, params: dict, bounds: Bounds, samples
 def linear_probe(model, data: LabelledSet) -> dict:
     """The model's own linear probe (logistic regression on the same vectors and training split, the
     second opinion its AI verdicts need) on the test split: the baseline the Bayesian head must beat."""
-    from head.thresholds import Thresholds, decide
-    from head.uncertainty import Prediction
+    from faceaudit.head.thresholds import Thresholds, decide
+    from faceaudit.head.uncertainty import Prediction
 
     test = data.originals_in("test")
     p = model.probe.p_ai(data.X[test])

@@ -30,12 +30,12 @@ from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, JSONResponse
 
-from data.atomic import write_bytes
-from data.records import scan
-from data.text import display_name
-from explain.baselines import DEFAULT_BASELINE
-from flows.outputs import csv_lines
-from flows.scoring import COLUMNS, Scorer
+from faceaudit.data.atomic import write_bytes
+from faceaudit.data.records import scan
+from faceaudit.data.text import display_name
+from faceaudit.explain.baselines import DEFAULT_BASELINE
+from faceaudit.flows.outputs import csv_lines
+from faceaudit.flows.scoring import COLUMNS, Scorer
 
 PAGE = Path(__file__).resolve().parent / "templates" / "ui.html.j2"
 # The page may load nothing from elsewhere: its own inline code, and images made in the browser.
@@ -297,8 +297,8 @@ def serve(judge: Judge, host: str, port: int, max_upload_bytes: int, waiting: in
     """Warm up, then serve until interrupted."""
     import uvicorn
 
-    from flows import progress
-    from flows.orchestration import private_tempdir
+    from faceaudit.flows import progress
+    from faceaudit.flows.orchestration import private_tempdir
 
     progress.enable(False)  # no bars per upload in the server's terminal
     with private_tempdir() as scratch:  # uploads wait here; a server killed with -9 leaves it to the next

@@ -12,7 +12,7 @@ from typing import Literal
 
 import numpy as np
 
-from head.uncertainty import DEFAULT_SAMPLES, Prediction, summarize
+from faceaudit.head.uncertainty import DEFAULT_SAMPLES, Prediction, summarize
 
 HeadKind = Literal["mc-dropout", "pyro-vi"]  # the `kind` of each Head subclass
 DEFAULT_HEAD = "mc-dropout"

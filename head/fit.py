@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from head.base import DEFAULT_HEAD
-from head.calibration import fit_calibrator
-from head.model import HEADS, FaceauditModel
-from head.nearest import NearestSource
-from head.ood import MahalanobisOOD
-from head.probe import LinearProbe
-from head.thresholds import Bounds, Thresholds, choose_thresholds, ood_cut
-from head.uncertainty import DEFAULT_SAMPLES
+from faceaudit.head.base import DEFAULT_HEAD
+from faceaudit.head.calibration import fit_calibrator
+from faceaudit.head.model import HEADS, FaceauditModel
+from faceaudit.head.nearest import NearestSource
+from faceaudit.head.ood import MahalanobisOOD
+from faceaudit.head.probe import LinearProbe
+from faceaudit.head.thresholds import Bounds, Thresholds, choose_thresholds, ood_cut
+from faceaudit.head.uncertainty import DEFAULT_SAMPLES
 
 
 def fit_model(

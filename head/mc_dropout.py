@@ -8,8 +8,8 @@ into the small later matrices: 200 samples cost two batched matmuls, not 200 for
 
 from __future__ import annotations
 
-from head.base import Head
-from head.training import early_stopping_loop, single_thread
+from faceaudit.head.base import Head
+from faceaudit.head.training import early_stopping_loop, single_thread
 
 
 class MCDropoutHead(Head):

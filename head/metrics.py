@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from head.calibration import expected_calibration_error, nll
-from head.thresholds import rates, verdict_rates
-from head.uncertainty import Prediction
+from faceaudit.head.calibration import expected_calibration_error, nll
+from faceaudit.head.thresholds import rates, verdict_rates
+from faceaudit.head.uncertainty import Prediction
 
 
 def classification_metrics(y: np.ndarray, prediction: Prediction, verdict: np.ndarray) -> dict:

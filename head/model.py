@@ -15,17 +15,17 @@ from typing import get_args
 
 import numpy as np
 
-from data.atomic import replacing, write_text
-from data.labels import CLASSES
-from head.base import Head, HeadKind
-from head.calibration import Calibrator
-from head.mc_dropout import MCDropoutHead
-from head.nearest import NearestSource
-from head.ood import MahalanobisOOD
-from head.probe import LinearProbe
-from head.pyro_head import PyroHead
-from head.thresholds import Thresholds, decide, uncertain_reason
-from head.uncertainty import DEFAULT_SAMPLES, SAMPLE_RANGE, Prediction
+from faceaudit.data.atomic import replacing, write_text
+from faceaudit.data.labels import CLASSES
+from faceaudit.head.base import Head, HeadKind
+from faceaudit.head.calibration import Calibrator
+from faceaudit.head.mc_dropout import MCDropoutHead
+from faceaudit.head.nearest import NearestSource
+from faceaudit.head.ood import MahalanobisOOD
+from faceaudit.head.probe import LinearProbe
+from faceaudit.head.pyro_head import PyroHead
+from faceaudit.head.thresholds import Thresholds, decide, uncertain_reason
+from faceaudit.head.uncertainty import DEFAULT_SAMPLES, SAMPLE_RANGE, Prediction
 
 HEADS: dict[str, type[Head]] = {MCDropoutHead.kind: MCDropoutHead, PyroHead.kind: PyroHead}
 assert set(HEADS) == set(get_args(HeadKind)), "HeadKind must name every head"
@@ -223,7 +223,7 @@ MAX_WEIGHTS_BYTES = 2 * 2**30
 def read_files(folder: Path) -> tuple[bytes, bytes]:
     """model.json's and model.safetensors' bytes, each read once: everything a run decides and records
     comes from these same bytes, even if the folder is rewritten meanwhile (`train --model-out`)."""
-    from data.nofollow import UnsafePath, read_regular
+    from faceaudit.data.nofollow import UnsafePath, read_regular
 
     if not folder.is_dir():
         raise ModelError(f"{folder} is not a faceaudit model folder (no such folder)")

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
-from data.atomic import replacing
-from head.uncertainty import Prediction
+from faceaudit.data.atomic import replacing
+from faceaudit.head.uncertainty import Prediction
 
 
 def _figure():

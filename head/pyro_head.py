@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from head.base import Head
-from head.training import early_stopping_loop, single_thread
+from faceaudit.head.base import Head
+from faceaudit.head.training import early_stopping_loop, single_thread
 
 _SITES = ("w2", "b2", "w3", "b3")
 

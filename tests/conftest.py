@@ -149,7 +149,7 @@ def lock_held_elsewhere(out: Path) -> Iterator[subprocess.Popen]:
         [
             sys.executable,
             "-c",
-            "import sys; from pathlib import Path; from flows.outputs import output_lock\n"
+            "import sys; from pathlib import Path; from faceaudit.flows.outputs import output_lock\n"
             f"with output_lock(Path({str(out)!r})):\n"
             "    print('held', flush=True); sys.stdin.read()",
         ],

@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parent.parent
 def test_help_imports_no_heavy_library() -> None:
     """`faceaudit --help` must answer at once: torch, transformers and Prefect stay unloaded."""
     code = (
-        "import sys, flows.cli; "
+        "import sys, faceaudit.flows.cli; "
         "print(sorted(m for m in ('torch', 'transformers', 'prefect', 'pyro') if m in sys.modules))"
     )
     result = subprocess.run(
@@ -82,7 +82,7 @@ def test_embed_prints_a_summary_and_json(tiny_vit: Path, tmp_path: Path) -> None
 def test_no_third_party_progress_bars_when_no_terminal_watches() -> None:
     """transformers' "Writing model shards" bar (a first run converting the backbone) stays off stderr."""
     code = (
-        "from flows.cli import quiet_third_party_bars; quiet_third_party_bars(); "
+        "from faceaudit.flows.cli import quiet_third_party_bars; quiet_third_party_bars(); "
         "from transformers.utils import logging; print(logging.is_progress_bar_enabled())"
     )
     env = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_DISABLE_PROGRESS_BARS", "TQDM_DISABLE")}
@@ -93,7 +93,7 @@ def test_no_third_party_progress_bars_when_no_terminal_watches() -> None:
 
 
 def test_every_csv_column_is_documented_in_the_readme() -> None:
-    from flows.scoring import COLUMNS
+    from faceaudit.flows.scoring import COLUMNS
 
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     table = [line for line in readme.splitlines() if line.lstrip().startswith("| `")]

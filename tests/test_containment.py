@@ -41,9 +41,9 @@ def score(dump: Path, out: Path, store: Path, trained: dict, *extra: str):
 
 def store_folder(trained: dict, store: Path) -> Path:
     """The fingerprint folder the trained model's vectors live in under `store`."""
-    from embed.store import FeatureStore
-    from flows.models import spec_of
-    from head.model import FaceauditModel
+    from faceaudit.embed.store import FeatureStore
+    from faceaudit.flows.models import spec_of
+    from faceaudit.head.model import FaceauditModel
 
     return FeatureStore(store, spec_of(FaceauditModel.load(trained["model"])).fingerprint).folder
 
@@ -73,8 +73,8 @@ def test_nothing_is_written_or_deleted_through_a_planted_symlink(trained: dict, 
 
     # Other members, through the same flow in-process: maps/ (its stale scratch files would be cleaned
     # up, its maps drawn, outside), an output file, the store's own folder (batches written and deleted).
-    from data.nofollow import UnsafePath
-    from flows.score_flow import score_flow
+    from faceaudit.data.nofollow import UnsafePath
+    from faceaudit.flows.score_flow import score_flow
 
     linked_store = tmp_path / "linked-store"
     linked_store.mkdir()
@@ -97,8 +97,8 @@ def test_nothing_is_written_or_deleted_through_a_planted_symlink(trained: dict, 
 
 
 def test_an_atomic_write_never_opens_a_planted_scratch_link(tmp_path: Path) -> None:
-    from data.atomic import scratch_for, write_bytes, write_text
-    from data.nofollow import UnsafePath
+    from faceaudit.data.atomic import scratch_for, write_bytes, write_text
+    from faceaudit.data.nofollow import UnsafePath
 
     victim = tmp_path / "victim"
     victim.write_text("DATA\n")
@@ -136,9 +136,9 @@ class Deadline:
 
 
 def test_files_changed_after_the_scan_become_reason_rows(trained: dict, dump: Path, tmp_path: Path) -> None:
-    from data.records import scan
-    from flows.report import thumbnail
-    from flows.scoring import Scorer
+    from faceaudit.data.records import scan
+    from faceaudit.flows.report import thumbnail
+    from faceaudit.flows.scoring import Scorer
 
     assert threading.current_thread() is threading.main_thread()  # SIGALRM needs it
     for i in range(4, 8):
@@ -237,7 +237,7 @@ def test_a_damaged_store_file_is_skipped_named_and_quarantined(trained: dict, du
     ],
 )
 def test_a_bad_model_card_is_refused_before_any_work(trained: dict, tmp_path: Path, change, reason: str):
-    from head.model import CARD_FILE, FaceauditModel, ModelError
+    from faceaudit.head.model import CARD_FILE, FaceauditModel, ModelError
 
     model = tmp_path / "model"
     shutil.copytree(trained["model"], model)
@@ -249,7 +249,7 @@ def test_a_bad_model_card_is_refused_before_any_work(trained: dict, tmp_path: Pa
 
 
 def test_a_card_nested_past_any_parser_is_refused(trained: dict, tmp_path: Path) -> None:
-    from head.model import FaceauditModel, ModelError
+    from faceaudit.head.model import FaceauditModel, ModelError
 
     model = tmp_path / "model"
     shutil.copytree(trained["model"], model)
@@ -274,7 +274,7 @@ def test_the_command_line_refuses_a_bad_model_in_one_line(trained: dict, dump: P
 
 
 def test_an_undecodable_input_folder_with_out_inside_it(trained: dict, dump: Path, tmp_path: Path) -> None:
-    from flows.score_flow import score_flow
+    from faceaudit.flows.score_flow import score_flow
 
     folder = Path(os.fsdecode(bytes(tmp_path) + b"/dump-\xff"))
     dump.rename(folder)
@@ -307,7 +307,7 @@ def test_a_keep_folder_that_is_a_link_is_refused_at_start(tmp_path: Path) -> Non
 
 
 def test_nightly_never_takes_its_reports_or_store_for_a_dump(trained: dict, dump: Path, tmp_path: Path):
-    from flows.nightly_flow import nightly_flow
+    from faceaudit.flows.nightly_flow import nightly_flow
 
     root = tmp_path / "dumps"
     root.mkdir()

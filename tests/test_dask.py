@@ -12,9 +12,9 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from data import scan
-from embed.spec import make_spec
-from embed.store import FeatureStore
+from faceaudit.data import scan
+from faceaudit.embed.spec import make_spec
+from faceaudit.embed.store import FeatureStore
 from tests import warm
 from tests.conftest import faceaudit, in_background, make_labelled_folder, stop_group, wait_for
 

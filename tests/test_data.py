@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from data import UnreadableImage, decode_image, label_and_group, scan, split_of, walk
-from data.labels import class_of_folder
+from faceaudit.data import UnreadableImage, decode_image, label_and_group, scan, split_of, walk
+from faceaudit.data.labels import class_of_folder
 from tests.conftest import unprivileged, write_image
 
 
@@ -147,7 +147,10 @@ def test_split_is_deterministic_and_roughly_proportional() -> None:
     hashes = [hashlib.sha256(str(i).encode()).hexdigest() for i in range(4000)]
     splits = [split_of(h) for h in hashes]
     # Another process, with another hash seed, gives every image the same split.
-    code = "import sys; from data.split import split_of; print(' '.join(split_of(h) for h in sys.argv[1:]))"
+    code = (
+        "import sys; from faceaudit.data.split import split_of; "
+        "print(' '.join(split_of(h) for h in sys.argv[1:]))"
+    )
     elsewhere = subprocess.run(
         [sys.executable, "-c", code, *hashes[:500]],
         cwd=Path(__file__).resolve().parent.parent,
@@ -174,7 +177,7 @@ def test_unreadable_file_is_a_record_not_a_crash(tmp_path: Path) -> None:
         write_image(folder / "ok.jpg", 1).chmod(0o644)
         write_image(folder / "locked.jpg", 2).chmod(0)
         code = (
-            "import sys; from data import scan; "
+            "import sys; from faceaudit.data import scan; "
             "print('\\n'.join(f'{r.rel}|{r.error}' for r in scan(sys.argv[1])))"
         )
         command = unprivileged([sys.executable, "-c", code, str(folder)])
@@ -191,7 +194,7 @@ def test_unreadable_file_is_a_record_not_a_crash(tmp_path: Path) -> None:
 
 
 def test_families_group_sources_and_a_folder_may_declare_its_own(tmp_path: Path) -> None:
-    from data.families import Families, FamiliesError
+    from faceaudit.data.families import Families, FamiliesError
 
     built_in = Families.for_folder(tmp_path)
     assert built_in.of("genphotos", 1) == built_in.of("ffhq-stylegan", "ai") == "stylegan"

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from data import decode_image, scan
+from faceaudit.data import decode_image, scan
 from tests.conftest import SHARED_DATA, needs_shared_data
 
 pytest.importorskip("onnxruntime", reason="onnxruntime (a test dependency) checks the conversion")
@@ -26,9 +26,9 @@ def test_converted_backbone_matches_the_onnx_graph(real_images: list) -> None:
     import onnx
     import onnxruntime
 
-    from embed.backbone import Backbone, describe_backbone
-    from embed.default_backbone import ONNX_BACKBONE_OUTPUT, onnx_path
-    from embed.preprocess import Preprocess
+    from faceaudit.embed.backbone import Backbone, describe_backbone
+    from faceaudit.embed.default_backbone import ONNX_BACKBONE_OUTPUT, onnx_path
+    from faceaudit.embed.preprocess import Preprocess
 
     info = describe_backbone("dinov2-s14")
     assert (info.hidden_size, info.depth, info.patch_size, info.input_size) == (384, 12, 14, 224)
@@ -52,9 +52,9 @@ def test_converted_backbone_matches_the_onnx_graph(real_images: list) -> None:
 def test_default_pipeline_embeds_real_images(real_images: list, tmp_path) -> None:
     import shutil
 
-    from embed.spec import make_spec
-    from embed.store import FeatureStore
-    from flows.embed_flow import embed_flow
+    from faceaudit.embed.spec import make_spec
+    from faceaudit.embed.store import FeatureStore
+    from faceaudit.flows.embed_flow import embed_flow
 
     folder = tmp_path / "images"
     for record in real_images:
@@ -86,7 +86,7 @@ def test_default_pipeline_embeds_real_images(real_images: list, tmp_path) -> Non
 
 def test_demo_judges_the_shipped_faces_and_shows_each_verdict(tmp_path) -> None:
     """`faceaudit demo`: the six shipped faces and the broken file, a line each, then the report."""
-    from flows.demo import SAMPLE_FOLDER
+    from faceaudit.flows.demo import SAMPLE_FOLDER
     from tests.conftest import faceaudit
 
     result = faceaudit("demo", "--out", str(tmp_path / "demo"), "--no-progress")
@@ -164,7 +164,7 @@ def test_pictures_that_are_not_face_photos_are_held_back_as_ood(tmp_path) -> Non
     import json
     import shutil
 
-    from flows.demo import SAMPLE_FOLDER
+    from faceaudit.flows.demo import SAMPLE_FOLDER
     from tests.conftest import faceaudit
 
     names = not_face_photos(tmp_path / "pictures" / "drawn")

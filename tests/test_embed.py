@@ -11,12 +11,12 @@ import pytest
 import torch
 from PIL import Image
 
-from data import scan
-from embed.pooling import Pooling
-from embed.preprocess import Preprocess
-from embed.spec import make_spec
-from embed.store import FeatureStore
-from flows.embed_flow import EmbedSummary, embed_flow
+from faceaudit.data import scan
+from faceaudit.embed.pooling import Pooling
+from faceaudit.embed.preprocess import Preprocess
+from faceaudit.embed.spec import make_spec
+from faceaudit.embed.store import FeatureStore
+from faceaudit.flows.embed_flow import EmbedSummary, embed_flow
 from tests.conftest import make_labelled_folder, write_image
 
 
@@ -65,12 +65,12 @@ def test_rerun_embeds_nothing_and_loads_no_model(tiny_vit: Path, tmp_path: Path,
     first = run(folder, tmp_path / "store", tiny_vit)
     files_before = sorted(p.stat().st_mtime_ns for p in (tmp_path / "store").rglob("*.h5"))
 
-    import embed.runner
+    from faceaudit.embed import runner
 
     def no_model(*args, **kwargs):
         raise AssertionError("a backbone was loaded although every image is stored")
 
-    monkeypatch.setattr(embed.runner.Embedder, "__init__", no_model)
+    monkeypatch.setattr(runner.Embedder, "__init__", no_model)
     second = run(folder, tmp_path / "store", tiny_vit)
     assert first.new == 12
     assert second.new == 0 and second.already_stored == 12
@@ -127,8 +127,8 @@ def test_options_change_the_fingerprint_and_the_vector(tiny_vit: Path, tmp_path:
 
 
 def test_layers_past_the_deepest_pooled_one_are_not_run(tiny_dinov2: Path, tmp_path: Path) -> None:
-    from embed.backbone import Backbone
-    from embed.runner import Embedder
+    from faceaudit.embed.backbone import Backbone
+    from faceaudit.embed.runner import Embedder
 
     spec = make_spec(str(tiny_dinov2), layers=(1,))
     embedder = Embedder(spec)
@@ -196,8 +196,8 @@ def test_scale_shows_the_backbone_one_scale_whatever_the_file_size() -> None:
 
 
 def test_face_mode_crops_around_the_face_and_falls_back_to_scale_without_one(tmp_path: Path) -> None:
-    from embed.preprocess import face_square
-    from flows.demo import SAMPLE_FOLDER
+    from faceaudit.embed.preprocess import face_square
+    from faceaudit.flows.demo import SAMPLE_FOLDER
 
     portrait = Image.open(SAMPLE_FOLDER / "real" / "obama.jpg").convert(
         "RGB"

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from explain import Occlusion, occlusion_windows, render_map
+from faceaudit.explain import Occlusion, occlusion_windows, render_map
 
 
 def bright_corner_detector(pixels: np.ndarray) -> np.ndarray:
@@ -66,7 +66,7 @@ def test_a_map_is_drawn_the_same_whatever_was_drawn_before_it(tmp_path: Path) ->
 def test_gradient_map_points_at_the_patch_that_drives_the_score() -> None:
     import torch
 
-    from explain import GradientXInput
+    from faceaudit.explain import GradientXInput
 
     cell, side = 8, 32
     weight = torch.zeros(16, 3 * cell * cell)
@@ -87,10 +87,10 @@ def test_gradient_map_points_at_the_patch_that_drives_the_score() -> None:
 def test_maps_do_not_depend_on_the_batch(trained: dict) -> None:
     """The same map for an image explained alone or in a batch of 8, by either method, through the real
     (tiny) backbone and head that score it."""
-    from data import decode_image
-    from flows.explaining import Explainer
-    from flows.models import spec_of
-    from head.model import FaceauditModel
+    from faceaudit.data import decode_image
+    from faceaudit.flows.explaining import Explainer
+    from faceaudit.flows.models import spec_of
+    from faceaudit.head.model import FaceauditModel
 
     model = FaceauditModel.load(trained["model"])
     spec = spec_of(model)

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from head import (
+from faceaudit.head import (
     FaceauditModel,
     MCDropoutHead,
     ModelError,
@@ -19,9 +19,9 @@ from head import (
     expected_calibration_error,
     fit_calibrator,
 )
-from head.fit import fit_model
-from head.ood import MahalanobisOOD
-from head.thresholds import Bounds, ood_cut, rates, verdict_rates
+from faceaudit.head.fit import fit_model
+from faceaudit.head.ood import MahalanobisOOD
+from faceaudit.head.thresholds import Bounds, ood_cut, rates, verdict_rates
 
 DIM = 24
 
@@ -238,8 +238,8 @@ def test_vectors_of_another_embedding_are_refused(saved_model: Path) -> None:
 def test_the_built_in_model_knows_its_families_and_was_measured_on_those_it_never_saw() -> None:
     """The shipped model: scale-neutral inputs, augmented views, eleven sources grouped into families,
     every family and real collection left out measured, small enough to ship, loadable by this code."""
-    from flows.models import DEFAULT_MODEL_DIR
-    from head.model import FaceauditModel
+    from faceaudit.flows.models import DEFAULT_MODEL_DIR
+    from faceaudit.head.model import FaceauditModel
 
     model = FaceauditModel.load(DEFAULT_MODEL_DIR)
     assert json.loads(model.info["embedding"]["preprocess"])["mode"] == "scale"

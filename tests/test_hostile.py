@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from flows.outputs import path_from_cell
+from faceaudit.flows.outputs import path_from_cell
 from tests.conftest import faceaudit, unprivileged
 
 

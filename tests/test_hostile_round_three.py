@@ -48,9 +48,9 @@ def one_line_refusal(result) -> str:
 
 
 def fingerprint_folder(trained: dict, store: Path) -> Path:
-    from embed.store import FeatureStore
-    from flows.models import spec_of
-    from head.model import FaceauditModel
+    from faceaudit.embed.store import FeatureStore
+    from faceaudit.flows.models import spec_of
+    from faceaudit.head.model import FaceauditModel
 
     return FeatureStore(store, spec_of(FaceauditModel.load(trained["model"])).fingerprint).folder
 
@@ -93,10 +93,10 @@ def test_hard_links_and_symlinked_quarantine_change_nothing_outside(
 
 
 def test_a_model_rewritten_during_a_run_neither_decides_nor_is_recorded(trained: dict, tmp_path: Path):
-    from embed.store import FeatureStore
-    from flows.score_flow import predict
-    from flows.scoring import _BY_ID, _LOADED, Scorer
-    from head.model import ModelError
+    from faceaudit.embed.store import FeatureStore
+    from faceaudit.flows.score_flow import predict
+    from faceaudit.flows.scoring import _BY_ID, _LOADED, Scorer
+    from faceaudit.head.model import ModelError
 
     model = tmp_path / "model"
     shutil.copytree(trained["model"], model)
@@ -297,7 +297,7 @@ BAD_MODELS = {
 
 @pytest.mark.parametrize("case", list(BAD_MODELS))
 def test_a_bad_model_folder_is_one_line(trained: dict, tmp_path: Path, case: str) -> None:
-    from head.model import FaceauditModel, ModelError
+    from faceaudit.head.model import FaceauditModel, ModelError
 
     change, reason = BAD_MODELS[case]
     model = tmp_path / "model"
@@ -354,7 +354,7 @@ def test_file_names_cannot_forge_log_lines_or_carry_escapes(trained: dict, dump:
 
 
 def test_a_dump_gone_or_replaced_by_a_file_fails(trained: dict, dump: Path, tmp_path: Path) -> None:
-    from flows.score_flow import InputGone, score_flow
+    from faceaudit.flows.score_flow import InputGone, score_flow
 
     params = dict(
         store_dir=str(tmp_path / "store"), model_dir=str(trained["model"]), explain="none", samples=20
@@ -375,7 +375,7 @@ def test_the_private_tmpdir_of_a_killed_run_is_removed_by_the_next(tmp_path: Pat
     import subprocess
     import tempfile
 
-    from flows.orchestration import private_tempdir
+    from faceaudit.flows.orchestration import private_tempdir
 
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     dead = subprocess.Popen(["true"])

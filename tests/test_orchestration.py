@@ -60,7 +60,7 @@ def log_messages(flow_run_id: str) -> list[str]:
 
 
 def test_a_failed_dump_does_not_stop_the_night(trained: dict, tmp_path: Path, prefect_api: str) -> None:
-    from flows.nightly_flow import nightly_flow
+    from faceaudit.flows.nightly_flow import nightly_flow
 
     dumps = make_dumps(trained, tmp_path / "dumps", ["2026-11-20", "2026-11-21", "2026-11-22"])
     (dumps / "2026-11-20" / "broken.jpg").write_bytes(b"not a picture at all")
@@ -88,7 +88,7 @@ def test_a_failed_dump_does_not_stop_the_night(trained: dict, tmp_path: Path, pr
         assert run["prefect"]["flow_run_url"].endswith(recorded["id"])
 
     run = json.loads((reports / "2026-11-20" / "run.json").read_text())
-    from flows.run_log import artifact_key
+    from faceaudit.flows.run_log import artifact_key
 
     table = json.loads(artifact(artifact_key("verdicts", dumps / "2026-11-20"))["data"])
     assert {row["verdict"]: row["files"] for row in table} == run["counts"]
@@ -130,7 +130,7 @@ def test_a_failed_dump_does_not_stop_the_night(trained: dict, tmp_path: Path, pr
 
 
 def test_a_dump_whose_report_folder_is_busy_is_skipped(trained: dict, tmp_path: Path) -> None:
-    from flows.nightly_flow import nightly_flow
+    from faceaudit.flows.nightly_flow import nightly_flow
 
     dumps = make_dumps(trained, tmp_path / "dumps", ["a", "b"])
     reports = tmp_path / "reports"
@@ -144,8 +144,8 @@ def test_a_dump_whose_report_folder_is_busy_is_skipped(trained: dict, tmp_path: 
 def test_score_flow_parameters_are_typed_and_checked(trained: dict, tmp_path: Path) -> None:
     from prefect.exceptions import ParameterTypeError
 
-    from flows.orchestration import run_flow
-    from flows.score_flow import score_flow
+    from faceaudit.flows.orchestration import run_flow
+    from faceaudit.flows.score_flow import score_flow
 
     schema = score_flow.parameters.model_dump()["properties"]
     assert schema["explain"]["enum"] == ["flagged", "all", "none"]
@@ -269,7 +269,7 @@ def test_a_work_pool_worker_runs_the_nightly_deployment(
 
 def test_a_night_scores_again_when_an_output_parameter_changes(trained: dict, tmp_path: Path) -> None:
     """A report is current only for the same files, model, explain and samples; --force scores anyway."""
-    from flows.nightly_flow import nightly_flow
+    from faceaudit.flows.nightly_flow import nightly_flow
 
     dumps = make_dumps(trained, tmp_path / "dumps", ["d"], per_dump=2)
     common = dict(
@@ -309,7 +309,7 @@ def test_an_unreachable_server_is_one_line_and_retryable(trained: dict, tmp_path
 
 
 def test_two_dumps_of_one_name_never_share_an_artifact_history(tmp_path: Path) -> None:
-    from flows.run_log import artifact_key
+    from faceaudit.flows.run_log import artifact_key
 
     first, second = tmp_path / "site-a" / "2026-12-01", tmp_path / "site-b" / "2026-12-01"
     assert artifact_key("verdicts", first) != artifact_key("verdicts", second)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from flows.embed_flow import embed_flow
+from faceaudit.flows.embed_flow import embed_flow
 from tests.conftest import make_labelled_folder
 
 

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from embed.augment import Augmentation
+from faceaudit.embed.augment import Augmentation
 from tests.conftest import faceaudit
 
 SMALL, LARGE = (64, 60), (128, 95)  # (pixels, JPEG quality) of real and of AI images in training
@@ -104,8 +104,8 @@ def test_augmented_views_are_drawn_the_same_way_every_time() -> None:
 
 def test_a_second_training_run_embeds_no_view_again(shortcut_model: dict, tiny_vit: Path) -> None:
     """Views are cached in the store under their own keys: retraining finds every one of them."""
-    from data.split import split_of
-    from embed.store import FeatureStore
+    from faceaudit.data.split import split_of
+    from faceaudit.embed.store import FeatureStore
 
     store_dir = shortcut_model["store"]
     folder = next(p for p in store_dir.iterdir() if p.is_dir())

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from flows.outputs import path_from_cell
+from faceaudit.flows.outputs import path_from_cell
 from tests.chromium import Page, chromium_path
 from tests.conftest import faceaudit
 

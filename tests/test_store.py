@@ -13,8 +13,8 @@ import h5py
 import numpy as np
 import pytest
 
-from data.nofollow import UnsafePath
-from embed.store import MAX_SMALL_SHARDS, FeatureStore, StoreError
+from faceaudit.data.nofollow import UnsafePath
+from faceaudit.embed.store import MAX_SMALL_SHARDS, FeatureStore, StoreError
 
 FINGERPRINT = "f" * 64
 PROVENANCE = {"fingerprint": FINGERPRINT, "dim": 4, "backbone": "test"}
@@ -81,9 +81,9 @@ def test_a_killed_writer_keeps_committed_batches_and_the_next_run_merges_them(tm
     script = textwrap.dedent(
         f"""
         import os, signal, numpy as np
-        from embed.store import FeatureStore
+        from faceaudit.embed.store import FeatureStore
         from tests.test_store import PROVENANCE, vectors_for, digests
-        import embed.store as store_module
+        import faceaudit.embed.store as store_module
         hashes = digests(30)
         store = FeatureStore({str(tmp_path)!r}, {FINGERPRINT!r})
         real_replace = os.replace
@@ -181,7 +181,7 @@ def plant_damaged_files(folder: Path, good: Path, outside: Path) -> dict[str, st
 
 
 def test_damaged_files_are_skipped_listed_and_quarantined_without_a_hang(tmp_path: Path) -> None:
-    from embed.store import check_store, quarantine
+    from faceaudit.embed.store import check_store, quarantine
 
     store = FeatureStore(tmp_path / "store", FINGERPRINT)
     with store.writer(PROVENANCE) as writer:

@@ -28,7 +28,7 @@ def guard(event, args):
         raise OSError(f"network blocked by the test: {event}")
 
 sys.addaudithook(guard)
-from flows.cli import main
+from faceaudit.flows.cli import main
 sys.argv = ["faceaudit", *sys.argv[1:]]
 main()
 """

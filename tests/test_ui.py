@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from flows.scoring import COLUMNS
+from faceaudit.flows.scoring import COLUMNS
 from tests.chromium import Page, chromium_path
 from tests.conftest import ROOT, SHARED_DATA
 
@@ -68,7 +68,7 @@ def server(trained: dict, tmp_path_factory):
     scratch.mkdir()
     port = free_port()
     process = subprocess.Popen(
-        [sys.executable, "-m", "flows.cli", "ui", "--model", str(trained["model"]),
+        [sys.executable, "-m", "faceaudit.flows.cli", "ui", "--model", str(trained["model"]),
          "--store", str(base / "store"), "--port", str(port), "--samples", "20", "--max-upload-mb", "1"],
         cwd=ROOT,
         env={**os.environ, "TMPDIR": str(scratch)},
@@ -162,8 +162,8 @@ def test_fifty_concurrent_uploads(server: dict, trained: dict) -> None:
 
 
 def test_keep_saves_upload_and_map_and_without_it_nothing_stays(trained: dict, tmp_path: Path) -> None:
-    from flows.scoring import Scorer
-    from flows.ui import Judge
+    from faceaudit.flows.scoring import Scorer
+    from faceaudit.flows.ui import Judge
 
     scorer = Scorer.load(trained["model"])
     image = sorted((trained["data"] / "alpha").rglob("*.png"))[5]
@@ -220,8 +220,8 @@ def test_other_web_sites_are_refused_in_one_line(server: dict, trained: dict) ->
 def test_a_full_queue_refuses_before_the_body_is_read(trained: dict, tmp_path: Path) -> None:
     from fastapi.testclient import TestClient
 
-    from flows.scoring import Scorer
-    from flows.ui import Gate, Judge, create_app
+    from faceaudit.flows.scoring import Scorer
+    from faceaudit.flows.ui import Gate, Judge, create_app
 
     gate = Gate(waiting=0)
     kept = tmp_path / "kept"
@@ -237,7 +237,7 @@ def test_a_full_queue_refuses_before_the_body_is_read(trained: dict, tmp_path: P
 
 
 def test_a_server_on_another_loopback_address_still_checks_the_host() -> None:
-    from flows.ui import allowed_hosts, foreign_request
+    from faceaudit.flows.ui import allowed_hosts, foreign_request
 
     allowed = allowed_hosts("127.0.0.2")
     assert foreign_request({"host": "127.0.0.2:8765"}, allowed) is None
@@ -248,7 +248,7 @@ def test_a_server_on_another_loopback_address_still_checks_the_host() -> None:
 
 def test_stalled_uploads_lose_their_place(server: dict, trained: dict) -> None:
     """Five clients send half an upload and stop; a sixth must still be judged, within a bounded wait."""
-    from flows.ui import BODY_IDLE_S
+    from faceaudit.flows.ui import BODY_IDLE_S
 
     image = sorted((trained["data"] / "alpha").rglob("*.png"))[9].read_bytes()
     host, port = "127.0.0.1", int(server["url"].rsplit(":", 1)[1].strip("/"))

