@@ -55,8 +55,17 @@ app = typer.Typer(
 @app.callback()
 def _root(
     version: Annotated[bool, typer.Option("--version", help="Print the version and exit.")] = False,
+    debug: Annotated[
+        bool,
+        typer.Option(
+            "--debug",
+            help="Log the traceback of every failure, expected ones too (a dump that failed, a bad file).",
+        ),
+    ] = False,
 ) -> None:
     """Options that apply before any command."""
+    if debug:
+        os.environ["FACEAUDIT_DEBUG"] = "1"  # read where a failure becomes a one-line Failed state
     if version:
         from faceaudit.data.version import code_version
 

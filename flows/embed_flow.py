@@ -155,7 +155,20 @@ def embed_flow(
     """Embed every image under `input_dir` into the store at `store_dir`; returns what it did.
 
     `partitions` > 1 splits the images the store lacks into parallel tasks: give the flow a Dask task
-    runner (`flows.distributed.dask_runner`) for them to run on a cluster."""
+    runner (`flows.distributed.dask_runner`) for them to run on a cluster.
+
+    Args:
+        input_dir: Folder of images, walked recursively.
+        store_dir: Feature store; images already in it are not embedded again.
+        backbone: 'dinov2-s14' (built in), a local transformers folder, or a hub id.
+        preprocess: How a picture becomes the backbone's input: 'scale', 'crop', 'resize' or 'face'.
+        pooling: Which token statistics make the vector: 'cls', 'mean', 'cls+mean', 'cls+mean+std' or
+            'cls+mean+std+texture'.
+        layers: Layers to pool; empty for 1/3, 1/2 and 2/3 of the depth.
+        batch_size: Images per forward pass of the backbone.
+        workers: Processes decoding images ahead of the backbone.
+        partitions: Parallel embedding tasks (for a Dask task runner).
+    """
     started = time.perf_counter()
     spec = make_spec(backbone, preprocess, pooling, tuple(layers or ()))
     records = call(scan_folder, str(Path(input_dir)))

@@ -37,7 +37,22 @@ def evaluate_flow(
     leave_one_real_collection_out: bool = False,
 ) -> dict:
     """Score every labelled image (or one hash split) and write metrics.json and plots into `out_dir`;
-    with a leave-one-out choice, retrain the model's recipe per fold instead."""
+    with a leave-one-out choice, retrain the model's recipe per fold instead.
+
+    Args:
+        data_dir: Labelled folder to evaluate on.
+        out_dir: Folder for metrics.json and plots.
+        store_dir: Feature store; images already in it are not embedded again.
+        model_dir: Model folder; empty for the built-in model.
+        split: 'all', or only one hash split: 'train', 'val', 'test'.
+        perturb: Also evaluate perturbed copies, e.g. jpeg:75,resize:0.5,blur:1.
+        samples: Monte Carlo samples per image; empty for the model's own number.
+        batch_size: Images per forward pass of the backbone.
+        workers: Processes decoding images ahead of the backbone.
+        leave_one_source_out: Retrain the recipe once per source left out and judge that source.
+        leave_one_family_out: Retrain once per generator family left out and judge that family.
+        leave_one_real_collection_out: Retrain once per real collection left out and judge it.
+    """
     perturbations = parse_perturbations(perturb)
     model = FaceauditModel.load(resolve_model(model_dir))
     spec = spec_of(model)

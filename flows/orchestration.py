@@ -110,7 +110,10 @@ def failed_state(exc: Exception, data: Any = None):
     from faceaudit.flows.run_log import run_logger
 
     reason = display_name(f"{type(exc).__name__}: {exc}" if not isinstance(exc, RunFailed) else str(exc))
-    run_logger().error("%s", reason)
+    if os.environ.get("FACEAUDIT_DEBUG"):  # `faceaudit --debug`: the traceback too
+        run_logger().error("%s", reason, exc_info=exc)
+    else:
+        run_logger().error("%s", reason)
     return Failed(name=BUSY if isinstance(exc, OutputBusy) else "Failed", message=reason, data=data)
 
 

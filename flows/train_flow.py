@@ -88,7 +88,34 @@ def train_flow(
     robustness: bool = True,
 ) -> dict:
     """Embed what is missing, split by hash, train, calibrate, set thresholds, test, measure the
-    left-out folds, write the model."""
+    left-out folds, write the model.
+
+    Args:
+        data_dir: Labelled folder: real*/ and ai*/fake*/ subfolders per source.
+        model_out: Folder to write the model into.
+        store_dir: Feature store; images already in it are not embedded again.
+        head: 'mc-dropout' (MC-dropout MLP) or 'pyro-vi' (Pyro SVI).
+        backbone: 'dinov2-s14' (built in), a local transformers folder, or a hub id.
+        preprocess: 'scale', 'crop', 'resize' or 'face'.
+        pooling: 'cls', 'mean', 'cls+mean', 'cls+mean+std' or 'cls+mean+std+texture'.
+        layers: Layers to pool; empty for 1/3, 1/2 and 2/3 of the depth.
+        batch_size: Images per forward pass of the backbone.
+        workers: Processes decoding images ahead of the backbone.
+        max_real_called_ai: Bound on the share of validation real faces called AI.
+        max_ai_called_real: Bound on the share of validation AI faces called real.
+        max_real_called_ai_per_source: The same bound within any one real source.
+        max_ood_flagged: Share of validation images the OOD threshold may flag.
+        max_real_held_back: Share of validation real photos a `real` verdict may be refused for looking
+            like none of the known real collections.
+        max_ai_held_back: Share of validation AI faces an `ai_generated` verdict may be refused for the
+            linear probe disagreeing.
+        samples: Monte Carlo samples per prediction.
+        head_params: Hyperparameters of the head, over its defaults.
+        augment: Train on augmented (restyled, rescaled, re-encoded) views too.
+        views: Augmented views per training image.
+        folds: Also train once per family and per real collection left out, and report how each is judged.
+        robustness: Also judge rescaled copies of the test split and report how often verdicts hold.
+    """
     spec = make_spec(backbone, preprocess, pooling, tuple(layers or ()))
     augmentation = Augmentation() if augment and views > 0 else None
     data = load_labelled(data_dir, spec, store_dir, batch_size, workers, augmentation, views)

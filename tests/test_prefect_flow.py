@@ -23,3 +23,17 @@ def test_embed_flow_runs_under_prefect_as_named_tasks(
     assert state.is_completed()
     summary = state.result()
     assert summary.new == 4 and summary.files == 4
+
+
+def test_every_flow_parameter_is_described_in_the_schema() -> None:
+    """What the Prefect UI shows beside each parameter of a deployment or a custom run."""
+    from faceaudit.flows.embed_flow import embed_flow
+    from faceaudit.flows.evaluate_flow import evaluate_flow
+    from faceaudit.flows.nightly_flow import nightly_flow
+    from faceaudit.flows.score_flow import score_flow
+    from faceaudit.flows.train_flow import train_flow
+
+    for flow in (embed_flow, train_flow, evaluate_flow, score_flow, nightly_flow):
+        properties = flow.parameters.model_dump()["properties"]
+        undescribed = [name for name, schema in properties.items() if not schema.get("description")]
+        assert not undescribed, (flow.name, undescribed)
