@@ -14,6 +14,7 @@ from functools import lru_cache
 import numpy as np
 
 from faceaudit.data.decode import DEFAULT_MAX_PIXELS, UnreadableImage, decode_image
+from faceaudit.data.lifetime import die_with_parent
 from faceaudit.data.records import ImageRecord, read_scanned
 from faceaudit.embed.augment import Augmentation
 from faceaudit.embed.backbone import Backbone
@@ -133,30 +134,13 @@ def _worker_init(_: int) -> None:
 
     import torch
 
-    _die_with_parent()
+    die_with_parent()
     torch.set_num_threads(1)  # decoding is single-threaded; leave the cores to the model
     # A forked worker inherits its parent's thread-exit hooks. Inside a Prefect run one of them drains
     # Prefect's log service, whose state the fork reset: it fails at the worker's exit, the worker exits
     # with code 1 and the DataLoader calls the whole batch lost (Prefect 3.8.8). Those hooks belong to
     # the parent's threads, none of which exist here.
     threading._threading_atexits.clear()  # type: ignore[attr-defined]
-
-
-def _die_with_parent() -> None:
-    """Ask Linux to kill this worker when the process that forked it dies, however it dies: a run
-    killed with -9 never runs the DataLoader's own clean-up, and its workers would linger (hundreds of
-    MB each) until killed by hand. Elsewhere, a no-op."""
-    import ctypes
-    import os
-    import signal
-
-    libc = ctypes.CDLL(None, use_errno=True)  # the symbols already loaded: libc's among them
-    if not hasattr(libc, "prctl"):
-        return
-    pr_set_pdeathsig = 1
-    libc.prctl(pr_set_pdeathsig, signal.SIGKILL)
-    if os.getppid() == 1:  # the parent died before the request took effect
-        os._exit(1)
 
 
 def embed_missing(

@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, ClassVar
 
+from faceaudit.data.lifetime import die_with_parent
 from faceaudit.data.text import display_name
 
 
@@ -230,16 +231,6 @@ def remove_dead_scratch(folder: Path) -> None:
             shutil.rmtree(path, ignore_errors=True)
 
 
-def _die_with_parent() -> None:
-    """In the forked child before exec: have Linux kill it when the parent dies (a no-op elsewhere)."""
-    import ctypes
-    import signal
-
-    libc = ctypes.CDLL(None, use_errno=True)
-    if hasattr(libc, "prctl"):
-        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-
-
 def _dying_server():
     """A new temporary server (not started) whose process dies with this one."""
     from prefect.server.api.server import SubprocessASGIServer
@@ -264,6 +255,6 @@ def _dying_server():
                 "PREFECT__SERVER_FINAL": "1",
             }
             env.pop("PREFECT_API_URL", None)
-            return subprocess.Popen(command, env=env, preexec_fn=_die_with_parent)
+            return subprocess.Popen(command, env=env, preexec_fn=die_with_parent)
 
     return DyingServer()
