@@ -86,8 +86,9 @@ class FeatureStore:
     # ---- reading -------------------------------------------------------------------------------
 
     def files(self) -> list[Path]:
-        """Complete files, shards first, in a stable order."""
-        if not self.folder.is_dir():
+        """Complete files, shards first, in a stable order (none in a fingerprint folder that is a
+        symlink: the store follows no links, and `store check` lists such a folder)."""
+        if self.folder.is_symlink() or not self.folder.is_dir():
             return []
         names = [p for p in self.folder.iterdir() if _SHARD.match(p.name) or _BATCH.match(p.name)]
         return sorted(names, key=lambda p: (not p.name.startswith("shard-"), p.name))
@@ -125,7 +126,7 @@ class FeatureStore:
         for _ in range(20):
             files, rows = self.index.locate(hashes)
             try:
-                vectors = self.index.read(np.where(files < 0, -1, files), rows)
+                vectors = self.index.read(files, rows)
             except FileNotFoundError:  # a compaction replaced a file since the index was built
                 self.refresh()
                 continue
