@@ -98,7 +98,12 @@ def nightly_flow(
             parameters).
     """
     logger = run_logger()
-    check_reports_root(Path(dumps_root), Path(reports_root))
+    try:
+        check_reports_root(Path(dumps_root), Path(reports_root))
+    except ValueError as exc:
+        if in_flow_run():  # a Failed state with the reason, not a traceback
+            return failed_state(exc)
+        raise
     dumps, refused = dump_folders(Path(dumps_root), (reports_root, store_dir))
     done: dict = {
         "dumps": len(dumps) + len(refused),

@@ -12,6 +12,7 @@ from urllib.parse import quote
 
 from faceaudit.data.atomic import write_text
 from faceaudit.data.decode import UnreadableImage, decode_image
+from faceaudit.data.nofollow import UnsafePath, read_regular
 from faceaudit.data.records import ImageRecord, read_scanned
 from faceaudit.data.text import display_name
 
@@ -71,11 +72,11 @@ def write_index(reports_root: Path) -> None:
     for folder in sorted(reports_root.iterdir(), key=lambda p: p.name, reverse=True):
         if folder.is_symlink() or not (folder / "report.html").is_file():
             continue
-        try:
-            run = json.loads((folder / "run.json").read_text())
+        try:  # a small regular file only: a FIFO named run.json must not hang the night
+            run = json.loads(read_regular(folder / "run.json", 16 * 2**20))
             counts = ", ".join(f"{count} {verdict}" for verdict, count in run["counts"].items())
             when = str(run.get("scored_at", ""))
-        except (OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError):
+        except (UnsafePath, OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError):
             counts, when = "no complete run.json", ""
         link = quote(os.fsencode(folder.name)) + "/report.html"
         items.append(

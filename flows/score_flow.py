@@ -21,7 +21,7 @@ from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
 from faceaudit.data.atomic import write_text
-from faceaudit.data.nofollow import UnsafePath, refuse_link
+from faceaudit.data.nofollow import UnsafePath, read_regular, refuse_link
 from faceaudit.data.records import ImageRecord
 from faceaudit.data.text import display_name
 from faceaudit.data.version import code_version
@@ -123,17 +123,13 @@ def recorded_run() -> dict:
     return {"prefect": {"flow_run_id": str(flow_run.id), "flow_run_url": flow_run.ui_url}}
 
 
-# run.json's keys that decide what a report holds besides the files and the model: a report made with
-# other values is not up to date (maps for other images, other figures).
-OUTPUT_PARAMETERS = ("explain", "explain_method", "occlusion_baseline", "samples")
-
-
 def current_run(out: Path, manifest: str, model: str, parameters: dict) -> dict | None:
-    """run.json of a complete report for exactly these files, this model and these `parameters`
-    (OUTPUT_PARAMETERS), if OUT holds one."""
+    """run.json of a complete report for exactly these files, this model and these output `parameters`
+    (run.json's keys that decide what a report holds: explain, its method and baseline, samples), if
+    OUT holds one."""
     try:
-        run = json.loads((out / "run.json").read_text())
-    except (OSError, ValueError, RecursionError):
+        run = json.loads(read_regular(out / "run.json", 16 * 2**20))  # a FIFO there must not hang
+    except (UnsafePath, OSError, ValueError, RecursionError):
         return None
     if not isinstance(run, dict) or not isinstance(run.get("model"), dict):
         return None

@@ -163,6 +163,27 @@ def test_fifos_and_lying_shards_in_the_store_neither_hang_nor_stop_a_run(
     assert "shard-huge.h5: declares 2,147,483,648 rows" in check.stdout
 
 
+def test_a_fifo_named_run_json_in_a_report_folder_does_not_hang_the_night(
+    trained: dict, dump: Path, tmp_path: Path
+) -> None:
+    from tests import warm
+
+    root = tmp_path / "dumps"
+    root.mkdir()
+    dump.rename(root / "d")
+    (tmp_path / "reports" / "d").mkdir(parents=True)
+    os.mkfifo(tmp_path / "reports" / "d" / "run.json")  # read to decide whether "d" is up to date
+    result = warm.run(
+        [*warm.CLI, "nightly", str(root), "--out", str(tmp_path / "reports"),
+         "--store", str(tmp_path / "store"), "--model", str(trained["model"]), "--samples", "20",
+         "--explain", "none"],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "scored d:" in result.stdout and len(rows_of(tmp_path / "reports" / "d")) == 3
+    assert 'href="d/report.html"' in (tmp_path / "reports" / "index.html").read_text()
+
+
 def test_a_fifo_in_place_of_model_json_is_one_line(trained: dict, dump: Path, tmp_path: Path) -> None:
     model = tmp_path / "model"
     shutil.copytree(trained["model"], model)
