@@ -30,3 +30,11 @@ def scan_bomb(side: int, scans: int) -> bytes:
     scan = body[last:-2]  # up to the end-of-image marker
     have = body.count(b"\xff\xda")
     return body[:-2] + scan * max(0, scans - have) + body[-2:]
+
+
+def metadata_bomb(megabytes: int) -> bytes:
+    """A valid small JPEG behind `megabytes` MB of full-size APP2 segments (64 KB each): few segments,
+    but more metadata than any photo carries."""
+    body = small_jpeg()
+    segment = b"\xff\xe2\xff\xff" + bytes(65533)
+    return body[:2] + segment * (megabytes * 2**20 // len(segment)) + body[2:]

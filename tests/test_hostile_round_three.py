@@ -14,7 +14,7 @@ import h5py
 import numpy as np
 import pytest
 
-from tests.bombs import app_segment_bomb, scan_bomb
+from tests.bombs import app_segment_bomb, metadata_bomb, scan_bomb
 from tests.conftest import faceaudit, snapshot
 
 
@@ -121,6 +121,7 @@ def test_a_model_rewritten_during_a_run_neither_decides_nor_is_recorded(trained:
 
 def test_jpeg_bombs_become_reason_rows_quickly(trained: dict, dump: Path, tmp_path: Path) -> None:
     (dump / "segments.jpg").write_bytes(app_segment_bomb(2_000_000))  # 8 MB of empty APP1 segments
+    (dump / "metadata.jpg").write_bytes(metadata_bomb(40))  # 40 MB in 640 full APP2 segments
     (dump / "scans.jpg").write_bytes(scan_bomb(6000, 20_000))  # 1.4 MB, 20,000 scans of 36 megapixels
     (dump / "small-scans.jpg").write_bytes(scan_bomb(256, 5_000))  # little work per scan, too many scans
     (dump / "fewer-scans.jpg").write_bytes(scan_bomb(3000, 80))  # under the scan count, over the work
@@ -128,6 +129,7 @@ def test_jpeg_bombs_become_reason_rows_quickly(trained: dict, dump: Path, tmp_pa
     assert result.returncode == 0, result.stderr
     rows = rows_of(tmp_path / "out")
     assert "too many marker segments" in rows["segments.jpg"]["error"]
+    assert "too much metadata" in rows["metadata.jpg"]["error"]
     assert "refused before decoding" in rows["scans.jpg"]["error"]
     assert "too many scans" in rows["small-scans.jpg"]["error"]
     assert "too much decoding work" in rows["fewer-scans.jpg"]["error"]
@@ -313,6 +315,11 @@ BAD_MODELS = {
         "threshold 'ood' must be a finite number",
     ),
     "dropout 1.5": (_card(lambda c: c["head"]["params"].update(dropout=1.5)), "'dropout' cannot be 1.5"),
+    "a layer of no units": (
+        _card(lambda c: c["head"]["params"].update(hidden=[0, 64])),
+        "'hidden' cannot be",
+    ),
+    "a negative learning rate": (_card(lambda c: c["head"]["params"].update(lr=-1e-3)), "'lr' cannot be"),
 }
 
 
