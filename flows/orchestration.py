@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -17,7 +16,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, ClassVar
 
-from faceaudit.data.lifetime import die_with_parent
+from faceaudit.data.lifetime import die_with_parent, remove_when_this_process_ends
 from faceaudit.data.text import display_name
 
 
@@ -192,24 +191,31 @@ def temporary_server() -> Iterator[str]:
             os.environ["PREFECT_API_URL"] = saved
 
 
+# The longest private TMPDIR this process itself may use: multiprocessing puts a socket under it
+# (pymp-XXXXXXXX/listener-XXXXXXXX), and a socket path may not be longer than 107 bytes.
+_MAX_OWN_TMPDIR = 60
+
+
 @contextlib.contextmanager
 def private_tempdir() -> Iterator[Path]:
     """A TMPDIR of this run's own for the processes it starts (Dask's workers and their scratch space,
-    their pymp-* folders), removed when the run ends; one a run killed with -9 left is removed by the
-    next. This process's own temporary files stay where they were: multiprocessing puts its socket
-    there, and a socket path may not be longer than 107 bytes."""
-    scratch = Path(tempfile.mkdtemp(prefix=f"faceaudit-run-{os.getpid()}-"))
-    remove_dead_scratch(scratch.parent)
-    saved = os.environ.get("TMPDIR")
+    multiprocessing's pymp-* folders, uploads waiting to be judged), and for this process's own where
+    its path is short enough; removed once this process has ended, however it ends (even kill -9:
+    `remove_when_this_process_ends`)."""
+    scratch = Path(tempfile.mkdtemp(prefix="faceaudit-run-"))
+    remove_when_this_process_ends(scratch)
+    saved, saved_tempdir = os.environ.get("TMPDIR"), tempfile.tempdir
     os.environ["TMPDIR"] = str(scratch)
+    if len(str(scratch)) <= _MAX_OWN_TMPDIR:
+        tempfile.tempdir = str(scratch)
     try:
         yield scratch
     finally:
+        tempfile.tempdir = saved_tempdir
         if saved is None:
             os.environ.pop("TMPDIR", None)
         else:
             os.environ["TMPDIR"] = saved
-        shutil.rmtree(scratch, ignore_errors=True)
 
 
 def _drain_prefect_workers() -> None:
@@ -221,14 +227,6 @@ def _drain_prefect_workers() -> None:
     for worker in (APILogWorker, EventsWorker):
         with contextlib.suppress(Exception):  # best effort: a run's outputs do not depend on it
             worker.drain_all(timeout=5)
-
-
-def remove_dead_scratch(folder: Path) -> None:
-    """Delete the private TMPDIRs of runs that died (kill -9) without removing their own."""
-    for path in folder.glob("faceaudit-run-*-*"):
-        pid = path.name.split("-")[2]
-        if pid.isdigit() and not Path(f"/proc/{pid}").exists() and Path("/proc/self").exists():
-            shutil.rmtree(path, ignore_errors=True)
 
 
 def _dying_server():

@@ -85,7 +85,7 @@ def test_score_can_embed_on_dask_first_and_leaves_nothing_running(trained: dict,
     assert run["files"] == 6 and run["newly_embedded"] == 0  # the cluster had embedded them all
     assert "Error logging to API" not in result.stderr
     wait_for(lambda: prefect_servers() <= servers, 10, "the temporary Prefect server to stop")
-    assert not list(scratch.iterdir())
+    wait_for(lambda: not list(scratch.iterdir()), 10, "the run's private TMPDIR to be removed")
 
 
 def test_a_killed_recorded_run_takes_its_temporary_server_with_it(trained: dict, tmp_path: Path) -> None:

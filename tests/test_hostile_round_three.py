@@ -399,21 +399,27 @@ def test_a_dump_gone_or_replaced_by_a_file_fails(trained: dict, dump: Path, tmp_
 # ---- 6 and 11. what a killed run or server left in TMPDIR goes with the next -----------------------------
 
 
-def test_the_private_tmpdir_of_a_killed_run_is_removed_by_the_next(tmp_path: Path, monkeypatch) -> None:
+def test_the_private_tmpdir_of_a_run_killed_with_9_is_removed(tmp_path: Path) -> None:
+    """What a dask run or the upload page keeps in its private TMPDIR goes when it is killed -9."""
+    import signal
     import subprocess
-    import tempfile
+    import sys
 
-    from faceaudit.flows.orchestration import private_tempdir
+    from tests.conftest import ROOT, wait_for
 
-    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
-    dead = subprocess.Popen(["true"])
-    dead.wait()
-    left = tmp_path / f"faceaudit-run-{dead.pid}-abcdefgh"
-    (left / "upload-x" / "in").mkdir(parents=True)
-    (left / "upload-x" / "in" / "upload").write_bytes(b"an upload a kill -9 left behind")
-    alive = tmp_path / f"faceaudit-run-{os.getpid()}-abcdefgh"
-    alive.mkdir()
-    with private_tempdir() as scratch:
-        assert os.environ["TMPDIR"] == str(scratch) and scratch.is_dir()
-        assert not left.exists() and alive.exists()  # a live run's folder is never touched
-    assert not scratch.exists()
+    code = (
+        "import sys, time; from faceaudit.flows.orchestration import private_tempdir\n"
+        "with private_tempdir() as scratch:\n"
+        "    (scratch / 'upload').write_bytes(b'an upload being judged')\n"
+        "    print(scratch, flush=True); time.sleep(600)\n"
+    )
+    env = {**os.environ, "TMPDIR": str(tmp_path)}
+    process = subprocess.Popen(
+        [sys.executable, "-c", code], cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True
+    )
+    scratch = Path(process.stdout.readline().strip())
+    assert scratch.parent == tmp_path and (scratch / "upload").is_file()
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    wait_for(lambda: not scratch.exists(), 10, "the killed run's private TMPDIR to be removed")
+    assert not list(tmp_path.iterdir())
