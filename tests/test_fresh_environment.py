@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ROOT, free_port, stop_group, wait_for
+from tests.test_packaging import other_project
 
 UV = Path(sys.executable).parent / "uv"
 
@@ -51,8 +52,9 @@ def ranges_env(tmp_path_factory: pytest.TempPathFactory) -> Path:
     source = copy_of_checkout(base / "source")  # the build writes build/ beside the sources
     venv = base / "venv"
     subprocess.run([UV, "venv", "-q", "--python", sys.executable, venv], check=True)
+    other = other_project(base / "other")  # a project with its own `flows` and `data`, installed beside
     install = subprocess.run(
-        [UV, "pip", "install", "--python", venv / "bin" / "python", *uv_options(), source],
+        [UV, "pip", "install", "--python", venv / "bin" / "python", *uv_options(), source, other],
         capture_output=True,
         text=True,
     )
@@ -115,6 +117,10 @@ def test_a_fresh_environment_from_the_ranges_runs_server_score_and_cli(
     ranges_env: Path, trained: dict, tmp_path: Path
 ) -> None:
     check_environment(ranges_env, trained, tmp_path)
+    # The other project's packages and faceaudit's, side by side in the one environment.
+    code = "import flows.helpers, faceaudit.flows.cli; print(flows.helpers.WHO)"
+    beside = subprocess.run([ranges_env / "python", "-c", code], capture_output=True, text=True, cwd=tmp_path)
+    assert beside.stdout.strip() == "the other project", beside.stderr
 
 
 def test_the_lock_environment_passes_the_same_check(trained: dict, tmp_path: Path) -> None:

@@ -13,11 +13,16 @@ from tests.conftest import ROOT
 
 
 def other_project(root: Path) -> Path:
-    """A tiny project with packages named like faceaudit's folders."""
+    """A tiny installable project with top-level packages named like faceaudit's folders."""
     for package, body in (("flows", "WHO = 'the other project'\n"), ("data", "")):
         (root / package).mkdir(parents=True)
         (root / package / "__init__.py").write_text("")
         (root / package / "helpers.py").write_text(body)
+    (root / "pyproject.toml").write_text(
+        '[build-system]\nrequires = ["setuptools>=68"]\nbuild-backend = "setuptools.build_meta"\n'
+        '[project]\nname = "other-flows"\nversion = "1.0"\n'
+        '[tool.setuptools]\npackages = ["flows", "data"]\n'
+    )
     return root
 
 
