@@ -557,7 +557,7 @@ def _model_spec(model: Path | None):
         raise fail(str(exc)) from None
 
 
-def _run_guarded(flow_fn, prefect: bool | None, progress: bool | None, **params):
+def _run_guarded(flow_fn, prefect: bool | None, progress: bool | None, night: bool = False, **params):
     """Run a flow; the errors a user can fix become one-line reasons: exit code 2, or 75 when OUT is
     held by another run or the configured Prefect server does not answer (retry later)."""
     from prefect.exceptions import ParameterTypeError
@@ -567,7 +567,7 @@ def _run_guarded(flow_fn, prefect: bool | None, progress: bool | None, **params)
     from faceaudit.embed.store import StoreError
     from faceaudit.flows import progress as progress_mod
     from faceaudit.flows.labelled import DataError
-    from faceaudit.flows.orchestration import RunFailed, ServerUnreachable, run_flow
+    from faceaudit.flows.orchestration import ResultLost, RunFailed, ServerUnreachable, run_flow
     from faceaudit.flows.outputs import OutputBusy
     from faceaudit.head.model import ModelError
 
@@ -575,11 +575,13 @@ def _run_guarded(flow_fn, prefect: bool | None, progress: bool | None, **params)
     try:
         return run_flow(flow_fn, prefect, **params)
     except RunFailed as exc:  # a recorded run that ended Failed: its state's one-line reason
-        if exc.data is not None:
-            raise  # a night's record: the caller reports every dump
+        if night:
+            raise  # the caller reports every dump of the night
         raise fail(str(exc), EXIT_BUSY if exc.busy else EXIT_USAGE) from None
     except (OutputBusy, ServerUnreachable) as exc:
         raise fail(str(exc), EXIT_BUSY) from None
+    except ResultLost as exc:
+        raise fail(f"the run completed, but its result did not come back from Prefect ({exc})") from None
     except ParameterTypeError as exc:
         raise fail(" ".join(str(exc).split())) from None
     except (BackboneError, StoreError, DataError, ModelError, UnsafePath, ValueError) as exc:
@@ -664,7 +666,7 @@ def nightly(
     failed dump is named. A dump whose report folder another run holds is skipped.
     """
     _existing_dir(dumps_root, "dumps folder")
-    from faceaudit.flows.nightly_flow import NightFailed, nightly_flow
+    from faceaudit.flows.nightly_flow import NightFailed, last_night, nightly_flow
     from faceaudit.flows.orchestration import RunFailed
 
     try:
@@ -672,6 +674,7 @@ def nightly(
             nightly_flow,
             prefect,
             progress,
+            night=True,
             dumps_root=str(dumps_root),
             reports_root=str(out),
             store_dir=str(store or default_store_dir()),
@@ -682,6 +685,10 @@ def nightly(
         )
     except (NightFailed, RunFailed) as exc:
         done = exc.done if isinstance(exc, NightFailed) else exc.data
+        if done is None and " dumps failed: " in str(exc):  # a recorded night whose record stayed behind
+            done = last_night(out)  # in Prefect: the one it wrote before it ended
+        if done is None:  # a night refused before it began: its reason is all there is
+            raise fail(str(exc)) from None
     for name, counts in done["scored"].items():
         typer.echo(f"scored {_printable(name)}: " + ", ".join(f"{c} {v}" for v, c in counts.items()))
     for name, reason in done["busy"].items():

@@ -9,17 +9,20 @@ flow on a schedule.
 
 # No `from __future__ import annotations` in flow modules: a worker loads a flow from its file, and
 # Prefect builds the parameter schema from annotations it must be able to evaluate there.
+import json
 import os
 from datetime import UTC, datetime
 from pathlib import Path
 
 from prefect import flow, tags
 
+from faceaudit.data.atomic import write_text
+from faceaudit.data.nofollow import UnsafePath, read_regular
 from faceaudit.data.text import display_name
 from faceaudit.data.walk import identity
 from faceaudit.flows.defaults import DEFAULT_EXPLAIN, Explain
-from faceaudit.flows.orchestration import RunFailed, call_flow, failed_state, in_flow_run
-from faceaudit.flows.outputs import OutputBusy
+from faceaudit.flows.orchestration import ResultLost, RunFailed, call_flow, failed_state, in_flow_run
+from faceaudit.flows.outputs import OutputBusy, json_text
 from faceaudit.flows.params import Samples
 from faceaudit.flows.report import write_index
 from faceaudit.flows.run_log import publish_failure, publish_night, run_logger
@@ -58,6 +61,24 @@ def dump_folders(root: Path, skip: tuple[str, ...] = ()) -> tuple[list[Path], di
         else:
             dumps.append(path)
     return dumps, refused
+
+
+NIGHT_FILE = "night.json"  # REPORTS_ROOT's record of the last night: each dump and what happened to it
+
+
+def report_run(report: Path, up_to_date: bool) -> dict:
+    """A dump's run.json, as its score subflow would have returned it."""
+    run = json.loads(read_regular(report / "run.json", 16 * 2**20))
+    return {**run, "up_to_date": True} if up_to_date else run
+
+
+def last_night(reports_root: Path) -> dict | None:
+    """REPORTS_ROOT/night.json, the record of the last night, or None."""
+    try:
+        done = json.loads(read_regular(reports_root / NIGHT_FILE, 64 * 2**20))
+    except (UnsafePath, OSError, ValueError, RecursionError):
+        return None
+    return done if isinstance(done, dict) and "failed" in done else None
 
 
 def check_reports_root(dumps_root: Path, reports_root: Path) -> None:
@@ -132,6 +153,8 @@ def nightly_flow(
                     samples=samples,
                     only_if_changed=not force,
                 )
+        except ResultLost as exc:  # the report says what its run.json says: read it there
+            run = report_run(report, up_to_date=str(exc).startswith("report up to date"))
         except (OutputBusy, RunFailed) as exc:
             if isinstance(exc, OutputBusy) or exc.busy:
                 done["busy"][name] = str(exc)
@@ -157,6 +180,7 @@ def nightly_flow(
     )
     publish_night(dumps_root, done, reports)
     write_index(Path(reports_root))
+    write_text(Path(reports_root) / NIGHT_FILE, json_text(done))
     if done["failed"]:
         if in_flow_run():  # a Failed state naming each failed dump, and no traceback
             return failed_state(RunFailed(str(NightFailed(done))), data=done)

@@ -127,15 +127,25 @@ class RunFailed(Exception):
         self.data = data
 
 
+class ResultLost(Exception):
+    """A recorded run completed, but its return value did not come back with its state (a state the
+    flow returned itself, as the API stored it, without its data); the message is the state's."""
+
+
 def result_of(state):
-    """A finished flow run's return value, or RunFailed with its one-line reason."""
+    """A finished flow run's return value; RunFailed with its one-line reason, or ResultLost."""
+    from prefect.exceptions import MissingResult
+
     if state.is_failed() or state.is_crashed() or state.is_cancelled():
         data = None
         with contextlib.suppress(Exception):  # a state without data, or data that did not persist
             data = state.result(raise_on_failure=False)
         data = data if isinstance(data, dict) else None
         raise RunFailed(state.message or state.name, busy=state.name == BUSY, data=data)
-    return state.result()
+    try:
+        return state.result()
+    except MissingResult:
+        raise ResultLost(state.message or "") from None
 
 
 def call_flow(flow_fn, **params: Any):

@@ -315,3 +315,19 @@ def test_two_dumps_of_one_name_never_share_an_artifact_history(tmp_path: Path) -
     assert artifact_key("verdicts", first) != artifact_key("verdicts", second)
     assert artifact_key("verdicts", first).startswith("verdicts-2026-12-01-")
     assert artifact_key("verdicts", first) == artifact_key("verdicts", str(first))
+
+
+def test_a_result_the_api_lost_is_read_back_from_the_report(trained: dict, tmp_path: Path) -> None:
+    """A state a flow returned itself can come back from the API without its data (Prefect 3.8.8,
+    intermittently): the night then reads the dump's run.json, and never calls the dump failed."""
+    from prefect.states import Completed
+
+    from faceaudit.flows.nightly_flow import report_run
+    from faceaudit.flows.orchestration import ResultLost, result_of
+
+    with pytest.raises(ResultLost, match="report up to date"):
+        result_of(Completed(message="report up to date (2 files, model x, same parameters)"))
+    report = tmp_path / "report"
+    report.mkdir()
+    (report / "run.json").write_text(json.dumps({"files": 2, "counts": {"real": 2}}))
+    assert report_run(report, up_to_date=True) == {"files": 2, "counts": {"real": 2}, "up_to_date": True}
