@@ -214,7 +214,7 @@ class FaceauditModel:
             raise ModelError(f"{folder}: the weights give no finite P(AI); the model is damaged")
 
 
-# Far above any model faceaudit writes (the built-in one: 60 KB of card, 4 MB of weights), far below
+# Far above any model faceaudit writes (the built-in one: 8 KB of card, 2.8 MB of weights), far below
 # what would strain memory; a bigger file is refused before it is read.
 MAX_CARD_BYTES = 64 * 2**20
 MAX_WEIGHTS_BYTES = 2 * 2**30
@@ -223,7 +223,7 @@ MAX_WEIGHTS_BYTES = 2 * 2**30
 def read_files(folder: Path) -> tuple[bytes, bytes]:
     """model.json's and model.safetensors' bytes, each read once: everything a run decides and records
     comes from these same bytes, even if the folder is rewritten meanwhile (`train --model-out`)."""
-    from faceaudit.data.nofollow import UnsafePath, read_regular
+    from faceaudit.data.nofollow import UnsafePath, read_regular  # here: head/ knows no files otherwise
 
     if not folder.is_dir():
         raise ModelError(f"{folder} is not a faceaudit model folder (no such folder)")
