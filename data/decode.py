@@ -18,6 +18,7 @@ from PIL import Image, ImageOps
 
 from faceaudit.data.jpeg_structure import jpeg_structure_problem
 from faceaudit.data.sniff import describe_non_image, sniff_format
+from faceaudit.data.text import first_line
 
 # 40 megapixels: bigger than any camera photo we expect, far below what would exhaust memory.
 DEFAULT_MAX_PIXELS = 40_000_000
@@ -71,7 +72,7 @@ def decode_image(
         raise UnreadableImage(f"decompression bomb refused: {exc}") from None
     except (OSError, ValueError, SyntaxError, EOFError, TypeError, IndexError, KeyError) as exc:
         # Pillow signals corrupt data with several exception types; all mean the same thing here.
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        reason = first_line(exc)
         raise UnreadableImage(f"cannot decode {fmt}: {reason}") from None
 
 

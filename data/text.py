@@ -38,3 +38,10 @@ def display_name(text: str | os.PathLike) -> str:
         else:
             parts.append(char)
     return "".join(parts)
+
+
+def first_line(exc: BaseException) -> str:
+    """An exception as a short reason: its message's first line, or its type where it has none
+    (libraries put tracebacks and whole request bodies in their messages)."""
+    text = str(exc)
+    return text.splitlines()[0] if text.strip() else type(exc).__name__

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from faceaudit.data.atomic import write_text
+from faceaudit.data.text import first_line
 from faceaudit.embed.default_backbone import DEFAULT_BACKBONE, cache_root, default_backbone_dir
 
 _WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
@@ -79,7 +80,7 @@ def resolve_folder(name: str) -> Path:
     try:
         return Path(snapshot_download(name, allow_patterns=patterns))
     except Exception as exc:
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        reason = first_line(exc)
         raise BackboneError(
             f"cannot fetch backbone {name!r} from the Hugging Face hub ({reason}); "
             "on a machine without the hub, pass a local model folder"

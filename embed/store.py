@@ -41,7 +41,7 @@ import numpy as np
 
 from faceaudit.data.atomic import fsync_dir, replacing
 from faceaudit.data.nofollow import UnsafePath, open_file, real_folder, remove_file
-from faceaudit.data.text import display_name
+from faceaudit.data.text import display_name, first_line
 from faceaudit.data.version import code_version
 
 FORMAT_VERSION = 1
@@ -390,7 +390,7 @@ class _Index:
             except (OSError, KeyError, ValueError, TypeError, RuntimeError) as exc:
                 if isinstance(exc, FileNotFoundError):
                     raise
-                detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+                detail = first_line(exc)
                 raise _Damaged(path, f"vectors cannot be read ({detail})") from None
             if not np.isfinite(block).all():
                 raise _Damaged(path, "holds vectors that are not finite (NaN or infinite)")
@@ -519,7 +519,7 @@ def _load(path: Path, read: bool = True, expected: _Expected | None = None) -> _
     except (FileNotFoundError, _Damaged):
         raise
     except (OSError, KeyError, ValueError, TypeError, RuntimeError) as exc:
-        detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        detail = first_line(exc)
         raise _Damaged(f"not a readable HDF5 store file ({detail})") from None
 
 
@@ -536,7 +536,7 @@ def _check_vectors(path: Path, expected: _Expected | None) -> None:
     except (FileNotFoundError, _Damaged):
         raise
     except (OSError, KeyError, ValueError, TypeError, RuntimeError) as exc:
-        detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        detail = first_line(exc)
         raise _Damaged(f"vectors cannot be read ({detail})") from None
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from faceaudit.data.lifetime import die_with_parent, remove_when_this_process_ends
-from faceaudit.data.text import display_name
+from faceaudit.data.text import display_name, first_line
 
 
 def api_configured() -> bool:
@@ -63,7 +63,7 @@ def check_reachable(timeout_s: float = 5.0) -> None:
     try:
         httpx.get(f"{url.rstrip('/')}/health", timeout=timeout_s).raise_for_status()
     except httpx.HTTPError as exc:
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        reason = first_line(exc)
         raise ServerUnreachable(
             f"the Prefect server at {url} does not answer ({reason}); start it, or run this without "
             "recording it: --no-prefect, or unset PREFECT_API_URL"

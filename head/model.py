@@ -17,6 +17,7 @@ import numpy as np
 
 from faceaudit.data.atomic import replacing, write_text
 from faceaudit.data.labels import CLASSES
+from faceaudit.data.text import first_line
 from faceaudit.head.base import Head, HeadKind
 from faceaudit.head.calibration import Calibrator
 from faceaudit.head.mc_dropout import MCDropoutHead
@@ -205,7 +206,7 @@ class FaceauditModel:
         try:
             scores = self.score(np.zeros((1, dim), np.float32), n_samples=2)
         except Exception as exc:  # any failure here means the two files do not belong together
-            detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            detail = first_line(exc)
             raise ModelError(
                 f"{folder}: the weights do not fit {CARD_FILE} (embedding dim {dim}, head "
                 f"{self.head.get_params().get('hidden', '?')}): {detail[:200]}"
