@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import json
 import os
 import stat
 from pathlib import Path
@@ -96,24 +97,67 @@ def remove_matching(folder: Path, pattern: str) -> int:
     return sum(remove_file(path) for path in folder.glob(pattern))
 
 
+class NotRegular(UnsafePath):
+    """A path that is a FIFO, a device, a socket or a folder: never read (a read could block forever,
+    or never end)."""
+
+    def __init__(self, path: Path, kind: str) -> None:
+        super().__init__(f"{path} is not a regular file ({kind})")
+        self.kind = kind
+
+
+def file_kind(mode: int) -> str:
+    """What a file that is not a regular one is, for a reason a person reads."""
+    for test, name in (
+        (stat.S_ISFIFO, "a FIFO"),
+        (stat.S_ISCHR, "a device"),
+        (stat.S_ISBLK, "a device"),
+        (stat.S_ISSOCK, "a socket"),
+        (stat.S_ISDIR, "a folder"),
+    ):
+        if test(mode):
+            return name
+    return "not a file"
+
+
+def open_regular(path: Path, follow_links: bool = True) -> int:
+    """A (blocking) read descriptor for `path`, opened without blocking and checked first: a FIFO named
+    like an input, a shard or a model file answers at once (NotRegular) instead of hanging the run.
+    Without `follow_links`, a link raises OSError ELOOP. Other OSErrors (gone, no permission) pass."""
+    flags = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | (0 if follow_links else os.O_NOFOLLOW)
+    fd = os.open(path, flags)
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        raise NotRegular(path, file_kind(mode))
+    os.set_blocking(fd, True)
+    return fd
+
+
 def read_regular(path: Path, limit: int) -> bytes:
     """The bytes of `path` (links followed: a model folder may be a link), read once, refused
-    (UnsafePath) unless it is a regular file of at most `limit` bytes. Opened without blocking, so a
-    FIFO named like the file answers at once instead of hanging the run."""
+    (UnsafePath) unless it is a regular file of at most `limit` bytes."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        fd = open_regular(path)
     except FileNotFoundError:
         raise UnsafePath(f"{path} does not exist") from None
     except OSError as exc:
         raise UnsafePath(f"{path} cannot be read: {exc.strerror or exc}") from None
     with os.fdopen(fd, "rb") as handle:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            raise UnsafePath(f"{path} is not a regular file")
-        if info.st_size > limit:
-            raise UnsafePath(f"{path} is {info.st_size:,} bytes, more than the {limit:,} it may be")
-        os.set_blocking(fd, True)
+        size = os.fstat(fd).st_size
+        if size > limit:
+            raise UnsafePath(f"{path} is {size:,} bytes, more than the {limit:,} it may be")
         data = handle.read(limit + 1)
     if len(data) > limit:
         raise UnsafePath(f"{path} grew past {limit:,} bytes while being read")
     return data
+
+
+# Far above any run.json, spec.json or night.json faceaudit writes.
+MAX_JSON_BYTES = 16 * 2**20
+
+
+def read_json(path: Path, limit: int = MAX_JSON_BYTES):
+    """The JSON value in `path`, read as `read_regular` reads; UnsafePath, or ValueError (RecursionError
+    for nesting no file of ours has) for text that is not JSON."""
+    return json.loads(read_regular(path, limit))

@@ -5,13 +5,13 @@ from __future__ import annotations
 import errno
 import hashlib
 import os
-import stat
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from faceaudit.data.decode import UnreadableImage
 from faceaudit.data.labels import label_and_group
+from faceaudit.data.nofollow import NotRegular, open_regular
 from faceaudit.data.sniff import HEAD_BYTES, describe_non_image, sniff_format
 from faceaudit.data.walk import walk
 
@@ -58,36 +58,17 @@ def read_scanned(record: ImageRecord) -> bytes:
 
 
 def _open_regular(path: Path, follow_link: bool) -> int:
-    """A read descriptor for `path`, refused (UnreadableImage) unless it is a regular file. Opened
-    non-blocking, so a FIFO without a writer answers at once instead of hanging the run."""
-    flags = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | (0 if follow_link else os.O_NOFOLLOW)
+    """A read descriptor for `path` (`open_regular`), refused with the reason a row shows."""
     try:
-        fd = os.open(path, flags)
+        return open_regular(path, follow_link)
+    except NotRegular as exc:
+        raise UnreadableImage(f"not a regular file ({exc.kind}): not read") from None
     except OSError as exc:
         if exc.errno == errno.ELOOP:
             raise UnreadableImage("is a symlink now, was a file when scanned (not followed)") from None
         if exc.errno == errno.ENOENT:
             raise UnreadableImage("file is gone (deleted or moved while the run read it)") from None
         raise UnreadableImage(f"cannot read file: {exc.strerror or exc}") from None
-    mode = os.fstat(fd).st_mode
-    if not stat.S_ISREG(mode):
-        os.close(fd)
-        raise UnreadableImage(f"not a regular file ({_kind(mode)}): not read")
-    os.set_blocking(fd, True)
-    return fd
-
-
-def _kind(mode: int) -> str:
-    for test, name in (
-        (stat.S_ISFIFO, "a FIFO"),
-        (stat.S_ISCHR, "a device"),
-        (stat.S_ISBLK, "a device"),
-        (stat.S_ISSOCK, "a socket"),
-        (stat.S_ISDIR, "a folder"),
-    ):
-        if test(mode):
-            return name
-    return "not a file"
 
 
 def iter_records(

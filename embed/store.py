@@ -29,7 +29,6 @@ import logging
 import os
 import re
 import secrets
-import stat
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -40,7 +39,15 @@ import h5py
 import numpy as np
 
 from faceaudit.data.atomic import fsync_dir, replacing
-from faceaudit.data.nofollow import UnsafePath, open_file, real_folder, remove_file
+from faceaudit.data.nofollow import (
+    NotRegular,
+    UnsafePath,
+    open_file,
+    open_regular,
+    read_json,
+    real_folder,
+    remove_file,
+)
 from faceaudit.data.text import display_name, first_line
 from faceaudit.data.version import code_version
 
@@ -455,7 +462,9 @@ def _regular_file(path: Path) -> Iterator[str]:
     the file is opened without following a link and without blocking (a FIFO named like a shard
     would hang every reader), checked, and then handed over as /proc/self/fd/N. _Damaged otherwise."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC)
+        fd = open_regular(path, follow_links=False)
+    except NotRegular as exc:
+        raise _Damaged(f"not a regular file ({exc.kind}), never read") from None
     except OSError as exc:
         if exc.errno == errno.ELOOP:
             raise _Damaged("a symlink; the store reads only its own regular files") from None
@@ -463,8 +472,6 @@ def _regular_file(path: Path) -> Iterator[str]:
             raise FileNotFoundError(path) from None
         raise _Damaged(f"cannot be opened ({exc.strerror or exc})") from None
     try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise _Damaged("not a regular file (a FIFO, device or folder), never read")
         by_fd = f"/proc/self/fd/{fd}"
         yield by_fd if os.path.exists(by_fd) else str(path)
     finally:
@@ -583,9 +590,8 @@ def _mark_damaged(path: Path, reason: str) -> None:
 def expected_dim(folder: Path) -> int | None:
     """The dimension spec.json (written by the folder's first writer) gives, or None."""
     try:
-        with _regular_file(folder / "spec.json") as name:
-            dim = json.loads(Path(name).read_text(encoding="utf-8")).get("dim")
-    except (FileNotFoundError, _Damaged, OSError, ValueError, AttributeError, RecursionError):
+        dim = read_json(folder / "spec.json").get("dim")
+    except (UnsafePath, OSError, ValueError, AttributeError, RecursionError):
         return None
     return dim if isinstance(dim, int) and not isinstance(dim, bool) and dim > 0 else None
 

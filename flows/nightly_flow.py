@@ -9,7 +9,6 @@ flow on a schedule.
 
 # No `from __future__ import annotations` in flow modules: a worker loads a flow from its file, and
 # Prefect builds the parameter schema from annotations it must be able to evaluate there.
-import json
 import os
 from datetime import UTC, datetime
 from pathlib import Path
@@ -17,7 +16,7 @@ from pathlib import Path
 from prefect import flow, tags
 
 from faceaudit.data.atomic import write_text
-from faceaudit.data.nofollow import UnsafePath, read_regular
+from faceaudit.data.nofollow import UnsafePath, read_json
 from faceaudit.data.text import display_name
 from faceaudit.data.walk import identity
 from faceaudit.flows.defaults import DEFAULT_EXPLAIN, Explain
@@ -68,14 +67,14 @@ NIGHT_FILE = "night.json"  # REPORTS_ROOT's record of the last night: each dump 
 
 def report_run(report: Path, up_to_date: bool) -> dict:
     """A dump's run.json, as its score subflow would have returned it."""
-    run = json.loads(read_regular(report / "run.json", 16 * 2**20))
+    run = read_json(report / "run.json")
     return {**run, "up_to_date": True} if up_to_date else run
 
 
 def last_night(reports_root: Path) -> dict | None:
     """REPORTS_ROOT/night.json, the record of the last night, or None."""
     try:
-        done = json.loads(read_regular(reports_root / NIGHT_FILE, 64 * 2**20))
+        done = read_json(reports_root / NIGHT_FILE)
     except (UnsafePath, OSError, ValueError, RecursionError):
         return None
     return done if isinstance(done, dict) and "failed" in done else None

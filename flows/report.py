@@ -5,14 +5,13 @@ from __future__ import annotations
 import base64
 import html
 import io
-import json
 import os
 from pathlib import Path
 from urllib.parse import quote
 
 from faceaudit.data.atomic import write_text
 from faceaudit.data.decode import UnreadableImage, decode_image
-from faceaudit.data.nofollow import UnsafePath, read_regular
+from faceaudit.data.nofollow import UnsafePath, read_json
 from faceaudit.data.records import ImageRecord, read_scanned
 from faceaudit.data.text import display_name
 
@@ -73,7 +72,7 @@ def write_index(reports_root: Path) -> None:
         if folder.is_symlink() or not (folder / "report.html").is_file():
             continue
         try:  # a small regular file only: a FIFO named run.json must not hang the night
-            run = json.loads(read_regular(folder / "run.json", 16 * 2**20))
+            run = read_json(folder / "run.json")
             counts = ", ".join(f"{count} {verdict}" for verdict, count in run["counts"].items())
             when = str(run.get("scored_at", ""))
         except (UnsafePath, OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError):

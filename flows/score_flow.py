@@ -21,7 +21,7 @@ from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
 from faceaudit.data.atomic import write_text
-from faceaudit.data.nofollow import UnsafePath, read_regular, refuse_link
+from faceaudit.data.nofollow import UnsafePath, read_json, refuse_link
 from faceaudit.data.records import ImageRecord
 from faceaudit.data.text import display_name
 from faceaudit.data.version import code_version
@@ -128,7 +128,7 @@ def current_run(out: Path, manifest: str, model: str, parameters: dict) -> dict 
     (run.json's keys that decide what a report holds: explain, its method and baseline, samples), if
     OUT holds one."""
     try:
-        run = json.loads(read_regular(out / "run.json", 16 * 2**20))  # a FIFO there must not hang
+        run = read_json(out / "run.json")  # a regular file only: a FIFO there must not hang the run
     except (UnsafePath, OSError, ValueError, RecursionError):
         return None
     if not isinstance(run, dict) or not isinstance(run.get("model"), dict):
