@@ -514,44 +514,42 @@ def _check_layout(handle: h5py.File, expected: _Expected | None) -> _Contents:
     return contents
 
 
-def _load(path: Path, read: bool = True, expected: _Expected | None = None) -> _Contents:
+def _load(
+    path: Path, read: bool = True, expected: _Expected | None = None, every_vector: bool = False
+) -> _Contents:
     """A store file checked for the layout every reader relies on, with its hashes and keys if `read`;
-    _Damaged otherwise. A file deleted meanwhile (a concurrent compaction) raises FileNotFoundError."""
+    with `every_vector`, every vector read too, a block at a time (a corrupt compressed chunk or a NaN
+    is damage the metadata does not show). _Damaged otherwise; a file deleted meanwhile (a concurrent
+    compaction) raises FileNotFoundError."""
     try:
         with _regular_file(path) as name, h5py.File(name, "r", locking=False) as handle:
             contents = _check_layout(handle, expected)
+            if every_vector:
+                _check_vectors(handle["vectors"])
             if read:
                 contents.hashes, contents.keys = handle["sha256"][()], handle["key"][()]
             return contents
     except (FileNotFoundError, _Damaged):
         raise
     except (OSError, KeyError, ValueError, TypeError, RuntimeError) as exc:
-        detail = first_line(exc)
-        raise _Damaged(f"not a readable HDF5 store file ({detail})") from None
+        raise _Damaged(f"not a readable HDF5 store file ({first_line(exc)})") from None
 
 
-def _check_vectors(path: Path, expected: _Expected | None) -> None:
-    """Read every vector, a block at a time: a corrupt compressed chunk or a NaN is damage that the
-    metadata does not show."""
-    try:
-        with _regular_file(path) as name, h5py.File(name, "r", locking=False) as handle:
-            _check_layout(handle, expected)
-            vectors = handle["vectors"]
-            for start in range(0, vectors.shape[0], CHECK_BLOCK):
-                if not np.isfinite(vectors[start : start + CHECK_BLOCK]).all():
-                    raise _Damaged(f"holds vectors that are not finite (NaN or infinite) from row {start}")
-    except (FileNotFoundError, _Damaged):
-        raise
-    except (OSError, KeyError, ValueError, TypeError, RuntimeError) as exc:
-        detail = first_line(exc)
-        raise _Damaged(f"vectors cannot be read ({detail})") from None
+def _check_vectors(vectors: h5py.Dataset) -> None:
+    """Read every vector, a block at a time; _Damaged for a block that cannot be read or is not finite."""
+    for start in range(0, vectors.shape[0], CHECK_BLOCK):
+        try:
+            block = vectors[start : start + CHECK_BLOCK]
+        except (OSError, ValueError, RuntimeError) as exc:
+            raise _Damaged(f"vectors cannot be read ({first_line(exc)})") from None
+        if not np.isfinite(block).all():
+            raise _Damaged(f"holds vectors that are not finite (NaN or infinite) from row {start}")
 
 
 def damage(path: Path, expected: _Expected | None = None) -> str | None:
     """Why the .h5 file at `path` cannot be read as a store file, or None when it can."""
     try:
-        _check_vectors(path, expected)
-        _load(path, expected=expected)
+        _load(path, expected=expected, every_vector=True)
     except _Damaged as exc:
         return str(exc)
     return None
