@@ -222,14 +222,16 @@ def in_background(
 PREFECT_SERVER = "prefect-server"  # its folder under the run's base folder
 
 
-def start_prefect_server(home: Path) -> tuple[subprocess.Popen, str]:
-    """`prefect server start` on a free port with its database under `home`, once it answers; returns
-    the process and its API URL."""
+def start_prefect_server(
+    home: Path, prefect: tuple[str, ...] = (sys.executable, "-m", "prefect"), env: dict | None = None
+) -> tuple[subprocess.Popen, str]:
+    """`prefect server start` (the `prefect` command given: another environment's, say) on a free port
+    with its database under `home`, once it answers; returns the process and its API URL."""
     port = free_port()
     url = f"http://127.0.0.1:{port}/api"
     server = in_background(
-        [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-        {**os.environ, "PREFECT_HOME": str(home)},
+        [*prefect, "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+        {**(os.environ if env is None else env), "PREFECT_HOME": str(home)},
     )
 
     def healthy() -> bool:
@@ -431,3 +433,20 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         return LONGEST_FIRST.index(name) if name in LONGEST_FIRST else len(LONGEST_FIRST)
 
     items.sort(key=rank)  # stable: the order is kept otherwise
+
+
+def copy_faces(trained: dict, folder: Path, count: int) -> Path:
+    """`folder` holding the first `count` faces of the trained model's data, named face0.png, ..."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for i, source in enumerate(sorted((trained["data"] / "alpha").rglob("*.png"))[:count]):
+        shutil.copyfile(source, folder / f"face{i}.png")
+    return folder
+
+
+def fingerprint_folder(trained: dict, store: Path) -> Path:
+    """The fingerprint folder the trained model's vectors live in under `store`."""
+    from faceaudit.embed.store import FeatureStore
+    from faceaudit.flows.models import spec_of
+    from faceaudit.head.model import FaceauditModel
+
+    return FeatureStore(store, spec_of(FaceauditModel.load(trained["model"])).fingerprint).folder

@@ -15,7 +15,7 @@ import h5py
 import numpy as np
 import pytest
 
-from tests.conftest import faceaudit, free_port, snapshot, write_image
+from tests.conftest import copy_faces, faceaudit, fingerprint_folder, free_port, snapshot, write_image
 
 
 def rows_of(out: Path) -> list[dict]:
@@ -25,11 +25,7 @@ def rows_of(out: Path) -> list[dict]:
 
 @pytest.fixture
 def dump(trained: dict, tmp_path: Path) -> Path:
-    folder = tmp_path / "in"
-    folder.mkdir()
-    for i, source in enumerate(sorted((trained["data"] / "alpha").rglob("*.png"))[:4]):
-        shutil.copyfile(source, folder / f"face{i}.png")
-    return folder
+    return copy_faces(trained, tmp_path / "in", 4)
 
 
 def score(dump: Path, out: Path, store: Path, trained: dict, *extra: str):
@@ -37,15 +33,6 @@ def score(dump: Path, out: Path, store: Path, trained: dict, *extra: str):
         "score", str(dump), "--out", str(out), "--store", str(store), "--model", str(trained["model"]),
         "--samples", "20", "--no-progress", *extra,
     )  # fmt: skip
-
-
-def store_folder(trained: dict, store: Path) -> Path:
-    """The fingerprint folder the trained model's vectors live in under `store`."""
-    from faceaudit.embed.store import FeatureStore
-    from faceaudit.flows.models import spec_of
-    from faceaudit.head.model import FaceauditModel
-
-    return FeatureStore(store, spec_of(FaceauditModel.load(trained["model"])).fingerprint).folder
 
 
 # ---- 1. writes and deletes that would follow symlinks out of OUT or STORE ------------------------------
@@ -78,7 +65,7 @@ def test_nothing_is_written_or_deleted_through_a_planted_symlink(trained: dict, 
 
     linked_store = tmp_path / "linked-store"
     linked_store.mkdir()
-    store_folder(trained, linked_store).symlink_to(outside / "store-elsewhere")
+    fingerprint_folder(trained, linked_store).symlink_to(outside / "store-elsewhere")
     for name, target, store in (
         ("maps", outside / "maps-elsewhere", tmp_path / "store"),
         ("maps/0123456789abcdef-00000000-occlusion-blur.png", outside / "drawn.png", tmp_path / "store"),
@@ -194,7 +181,7 @@ def test_files_changed_after_the_scan_become_reason_rows(trained: dict, dump: Pa
 def test_a_damaged_store_file_is_skipped_named_and_quarantined(trained: dict, dump: Path, tmp_path: Path):
     store = tmp_path / "store"
     shutil.copytree(trained["store"], store)
-    folder = store_folder(trained, store)
+    folder = fingerprint_folder(trained, store)
     shard = sorted(folder.glob("shard-*.h5"))[0]
     (folder / "shard-truncated.h5").write_bytes(shard.read_bytes()[:3000])
     (folder / "batch-20260101T000000-1-abcdef-000000.h5").write_bytes(os.urandom(4096))

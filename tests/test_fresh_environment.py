@@ -9,12 +9,11 @@ import os
 import shutil
 import subprocess
 import sys
-import urllib.request
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, free_port, stop_group, wait_for
+from tests.conftest import ROOT, start_prefect_server, stop_group
 from tests.test_packaging import other_project
 
 UV = Path(sys.executable).parent / "uv"
@@ -72,27 +71,10 @@ def check_environment(bin_dir: Path, trained: dict, tmp_path: Path) -> None:
         [UV, "pip", "check", "--python", bin_dir / "python"], capture_output=True, text=True
     )
     assert check.returncode == 0, check.stdout + check.stderr
-    port = free_port()
-    url = f"http://127.0.0.1:{port}/api"
-    env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect"), "PREFECT_API_URL": url, "COLUMNS": "250"}
-    env.pop("PYTHONPATH", None)
-    server = subprocess.Popen(
-        [bin_dir / "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"} | {"COLUMNS": "250"}
+    server, url = start_prefect_server(tmp_path / "prefect", prefect=(str(bin_dir / "prefect"),), env=env)
+    env |= {"PREFECT_HOME": str(tmp_path / "prefect"), "PREFECT_API_URL": url}
     try:
-
-        def healthy() -> bool:
-            assert server.poll() is None, "`prefect server start` exited"
-            try:
-                return urllib.request.urlopen(f"{url}/health", timeout=2).status == 200
-            except OSError:
-                return False
-
-        wait_for(healthy, 120, "`prefect server start`")
         dump = tmp_path / "dump"
         dump.mkdir()
         for image in sorted((trained["data"] / "alpha").rglob("*.png"))[:2]:

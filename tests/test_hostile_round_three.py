@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from tests.bombs import app_segment_bomb, metadata_bomb, scan_bomb
-from tests.conftest import faceaudit, snapshot
+from tests.conftest import copy_faces, faceaudit, fingerprint_folder, snapshot
 
 
 def rows_of(out: Path) -> dict[str, dict]:
@@ -25,11 +25,7 @@ def rows_of(out: Path) -> dict[str, dict]:
 
 @pytest.fixture
 def dump(trained: dict, tmp_path: Path) -> Path:
-    folder = tmp_path / "in"
-    folder.mkdir()
-    for i, source in enumerate(sorted((trained["data"] / "alpha").rglob("*.png"))[:3]):
-        shutil.copyfile(source, folder / f"face{i}.png")
-    return folder
+    return copy_faces(trained, tmp_path / "in", 3)
 
 
 def score(dump: Path, out: Path, store: Path, trained: dict, *extra: str, model: Path | None = None):
@@ -45,14 +41,6 @@ def one_line_refusal(result) -> str:
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("faceaudit: error: "), result.stderr
     return lines[0]
-
-
-def fingerprint_folder(trained: dict, store: Path) -> Path:
-    from faceaudit.embed.store import FeatureStore
-    from faceaudit.flows.models import spec_of
-    from faceaudit.head.model import FaceauditModel
-
-    return FeatureStore(store, spec_of(FaceauditModel.load(trained["model"])).fingerprint).folder
 
 
 # ---- 1. nothing outside OUT or the store changes, through a link of either kind -------------------------
