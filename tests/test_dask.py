@@ -7,6 +7,7 @@ import contextlib
 import json
 import os
 import signal
+import tempfile
 from pathlib import Path
 
 import h5py
@@ -71,8 +72,9 @@ def test_score_can_embed_on_dask_first_and_leaves_nothing_running(trained: dict,
     dump.mkdir()
     for image in sorted((trained["data"] / "alpha").rglob("*.png"))[:6]:
         (dump / image.name).write_bytes(image.read_bytes())
-    scratch = tmp_path / "tmp"
-    scratch.mkdir()
+    # A short TMPDIR: multiprocessing puts a socket under it, and pytest's own folders (pytest-100/
+    # popen-gw1/<test name>/...) would take the path past the 107 bytes a socket path may have.
+    scratch = Path(tempfile.mkdtemp(prefix="fa-dask-"))
     env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"} | {"TMPDIR": str(scratch)}
     servers = prefect_servers()
     result = warm.run(
@@ -86,6 +88,7 @@ def test_score_can_embed_on_dask_first_and_leaves_nothing_running(trained: dict,
     assert "Error logging to API" not in result.stderr
     wait_for(lambda: prefect_servers() <= servers, 10, "the temporary Prefect server to stop")
     wait_for(lambda: not list(scratch.iterdir()), 10, "the run's private TMPDIR to be removed")
+    scratch.rmdir()
 
 
 def test_a_killed_recorded_run_takes_its_temporary_server_with_it(trained: dict, tmp_path: Path) -> None:
