@@ -1,7 +1,9 @@
 """Which parts of the backbone's tokens, and which training recipe, make a detector that generalises.
 
 Every image of the data folder is embedded once with a wide pooling (CLS, patch mean and patch spread of
-layers 1 to 8), so each feature set below is a choice of columns of the same vectors. For each choice a
+layers 1 to 8), and once more with the default's zoomed pass (the same statistics of layers 4, 6 and 8
+from the centre half of the input at twice the scale), so each feature set below is a choice of columns
+of the same vectors. For each choice a
 plain logistic probe is trained on the training split (with the augmented views, when asked), its band
 fitted on the validation split exactly as `train` fits the shipped model's (head/thresholds.py: at most
 1% of real photos called AI pooled and 2% per real source, at most 5% of AI faces called real), and
@@ -40,13 +42,19 @@ from faceaudit.head.thresholds import Bounds, choose_thresholds, decide
 
 WIDE_LAYERS = tuple(range(1, 9))
 STATS = ("cls", "mean", "std")
+ZOOM_LAYERS = (4, 6, 8)
 
 
 def columns(parts: list[tuple[int, str]], hidden: int = 384) -> np.ndarray:
-    """Column indices of (layer, statistic) parts in the wide vector (layers 1-8, cls/mean/std each)."""
+    """Column indices of (layer, statistic) parts in the bench's vector: the wide one (layers 1-8,
+    cls/mean/std each), then the zoomed pass's (layers 4, 6, 8; statistics named "zoom cls" and so on)."""
     out = []
     for layer, stat in parts:
-        block = (WIDE_LAYERS.index(layer) * len(STATS) + STATS.index(stat)) * hidden
+        if stat.startswith("zoom "):
+            offset = len(WIDE_LAYERS) * len(STATS) * hidden
+            block = offset + (ZOOM_LAYERS.index(layer) * len(STATS) + STATS.index(stat[5:])) * hidden
+        else:
+            block = (WIDE_LAYERS.index(layer) * len(STATS) + STATS.index(stat)) * hidden
         out.append(np.arange(block, block + hidden))
     return np.concatenate(out)
 
@@ -57,6 +65,7 @@ def parts(stats: str, layers) -> list[tuple[int, str]]:
 
 SEMANTIC = parts("cls+mean+std", (4, 6, 8))
 TEXTURE = parts("std", (1, 2, 3, 4))
+ZOOM = parts("zoom cls+zoom mean+zoom std", ZOOM_LAYERS)
 
 
 @dataclass
@@ -90,6 +99,10 @@ RECIPES = [
     Recipe("default, C=1", SEMANTIC, C=1.0),
     Recipe("default, real needs to look like a real collection", SEMANTIC, like_real=True),
     Recipe("  the same, the check only holding back", SEMANTIC, like_real=True, protective=True),
+    Recipe("zoom: cls+mean+std of 4,6,8 of the centre at 2x", ZOOM),
+    Recipe("default + zoom", SEMANTIC + ZOOM),
+    Recipe("  without augmented views", SEMANTIC + ZOOM, views=False),
+    Recipe("default + zoom, real needs to look like a real collection", SEMANTIC + ZOOM, like_real=True),
 ]
 
 
@@ -113,6 +126,11 @@ def main() -> None:
     spec = make_spec(preprocess=args.preprocess, pooling="cls+mean+std+texture", layers=WIDE_LAYERS)
     store = str(args.store or default_store_dir())
     data = load_labelled(str(args.data), spec, store, 16, 1, Augmentation(), args.views)
+    zoomed = make_spec(preprocess=args.preprocess, pooling="cls+mean+std+zoom", layers=ZOOM_LAYERS)
+    zoom = load_labelled(str(args.data), zoomed, store, 16, 1, Augmentation(), args.views)
+    if not (np.array_equal(zoom.image_ids(), data.image_ids()) and np.array_equal(zoom.view, data.view)):
+        sys.exit("the two embeddings' rows do not line up: was the data folder changed meanwhile?")
+    data.X = np.concatenate([data.X, zoom.X[:, zoomed.dim // 2 :]], axis=1)
     families = np.array(Families.for_folder(args.data).label_each(data.groups, data.y))
     chosen = [RECIPES[int(i) - 1] for i in args.only.split(",")] if args.only else RECIPES
     print(

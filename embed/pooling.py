@@ -8,6 +8,15 @@ or both plus the patch tokens' standard deviation (how uniform the image's textu
 layers 4, 6, 8). The CLS token and the deep layers describe the scene, the styling and the person as much
 as the generator's traces, and a head trained on them learns "polished portrait = AI"; the early layers'
 texture statistics carry the traces and little of the style (docs/features.md), so the head gets both.
+
+`+zoom` reads the same statistics of the same layers a second time, from a second forward pass on the
+centre half of the input enlarged to the full input size (`zoom_input`): eyes, nose and mouth reach the
+backbone at twice the scale, four patches where there was one. The whole-face vector says what the face
+looks like; the zoomed one sees the skin, teeth and iris detail a generator gets wrong. Together they
+lift the probe's test coverage from 80% to 85% and its ROC-AUC from 0.980 to 0.988 on the eleven sources
+(docs/features.md), for a second forward pass. The zoom is made from the input itself, not from the
+file, so it scales with the file as the input does, and an occlusion map painted on the input reaches
+both passes.
 """
 
 from __future__ import annotations
@@ -15,7 +24,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal, get_args
 
-PoolingKind = Literal["cls", "mean", "cls+mean", "cls+mean+std", "cls+mean+std+texture"]
+PoolingKind = Literal["cls", "mean", "cls+mean", "cls+mean+std", "cls+mean+std+texture", "cls+mean+std+zoom"]
 KINDS: tuple[str, ...] = get_args(PoolingKind)
 
 
@@ -45,7 +54,12 @@ class Pooling:
     @property
     def statistics(self) -> list[str]:
         """What each chosen layer gives (the texture layers are apart)."""
-        return [part for part in self.kind.split("+") if part != "texture"]
+        return [part for part in self.kind.split("+") if part not in ("texture", "zoom")]
+
+    @property
+    def zoom(self) -> bool:
+        """Whether a second forward pass on the enlarged centre adds its own statistics."""
+        return "zoom" in self.kind.split("+")
 
     @property
     def texture_layers(self) -> tuple[int, ...]:
@@ -53,16 +67,28 @@ class Pooling:
         return tuple(range(1, min(self.layers))) if "texture" in self.kind and self.layers else ()
 
     def dim(self, hidden_size: int) -> int:
-        return hidden_size * (len(self.layers) * len(self.statistics) + len(self.texture_layers))
+        per_pass = len(self.layers) * len(self.statistics)
+        return hidden_size * (per_pass * (2 if self.zoom else 1) + len(self.texture_layers))
 
-    def __call__(self, hidden_states, num_prefix_tokens: int, norm):
-        """Pool `hidden_states` (embeddings first, then one tensor per layer) into (batch, dim).
+    def __call__(self, hidden_states, num_prefix_tokens: int, norm, zoomed_states=None):
+        """Pool `hidden_states` (embeddings first, then one tensor per layer) into (batch, dim);
+        `zoomed_states` are those of the zoomed input (`zoom_input`), needed when `zoom` is set.
 
         `norm` is the backbone's final layer norm, applied to every chosen layer as DINOv2 does for
         its intermediate features, so that the last layer's vector equals the model's own output.
         """
         import torch
 
+        if self.zoom and zoomed_states is None:
+            raise ValueError("this pooling reads a zoomed pass too: pass zoomed_states")
+        parts = self._statistics_of(hidden_states, num_prefix_tokens, norm)
+        for layer in self.texture_layers:
+            parts.append(norm(hidden_states[layer])[:, num_prefix_tokens:].std(dim=1))
+        if self.zoom:
+            parts += self._statistics_of(zoomed_states, num_prefix_tokens, norm)
+        return torch.cat(parts, dim=1)
+
+    def _statistics_of(self, hidden_states, num_prefix_tokens: int, norm) -> list:
         parts = []
         for layer in self.layers:
             tokens = norm(hidden_states[layer])
@@ -74,15 +100,26 @@ class Pooling:
                     parts.append(patches.mean(dim=1))
                 else:
                     parts.append(patches.std(dim=1))
-        for layer in self.texture_layers:
-            parts.append(norm(hidden_states[layer])[:, num_prefix_tokens:].std(dim=1))
-        return torch.cat(parts, dim=1)
+        return parts
 
     def describe(self) -> dict:
         described = {"kind": self.kind, "layers": list(self.layers), "norm": "final_layernorm"}
         if "texture" in self.kind:
             described["texture_layers"] = list(self.texture_layers)
+        if self.zoom:
+            described["zoom"] = {"centre": 0.5, "enlarged": 2.0, "resample": "bicubic"}
         return described
+
+
+def zoom_input(pixels):
+    """The centre half of each (N, 3, S, S) input, enlarged (bicubic) back to S x S: a differentiable
+    torch function, so gradient maps reach through it."""
+    import torch.nn.functional as F
+
+    size = pixels.shape[-1]
+    start, side = size // 4, size // 2
+    centre = pixels[..., start : start + side, start : start + side]
+    return F.interpolate(centre, size=(size, size), mode="bicubic", align_corners=False)
 
 
 def default_layers(depth: int) -> tuple[int, ...]:

@@ -18,6 +18,7 @@ from faceaudit.data.lifetime import die_with_parent
 from faceaudit.data.records import ImageRecord, read_scanned
 from faceaudit.embed.augment import Augmentation
 from faceaudit.embed.backbone import Backbone
+from faceaudit.embed.pooling import zoom_input
 from faceaudit.embed.spec import EmbeddingSpec
 from faceaudit.embed.store import FeatureStore
 
@@ -91,9 +92,16 @@ class Embedder:
         import torch
 
         with torch.inference_mode():
-            states = self.backbone.hidden_states(torch.from_numpy(pixels))
-            pooled = self.spec.pooling(states, self.spec.backbone.num_prefix_tokens, self.backbone.norm)
+            pooled = self.pooled(torch.from_numpy(pixels))
         return pooled.numpy().astype(np.float32, copy=False)
+
+    def pooled(self, pixels, states=None):
+        """(N, dim) vectors of a (N, 3, S, S) torch batch: one forward pass (none when its `states` are
+        given), and one more on the zoomed input with `+zoom`."""
+        pooling = self.spec.pooling
+        states = self.backbone.hidden_states(pixels) if states is None else states
+        zoomed = self.backbone.hidden_states(zoom_input(pixels)) if pooling.zoom else None
+        return pooling(states, self.spec.backbone.num_prefix_tokens, self.backbone.norm, zoomed)
 
     def pooled_with_tokens(self, pixels):
         """Differentiable: (pooled vectors, every token as the patch embedding made them, prefix tokens
@@ -110,8 +118,9 @@ class Embedder:
             states = self.backbone.hidden_states(pixels)
         finally:
             handle.remove()
-        pooled = self.spec.pooling(states, self.spec.backbone.num_prefix_tokens, self.backbone.norm)
-        return pooled, captured["tokens"]
+        # Gradient maps attribute to the whole-face pass's tokens; the zoomed pass (run after the hook
+        # is gone) adds its evidence to the score, and occlusion maps, which paint pixels, see both.
+        return self.pooled(pixels, states), captured["tokens"]
 
 
 @lru_cache(maxsize=2)

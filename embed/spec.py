@@ -11,10 +11,10 @@ from faceaudit.embed.default_backbone import DEFAULT_BACKBONE
 from faceaudit.embed.pooling import Pooling
 from faceaudit.embed.preprocess import Preprocess
 
-# The pooling was chosen by bench/embed.py's probe; `scale` by how sources left out and rescaled copies are
-# judged on five sources (README, "Choosing the default features").
+# The pooling was chosen by bench/embed.py's probe, its `+zoom` by bench/features.py's on eleven sources;
+# `scale` by how sources left out and rescaled copies are judged (docs/features.md).
 DEFAULT_PREPROCESS = "scale"
-DEFAULT_POOLING = "cls+mean+std"
+DEFAULT_POOLING = "cls+mean+std+zoom"
 
 
 @dataclass(frozen=True)

@@ -137,8 +137,9 @@ PreprocessOption = Annotated[
 PoolingOption = Annotated[
     Literal[KINDS],
     typer.Option(
-        help="'cls', 'mean' (of patch tokens), 'cls+mean', 'cls+mean+std' (patch spread too), or "
-        "'cls+mean+std+texture' (and the patch spread of every layer below the first pooled one).",
+        help="'cls', 'mean' (of patch tokens), 'cls+mean', 'cls+mean+std' (patch spread too), "
+        "'cls+mean+std+texture' (and the patch spread of every layer below the first pooled one), or "
+        "'cls+mean+std+zoom' (and the same again from a second pass on the centre half at twice the size).",
     ),
 ]
 LayersOption = Annotated[

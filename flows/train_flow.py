@@ -97,7 +97,8 @@ def train_flow(
         head: 'mc-dropout' (MC-dropout MLP) or 'pyro-vi' (Pyro SVI).
         backbone: 'dinov2-s14' (built in), a local transformers folder, or a hub id.
         preprocess: 'scale', 'crop', 'resize' or 'face'.
-        pooling: 'cls', 'mean', 'cls+mean', 'cls+mean+std' or 'cls+mean+std+texture'.
+        pooling: 'cls', 'mean', 'cls+mean', 'cls+mean+std', 'cls+mean+std+texture' or
+            'cls+mean+std+zoom' (the default).
         layers: Layers to pool; empty for 1/3, 1/2 and 2/3 of the depth.
         batch_size: Images per forward pass of the backbone.
         workers: Processes decoding images ahead of the backbone.

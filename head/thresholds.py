@@ -29,6 +29,14 @@ Each share counts every validation face of its class, judged or not: abstaining 
 verdict is not. (A share among confident verdicts only would tie the two thresholds together: with few
 faces called AI, hardly any could be called real.)
 
+A share is a promise about new images, and the widest band that just keeps it on a few hundred
+validation faces breaks it on new ones about half the time. So the errors are counted as conformal risk
+control counts them (Angelopoulos et al., "Conformal Risk Control", 2022): k errors among n faces keep
+a bound of `share` only if (k + 1) / (n + 1) <= share, which bounds the expected share on new images of
+the same kind. Among 480 validation real faces that allows 3 accusations, not 4; a real source of 110
+allows 1, not 2; a source too small to certify its bound at all (under 1 / share - 1 faces) is allowed
+none.
+
 Sources and families the model never saw are measured (leave one family or real collection out, see
 flows/folds.py) and reported beside the band, never used to fit it: no threshold on these features keeps
 an unseen family in check without giving up nearly every verdict.
@@ -177,14 +185,14 @@ def choose_thresholds(
     real_ai, real_real = _counts(p_for_ai, p_for_real, inside & (y == 0), ai_options, real_options)
     ai_ai, ai_real = _counts(p_for_ai, p_for_real, inside & (y == 1), ai_options, real_options)
     allowed = np.ones((len(ai_options), len(real_options)), dtype=bool)
-    allowed &= (real_ai <= bounds.real_called_ai * np.sum(y == 0))[:, None]
-    allowed &= (ai_real <= bounds.ai_called_real * np.sum(y == 1))[None, :]
+    allowed &= (real_ai <= allowed_errors(bounds.real_called_ai, np.sum(y == 0)))[:, None]
+    allowed &= (ai_real <= allowed_errors(bounds.ai_called_real, np.sum(y == 1)))[None, :]
     if groups is not None:
         groups = np.asarray(groups)
         for group in np.unique(groups[y == 0]):
             mine = (y == 0) & (groups == group)
             called_ai, _ = _counts(p_for_ai, p_for_real, inside & mine, ai_options, real_options)
-            allowed &= (called_ai <= bounds.real_called_ai_per_source * mine.sum())[:, None]
+            allowed &= (called_ai <= allowed_errors(bounds.real_called_ai_per_source, mine.sum()))[:, None]
     coverage = np.where(allowed, (real_ai + ai_ai)[:, None] + (real_real + ai_real)[None, :], -1)
     limits = {"max_real_called_ai": bounds.real_called_ai, "max_ai_called_real": bounds.ai_called_real}
     if coverage.max() < 0:
@@ -198,6 +206,12 @@ def choose_thresholds(
         t = Thresholds(t_ai, t_real, ood_threshold, **limits)
     verdict = decide(p_ai, np.asarray(ood_score), t, ai_gate, real_gate)
     return t, {**rates(verdict, y), "verdicts": verdict_rates(verdict, y)}
+
+
+def allowed_errors(share: float, n: int) -> int:
+    """The most errors among `n` validation faces that still bound the expected `share` on new faces
+    like them: the largest k with (k + 1) / (n + 1) <= share, and never below 0 (see the module)."""
+    return max(int(np.floor(share * (n + 1) - 1 + 1e-9)), 0)
 
 
 def _midway(threshold: float, beyond: np.ndarray, low_side: bool) -> float:

@@ -67,7 +67,7 @@ def test_default_pipeline_embeds_real_images(real_images: list, tmp_path) -> Non
     assert {r.label for r in real_images} == {"real", "ai"}
 
     spec = make_spec()
-    assert spec.dim == 384 * 3 * 3 and spec.pooling.layers == (4, 6, 8)
+    assert spec.dim == 384 * 3 * 3 * 2 and spec.pooling.layers == (4, 6, 8)
     vectors = FeatureStore(tmp_path / "store", spec.fingerprint).get([r.sha256 for r in real_images])
     assert np.isfinite(vectors).all()
     # Different images give clearly different vectors; the same image the same vector, whatever batch

@@ -25,23 +25,29 @@ def run(folder: Path, store: Path, backbone: Path, **options) -> EmbedSummary:
 
 
 def reference_vectors(backbone: Path, paths: list[Path], pooling: str = "cls+mean+std") -> np.ndarray:
-    """The same vectors computed the plain transformers way, to check the pipeline against."""
+    """The same vectors computed the plain transformers way, to check the pipeline against. With
+    `+zoom`, the statistics again from a pass on the middle 16 x 16 pixels enlarged to 32 x 32."""
     from transformers import AutoModel
 
     model = AutoModel.from_pretrained(backbone).eval()
     preprocess = Preprocess("scale", 32)  # the default
     pixels = torch.from_numpy(np.stack([preprocess(Image.open(p).convert("RGB")) for p in paths]))
-    with torch.inference_mode():
-        states = model(pixel_values=pixels, output_hidden_states=True).hidden_states
-        tokens = [model.layernorm(states[layer]) for layer in (1, 2)]
+    inputs = [pixels]
+    if "zoom" in pooling:
+        middle = pixels[:, :, 8:24, 8:24]
+        inputs.append(torch.nn.functional.interpolate(middle, size=(32, 32), mode="bicubic"))
     parts = []
-    for t in tokens:
-        if "cls" in pooling:
-            parts.append(t[:, 0])
-        if "mean" in pooling:
-            parts.append(t[:, 1:].mean(1))
-        if "std" in pooling:
-            parts.append(t[:, 1:].std(1))
+    for batch in inputs:
+        with torch.inference_mode():
+            states = model(pixel_values=batch, output_hidden_states=True).hidden_states
+            tokens = [model.layernorm(states[layer]) for layer in (1, 2)]
+        for t in tokens:
+            if "cls" in pooling:
+                parts.append(t[:, 0])
+            if "mean" in pooling:
+                parts.append(t[:, 1:].mean(1))
+            if "std" in pooling:
+                parts.append(t[:, 1:].std(1))
     return torch.cat(parts, 1).numpy()
 
 
@@ -55,8 +61,8 @@ def test_vectors_match_a_plain_transformers_forward(kind: str, request, tmp_path
     records = scan(folder)
     spec = make_spec(str(backbone))
     stored = FeatureStore(tmp_path / "store", spec.fingerprint).get([r.sha256 for r in records])
-    expected = reference_vectors(backbone, [r.path for r in records])
-    assert stored.shape == (10, 32 * 3 * 2)
+    expected = reference_vectors(backbone, [r.path for r in records], "cls+mean+std+zoom")  # the default
+    assert stored.shape == (10, 32 * 3 * 2 * 2)
     np.testing.assert_allclose(stored, expected, atol=1e-5)
 
 
@@ -128,6 +134,7 @@ def test_options_change_the_fingerprint_and_the_vector(tiny_vit: Path, tmp_path:
 
 def test_layers_past_the_deepest_pooled_one_are_not_run(tiny_dinov2: Path, tmp_path: Path) -> None:
     from faceaudit.embed.backbone import Backbone
+    from faceaudit.embed.pooling import zoom_input
     from faceaudit.embed.runner import Embedder
 
     spec = make_spec(str(tiny_dinov2), layers=(1,))
@@ -137,8 +144,10 @@ def test_layers_past_the_deepest_pooled_one_are_not_run(tiny_dinov2: Path, tmp_p
     assert len(full.model.encoder.layer) == 2
     paths = [write_image(tmp_path / f"{i}.jpg", seed=i) for i in range(3)]
     pixels = np.stack([spec.preprocess(Image.open(p).convert("RGB")) for p in paths])
+    batch = torch.from_numpy(pixels)
     with torch.inference_mode():
-        expected = spec.pooling(full.hidden_states(torch.from_numpy(pixels)), 1, full.norm).numpy()
+        zoomed = full.hidden_states(zoom_input(batch))  # the default pooling reads a zoomed pass too
+        expected = spec.pooling(full.hidden_states(batch), 1, full.norm, zoomed).numpy()
     np.testing.assert_array_equal(embedder(pixels), expected)
 
 
