@@ -1,10 +1,11 @@
 """A plain linear probe beside the head: the second opinion an `ai_generated` verdict needs.
 
 The MLP head can learn a style where a linear reader of the same vector does not: on the demo's official
-White House portrait, the head said P(AI) 0.99 and a logistic probe on the same 3,456 numbers 0.01. An
-accusation costs a real person, so it needs both readers to agree: the probe must give at least
-`Thresholds.probe_agrees`, set so that only a small share of the validation AI faces
-(`Bounds.ai_held_back`) is held back by it.
+White House portrait, a head on the whole-face vector said P(AI) 0.99 and a logistic probe on the same
+3,456 numbers 0.01 (on the two-scale vector both now call it AI: the check lowers such accusations, it
+cannot rule them out). An accusation costs a real person, so it needs both readers to agree: the
+probe must give at least `Thresholds.probe_agrees`, set so that only a small share of the validation AI
+faces (`Bounds.ai_held_back`) is held back by it.
 """
 
 from __future__ import annotations

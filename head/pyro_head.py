@@ -5,8 +5,8 @@
     h2     = relu(h1 W2 + b2)
     y      ~ Categorical(logits = h2 W3 + b3)
 
-The first layer (3,456 x 128 weights by default) is fitted as a point estimate with weight decay:
-sampling it would cost 200 x 3,456 x 128 multiply-adds per image, too slow for the 2 s budget on
+The first layer (6,912 x 128 weights on the default vector) is fitted as a point estimate with weight
+decay: sampling it would cost 200 x 6,912 x 128 multiply-adds per image, too slow for the 2 s budget on
 10,000 vectors, and the doubt that matters lives in the decision layers. The likelihood is scaled by
 N / batch size for minibatches (`pyro.plate(..., subsample=...)`). `Predictive` draws the weight
 samples in one vectorised call; the forward for all samples is then two batched matmuls.
