@@ -98,7 +98,7 @@ def throughput(records, args) -> None:
     print(f"  flow / forward   = {flow_rate / forward_rate:.2f}   (target >= 0.85)")
     print(f"  flow / reference = {flow_rate / reference_rate:.2f}   (target >= 2)")
     print(
-        f"  re-run on {again['already_stored']} stored images: {again['new']} embedded, "
+        f"  re-run on {again.already_stored} stored images: {again.new} embedded, "
         f"{rerun_seconds:.2f} s in the flow (target < 5 s for 1,000)"
     )
 
