@@ -3,11 +3,10 @@
 Every image of the data folder is embedded once with a wide pooling (CLS, patch mean and patch spread of
 layers 1 to 8), and once more with the default's zoomed pass (the same statistics of layers 4, 6 and 8
 from the centre half of the input at twice the scale), so each feature set below is a choice of columns
-of the same vectors. For each choice a
-plain logistic probe is trained on the training split (with the augmented views, when asked), its band
-fitted on the validation split exactly as `train` fits the shipped model's (head/thresholds.py: at most
-1% of real photos called AI pooled and 2% per real source, at most 5% of AI faces called real), and
-judged three ways:
+of the same vectors. For each choice a plain logistic probe is trained on the training split (with the
+augmented views, when asked), its band fitted on the validation split exactly as `train` fits the
+shipped model's (head/thresholds.py: at most 1% of real photos called AI pooled and 2% per real source,
+at most 5% of AI faces called real), and judged three ways:
 
   test       the test split of every source
   family     each generator family left out of training entirely (flows/folds.py's grouping): the

@@ -29,8 +29,9 @@ Each share counts every validation face of its class, judged or not: abstaining 
 verdict is not. (A share among confident verdicts only would tie the two thresholds together: with few
 faces called AI, hardly any could be called real.)
 
-A share is a promise about new images, and the widest band that just keeps it on a few hundred
-validation faces breaks it on new ones about half the time. So the errors are counted as conformal risk
+A share is a promise about new images. The widest band with k errors among n validation faces stops
+just short of the next one, and on new faces it makes about (k + 1) / (n + 1) of them, more than the k / n
+it showed (tests/test_heads.py measures it). So the errors are counted as conformal risk
 control counts them (Angelopoulos et al., "Conformal Risk Control", 2022): k errors among n faces keep
 a bound of `share` only if (k + 1) / (n + 1) <= share, which bounds the expected share on new images of
 the same kind. Among 480 validation real faces that allows 3 accusations, not 4; a real source of 110

@@ -132,6 +132,23 @@ def test_options_change_the_fingerprint_and_the_vector(tiny_vit: Path, tmp_path:
     assert summary.fingerprint == spec.fingerprint and spec.dim == 32
 
 
+def test_the_zoomed_pass_sees_the_centre_of_the_input_and_only_it(tiny_vit: Path, tmp_path: Path) -> None:
+    """`+zoom`'s second half is read from the centre half of the input: paint a corner and only the
+    whole-face half moves; paint the centre and both do (so an occlusion map reaches both passes)."""
+    from faceaudit.embed.runner import Embedder
+
+    spec = make_spec(str(tiny_vit), pooling="cls+mean+std+zoom", layers=(2,))
+    embedder = Embedder(spec)
+    image = Image.open(write_image(tmp_path / "face.jpg", seed=3)).convert("RGB")
+    pixels = spec.preprocess(image)[None]
+    corner, centre = pixels.copy(), pixels.copy()
+    corner[..., :6, :6] = 0.0
+    centre[..., 12:20, 12:20] = 0.0
+    whole, zoomed = np.split(embedder(np.concatenate([pixels, corner, centre])), 2, axis=1)
+    assert np.abs(whole[1] - whole[0]).max() > 1e-3 and np.abs(zoomed[1] - zoomed[0]).max() < 1e-6
+    assert np.abs(whole[2] - whole[0]).max() > 1e-3 and np.abs(zoomed[2] - zoomed[0]).max() > 1e-3
+
+
 def test_layers_past_the_deepest_pooled_one_are_not_run(tiny_dinov2: Path, tmp_path: Path) -> None:
     from faceaudit.embed.backbone import Backbone
     from faceaudit.embed.pooling import zoom_input
