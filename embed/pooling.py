@@ -26,6 +26,7 @@ from typing import Literal, get_args
 
 PoolingKind = Literal["cls", "mean", "cls+mean", "cls+mean+std", "cls+mean+std+texture", "cls+mean+std+zoom"]
 KINDS: tuple[str, ...] = get_args(PoolingKind)
+ZOOM_CENTRE = 0.5  # the side of the square `+zoom` enlarges to the full input, as a share of the input's
 
 
 @dataclass(frozen=True)
@@ -107,16 +108,18 @@ class Pooling:
         if "texture" in self.kind:
             described["texture_layers"] = list(self.texture_layers)
         if self.zoom:
-            described["zoom"] = {"centre": 0.5, "enlarged": 2.0, "resample": "bicubic"}
+            described["zoom"] = {"centre": ZOOM_CENTRE, "enlarged": 1 / ZOOM_CENTRE, "resample": "bicubic"}
         return described
 
 
 def zoom_input(pixels):
-    """The centre half of each (N, 3, S, S) torch input, enlarged (bicubic) back to S x S."""
+    """The centre square (ZOOM_CENTRE of the side) of each (N, 3, S, S) torch input, enlarged (bicubic)
+    back to S x S."""
     import torch.nn.functional as F
 
     size = pixels.shape[-1]
-    start, side = size // 4, size // 2
+    side = round(size * ZOOM_CENTRE)
+    start = (size - side) // 2
     centre = pixels[..., start : start + side, start : start + side]
     return F.interpolate(centre, size=(size, size), mode="bicubic", align_corners=False)
 

@@ -301,7 +301,7 @@ def serve(judge: Judge, host: str, port: int, max_upload_bytes: int, waiting: in
     from faceaudit.flows.orchestration import private_tempdir
 
     progress.enable(False)  # no bars per upload in the server's terminal
-    with private_tempdir() as scratch:  # uploads wait here; a server killed with -9 leaves it to the next
+    with private_tempdir() as scratch:  # uploads wait here; removed when the server ends, even by kill -9
         judge.scratch_dir = scratch
         judge.warm_up()
         release_free_memory()

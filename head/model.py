@@ -215,7 +215,7 @@ class FaceauditModel:
             raise ModelError(f"{folder}: the weights give no finite P(AI); the model is damaged")
 
 
-# Far above any model faceaudit writes (the built-in one: 8 KB of card, 2.8 MB of weights), far below
+# Far above any model faceaudit writes (the built-in one: 8 KB of card, 3.7 MB of weights), far below
 # what would strain memory; a bigger file is refused before it is read.
 MAX_CARD_BYTES = 64 * 2**20
 MAX_WEIGHTS_BYTES = 2 * 2**30
