@@ -26,11 +26,16 @@ from faceaudit.head.model import FaceauditModel
 
 
 def reference_map(explainer: Explainer, image) -> tuple[np.ndarray, float]:
-    """One forward pass per 16 px window, stride 8 px, grey baseline: the reference design's loop."""
+    """One forward pass per 16 px window, stride 8 px, grey baseline: the reference design's loop
+    (every pass whole: no zoomed half shared between copies)."""
     fitted = explainer.spec.preprocess.fit(image)
     pixels = explainer.spec.preprocess.normalise(fitted)
     size = pixels.shape[1]
-    base = float(explainer.forward(pixels[None])[0])
+
+    def forward(batch: np.ndarray) -> np.ndarray:
+        return explainer.model.score(explainer.embedder(batch), explainer.samples).prediction.p_ai
+
+    base = float(forward(pixels[None])[0])
     starts = range(0, size - 16 + 1, 8)
     out = np.zeros((len(starts), len(starts)))
     started = time.perf_counter()
@@ -38,7 +43,7 @@ def reference_map(explainer: Explainer, image) -> tuple[np.ndarray, float]:
         for j, left in enumerate(starts):
             hidden = pixels.copy()
             hidden[:, top : top + 16, left : left + 16] = 0.0
-            out[i, j] = base - float(explainer.forward(hidden[None])[0])
+            out[i, j] = base - float(forward(hidden[None])[0])
     return out, time.perf_counter() - started
 
 

@@ -82,12 +82,25 @@ class Pooling:
 
         if self.zoom and zoomed_states is None:
             raise ValueError("this pooling reads a zoomed pass too: pass zoomed_states")
+        whole = self.whole(hidden_states, num_prefix_tokens, norm)
+        if not self.zoom:
+            return whole
+        return torch.cat([whole, self.zoomed(zoomed_states, num_prefix_tokens, norm)], dim=1)
+
+    def whole(self, hidden_states, num_prefix_tokens: int, norm):
+        """The vector's first part, from the whole input's pass (everything but `+zoom`'s half)."""
+        import torch
+
         parts = self._statistics_of(hidden_states, num_prefix_tokens, norm)
         for layer in self.texture_layers:
             parts.append(norm(hidden_states[layer])[:, num_prefix_tokens:].std(dim=1))
-        if self.zoom:
-            parts += self._statistics_of(zoomed_states, num_prefix_tokens, norm)
         return torch.cat(parts, dim=1)
+
+    def zoomed(self, zoomed_states, num_prefix_tokens: int, norm):
+        """`+zoom`'s half of the vector, from the zoomed pass: it ends the vector."""
+        import torch
+
+        return torch.cat(self._statistics_of(zoomed_states, num_prefix_tokens, norm), dim=1)
 
     def _statistics_of(self, hidden_states, num_prefix_tokens: int, norm) -> list:
         parts = []
@@ -112,16 +125,22 @@ class Pooling:
         return described
 
 
+def zoom_box(size: int) -> slice:
+    """Rows (and columns) of an S x S input that `+zoom` enlarges: the centre ZOOM_CENTRE of the side.
+    The zoomed pass reads these pixels and no others."""
+    side = round(size * ZOOM_CENTRE)
+    start = (size - side) // 2
+    return slice(start, start + side)
+
+
 def zoom_input(pixels):
-    """The centre square (ZOOM_CENTRE of the side) of each (N, 3, S, S) torch input, enlarged (bicubic)
-    back to S x S."""
+    """The centre square (`zoom_box`) of each (N, 3, S, S) torch input, enlarged (bicubic) back to
+    S x S."""
     import torch.nn.functional as F
 
     size = pixels.shape[-1]
-    side = round(size * ZOOM_CENTRE)
-    start = (size - side) // 2
-    centre = pixels[..., start : start + side, start : start + side]
-    return F.interpolate(centre, size=(size, size), mode="bicubic", align_corners=False)
+    box = zoom_box(size)
+    return F.interpolate(pixels[..., box, box], size=(size, size), mode="bicubic", align_corners=False)
 
 
 def default_layers(depth: int) -> tuple[int, ...]:

@@ -6,6 +6,7 @@ Composed like clip-retrieval's inference: a reader (`DecodedImages`, run by the 
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -18,7 +19,7 @@ from faceaudit.data.lifetime import die_with_parent
 from faceaudit.data.records import ImageRecord, read_scanned
 from faceaudit.embed.augment import Augmentation
 from faceaudit.embed.backbone import Backbone
-from faceaudit.embed.pooling import zoom_input
+from faceaudit.embed.pooling import zoom_box, zoom_input
 from faceaudit.embed.spec import EmbeddingSpec
 from faceaudit.embed.store import FeatureStore
 
@@ -94,6 +95,29 @@ class Embedder:
         with torch.inference_mode():
             pooled = self.pooled(torch.from_numpy(pixels))
         return pooled.numpy().astype(np.float32, copy=False)
+
+    def sharing_zoom(self, pixels: np.ndarray, known: dict[bytes, np.ndarray]) -> np.ndarray:
+        """What `__call__` returns, for copies of one image that differ here and there (an occlusion
+        map's): a copy whose centre square (`zoom_box`) is one `known` already has its zoomed half taken
+        from there, not from a second pass; the halves computed here are added to `known`."""
+        import torch
+
+        if not self.spec.pooling.zoom:
+            return self(pixels)
+        prefix, norm, pooling = self.spec.backbone.num_prefix_tokens, self.backbone.norm, self.spec.pooling
+        box = zoom_box(pixels.shape[-1])
+        keys = [hashlib.blake2b(np.ascontiguousarray(p[:, box, box]).tobytes()).digest() for p in pixels]
+        todo = list({key: row for row, key in enumerate(keys) if key not in known}.items())
+        with torch.inference_mode():
+            batch = torch.from_numpy(pixels)
+            whole = pooling.whole(self.backbone.hidden_states(batch), prefix, norm).numpy()
+            if todo:
+                rows = [row for _, row in todo]
+                states = self.backbone.hidden_states(zoom_input(batch[rows]))
+                for (key, _), half in zip(todo, pooling.zoomed(states, prefix, norm).numpy(), strict=True):
+                    known[key] = half
+        zoomed = np.stack([known[key] for key in keys])
+        return np.concatenate([whole, zoomed], axis=1).astype(np.float32, copy=False)
 
     def pooled(self, pixels, states=None):
         """(N, dim) vectors of a (N, 3, S, S) torch batch: one forward pass (none when its `states` are

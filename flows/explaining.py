@@ -36,10 +36,13 @@ class Explainer:
         self.occlusion = Occlusion(self.forward, batch_size=32)
         prefix = spec.backbone.num_prefix_tokens
         self.gradient = GradientXInput(self.forward_with_tokens, self.patch, prefix, check=self.forward)
+        # The zoomed halves of the copies of the image being explained, by centre square: most windows
+        # lie outside the centre, and those copies share the image's own (see Embedder.sharing_zoom).
+        self.zoomed_halves: dict[bytes, np.ndarray] = {}
 
     def forward(self, pixels: np.ndarray) -> np.ndarray:
         """(N, 3, H, W) normalised pixels -> (N,) P(AI), exactly as `score` computes it."""
-        vectors = self.embedder(pixels.astype(np.float32))
+        vectors = self.embedder.sharing_zoom(pixels.astype(np.float32), self.zoomed_halves)
         return self.model.score(vectors, self.samples).prediction.p_ai
 
     def forward_with_tokens(self, pixels):
@@ -51,6 +54,7 @@ class Explainer:
         self, image: Image.Image, method: str = DEFAULT_EXPLAIN_METHOD
     ) -> tuple[Image.Image, Attribution]:
         """The image as the model sees it (after preprocessing) and its map."""
+        self.zoomed_halves.clear()  # one image's at a time
         fitted = self.spec.preprocess.fit(image)
         pixels = self.spec.preprocess.normalise(fitted)
         baseline = self.spec.preprocess.normalise(baseline_image(fitted, self.baseline, self.window))

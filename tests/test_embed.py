@@ -149,6 +149,32 @@ def test_the_zoomed_pass_sees_the_centre_of_the_input_and_only_it(tiny_vit: Path
     assert np.abs(whole[2] - whole[0]).max() > 1e-3 and np.abs(zoomed[2] - zoomed[0]).max() > 1e-3
 
 
+def test_copies_with_the_same_centre_share_one_zoomed_pass(tiny_vit: Path, tmp_path: Path) -> None:
+    """An occlusion map's copies: those whose centre is untouched take the image's zoomed half from
+    the memo, the rest run the second pass; the vectors are the ones a plain call makes."""
+    from faceaudit.embed.runner import Embedder
+
+    spec = make_spec(str(tiny_vit), pooling="cls+mean+std+zoom", layers=(2,))
+    embedder = Embedder(spec)
+    image = Image.open(write_image(tmp_path / "face.jpg", seed=4)).convert("RGB")
+    pixels = spec.preprocess(image)[None]
+    corner, other_corner, centre = pixels.copy(), pixels.copy(), pixels.copy()
+    corner[..., :6, :6] = 0.0
+    other_corner[..., -6:, -6:] = 0.0
+    centre[..., 12:20, 12:20] = 0.0
+    copies = np.concatenate([pixels, corner, centre, other_corner])
+    known: dict = {}
+    shared = embedder.sharing_zoom(copies, known)
+    assert len(known) == 2  # the untouched centre once, the painted one once
+    np.testing.assert_allclose(shared, embedder(copies), atol=1e-5)
+    half = shared.shape[1] // 2
+    for key in known:  # a memo that is read: poison it and the zoomed halves follow
+        known[key] = np.full(half, 7.0, dtype=np.float32)
+    again = embedder.sharing_zoom(copies[[1, 3]], known)
+    assert (again[:, half:] == 7.0).all() and len(known) == 2
+    np.testing.assert_allclose(again[:, :half], shared[[1, 3], :half], atol=1e-5)
+
+
 def test_layers_past_the_deepest_pooled_one_are_not_run(tiny_dinov2: Path, tmp_path: Path) -> None:
     from faceaudit.embed.backbone import Backbone
     from faceaudit.embed.pooling import zoom_input
