@@ -256,7 +256,7 @@ def train(
             min=0.0,
             max=1.0,
             help="Share of validation AI faces an `ai_generated` verdict may be refused for a linear probe "
-            "on the same vector disagreeing (0: no such check).",
+            "on the vector's texture columns disagreeing (0: no such check).",
         ),
     ] = Bounds.ai_held_back,
     folds: Annotated[

@@ -10,7 +10,7 @@ from prefect import flow
 from faceaudit.data.atomic import write_text
 from faceaudit.embed.augment import Augmentation
 from faceaudit.flows.defaults import DEFAULT_BATCH_SIZE, DEFAULT_WORKERS, EvalSplit
-from faceaudit.flows.folds import FOLD_KINDS, run_folds
+from faceaudit.flows.folds import FOLD_KINDS, run_folds, texture_columns_of
 from faceaudit.flows.labelled import DataError, LabelledSet, load_labelled
 from faceaudit.flows.models import resolve_model, spec_of
 from faceaudit.flows.params import BatchSize, Samples, Workers
@@ -110,15 +110,19 @@ def _left_out(
     """Retrain the model's recipe (head, embedding, augmentation, bounds) once per fold of each kind."""
     recipe = model.info.get("augmentation") or {}
     augmentation = Augmentation.from_description(recipe["spec"]) if recipe else None
+    spec = spec_of(model)
     data: LabelledSet = load_labelled(
-        data_dir, spec_of(model), store_dir, batch_size, workers, augmentation, int(recipe.get("views", 0))
+        data_dir, spec, store_dir, batch_size, workers, augmentation, int(recipe.get("views", 0))
     )
     bounds = Bounds(**(model.info.get("abstention") or {}).get("bounds", {}))
     metrics: dict = {"model": model_path, "families": data.describe_families()}
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    # The probe's recipe too: a model whose probe read the whole vector is retrained that way.
+    columns = texture_columns_of(spec) if model.probe is not None and model.probe.reads == "texture" else None
     for kind in kinds:
-        report = run_folds(data, kind, model.head.kind, model.head.get_params(), bounds, model.n_samples)
+        params = model.head.get_params()
+        report = run_folds(data, kind, model.head.kind, params, bounds, model.n_samples, columns)
         if report is None:
             raise DataError(
                 f"no {kind} of {data_dir} can be left out with both classes in the rest "

@@ -24,6 +24,7 @@ import numpy as np
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
+from faceaudit.embed.spec import EmbeddingSpec
 from faceaudit.flows.labelled import LabelledSet
 from faceaudit.flows.orchestration import call
 from faceaudit.head.fit import fit_model
@@ -37,6 +38,12 @@ FOLD_KINDS: dict[str, str] = {
 }
 
 
+def texture_columns_of(spec: EmbeddingSpec) -> list[int] | None:
+    """What the AI verdict's second opinion reads: the texture columns (head/probe.py); None, the whole
+    vector, for a pooling without them."""
+    return spec.pooling.columns_of("std", spec.backbone.hidden_size) or None
+
+
 def fit_within(
     data: LabelledSet,
     within: np.ndarray,
@@ -45,6 +52,7 @@ def fit_within(
     bounds: Bounds,
     samples: int,
     info: dict | None = None,
+    texture_columns: list[int] | None = None,
 ):
     """The recipe trained on the training rows in `within` (views included), calibrated and banded on
     their validation originals: (model, report), or None when either split lacks a class."""
@@ -66,6 +74,7 @@ def fit_within(
         train_groups=data.group_names()[train],
         val_sources=data.groups[val],
         group_families=data.group_families(),
+        texture_columns=texture_columns,
     )
 
 
@@ -97,13 +106,20 @@ class Fold:
 
 @task(name="fit-fold", cache_policy=NO_CACHE, task_run_name="leave out {kind} {name}")
 def fit_fold(
-    data: LabelledSet, kind: str, name: str, head: str, params: dict, bounds: Bounds, samples: int
+    data: LabelledSet,
+    kind: str,
+    name: str,
+    head: str,
+    params: dict,
+    bounds: Bounds,
+    samples: int,
+    texture_columns: list[int] | None = None,
 ) -> Fold | None:
     """Train without fold `name`; None when the rest lacks a class in train or validation."""
     from sklearn.metrics import roc_auc_score
 
     held = left_out_mask(data, kind, name)
-    fitted = fit_within(data, ~held, head, params, bounds, samples)
+    fitted = fit_within(data, ~held, head, params, bounds, samples, texture_columns=texture_columns)
     if fitted is None:
         return None
     model = fitted[0]
@@ -119,14 +135,22 @@ def fit_fold(
 
 
 def run_folds(
-    data: LabelledSet, kind: str, head: str, params: dict, bounds: Bounds, samples: int
+    data: LabelledSet,
+    kind: str,
+    head: str,
+    params: dict,
+    bounds: Bounds,
+    samples: int,
+    texture_columns: list[int] | None = None,
 ) -> dict | None:
     """Every fold of `kind` that can be left out (the rest must keep both classes), with a summary;
     None when there are fewer than two to choose from."""
     names = fold_names(data, kind)
     if len(names) < 2 and kind == "source":
         return None
-    folds = [call(fit_fold, data, kind, name, head, params, bounds, samples) for name in names]
+    folds = [
+        call(fit_fold, data, kind, name, head, params, bounds, samples, texture_columns) for name in names
+    ]
     folds = [fold for fold in folds if fold is not None]
     if not folds:
         return None

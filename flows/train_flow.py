@@ -25,7 +25,7 @@ from faceaudit.embed.pooling import PoolingKind
 from faceaudit.embed.preprocess import PreprocessMode
 from faceaudit.embed.spec import DEFAULT_POOLING, DEFAULT_PREPROCESS, make_spec
 from faceaudit.flows.defaults import DEFAULT_BATCH_SIZE, DEFAULT_WORKERS
-from faceaudit.flows.folds import FOLD_KINDS, fit_within, run_folds
+from faceaudit.flows.folds import FOLD_KINDS, fit_within, run_folds, texture_columns_of
 from faceaudit.flows.labelled import DataError, LabelledSet, load_labelled
 from faceaudit.flows.model_card import write_model_card
 from faceaudit.flows.orchestration import call
@@ -40,17 +40,27 @@ from faceaudit.head.uncertainty import DEFAULT_SAMPLES
 
 
 @task(name="fit-head", cache_policy=NO_CACHE)
-def fit_head(data: LabelledSet, head: str, params: dict, bounds: Bounds, samples: int, info: dict):
+def fit_head(
+    data: LabelledSet,
+    head: str,
+    params: dict,
+    bounds: Bounds,
+    samples: int,
+    info: dict,
+    texture_columns: list[int] | None,
+):
     """The model itself: trained on the training split, calibrated on validation."""
-    fitted = fit_within(data, np.ones(len(data.y), dtype=bool), head, params, bounds, samples, info)
+    everything = np.ones(len(data.y), dtype=bool)
+    fitted = fit_within(data, everything, head, params, bounds, samples, info, texture_columns)
     if fitted is None:
         raise DataError("the train and validation splits each need both classes; add more images")
     return fitted
 
 
 def linear_probe(model, data: LabelledSet) -> dict:
-    """The model's own linear probe (logistic regression on the same vectors and training split, the
-    second opinion its AI verdicts need) on the test split: the baseline the Bayesian head must beat."""
+    """The model's own linear probe (logistic regression on the texture columns of the same vectors and
+    training split, the second opinion its AI verdicts need) on the test split: a baseline the head
+    should beat."""
     from faceaudit.head.thresholds import Thresholds, decide
     from faceaudit.head.uncertainty import Prediction
 
@@ -143,13 +153,14 @@ def train_flow(
         "abstention": {"fitted_on": "validation", "bounds": bounds.describe()},
     }
     params = head_params or {}
-    model, report = call(fit_head, data, head, params, bounds, samples, info)
+    reads = texture_columns_of(spec)
+    model, report = call(fit_head, data, head, params, bounds, samples, info, reads)
     left_out = {}
     if folds:
         for kind, key in FOLD_KINDS.items():
             if kind == "source":
                 continue  # families and collections answer the user's question; `evaluate` has sources
-            fold_report = run_folds(data, kind, head, params, bounds, samples)
+            fold_report = run_folds(data, kind, head, params, bounds, samples, reads)
             if fold_report is not None:
                 left_out[key] = fold_report
     if left_out:

@@ -29,12 +29,14 @@ def fit_model(
     train_groups: np.ndarray | None = None,
     val_sources: np.ndarray | None = None,
     group_families: dict[str, str] | None = None,
+    texture_columns: list[int] | None = None,
 ) -> tuple[FaceauditModel, dict]:
     """Returns the model and a report of what each step found on validation data.
 
     `train_images` names the image of each training row (augmented views share their image's name);
     `train_groups` its "source/class" and `group_families` each group's family (for the nearest-source
-    column); `val_sources` the source of each validation row (each real source is held to its own bound).
+    column); `val_sources` the source of each validation row (each real source is held to its own bound);
+    `texture_columns` the texture columns of the vector, all the linear probe reads (when None: all).
     """
     if head_kind not in HEADS:
         raise ValueError(f"unknown head {head_kind!r}; choose one of {', '.join(HEADS)}")
@@ -48,7 +50,8 @@ def fit_model(
         groups = np.asarray(train_groups, dtype=str)
         families = group_families or {g: g for g in set(groups.tolist())}
         nearest = NearestSource().fit(ood.whiten(X_train), groups, families)
-    probe = LinearProbe().fit(X_train, y_train)
+    probe = LinearProbe(reads="all" if texture_columns is None else "texture")
+    probe.fit(X_train, y_train, texture_columns)
     model = FaceauditModel(head, calibrator, Thresholds(), ood, dict(info or {}), n_samples, nearest, probe)
     report = {
         "calibration": calibration_report,

@@ -23,7 +23,7 @@ from faceaudit.head.calibration import Calibrator
 from faceaudit.head.mc_dropout import MCDropoutHead
 from faceaudit.head.nearest import NearestSource
 from faceaudit.head.ood import MahalanobisOOD
-from faceaudit.head.probe import LinearProbe
+from faceaudit.head.probe import PROBE_READS, LinearProbe
 from faceaudit.head.pyro_head import PyroHead
 from faceaudit.head.thresholds import Thresholds, decide, uncertain_reason
 from faceaudit.head.uncertainty import DEFAULT_SAMPLES, SAMPLE_RANGE, Prediction
@@ -138,7 +138,11 @@ class FaceauditModel:
                 "params": _jsonable({k: getattr(self.ood, k) for k in ("n_components", "percentile")}),
             },
             "nearest": self.nearest.describe() if self.nearest is not None else None,
-            "probe": {"kind": "logistic", "C": self.probe.C} if self.probe is not None else None,
+            "probe": (
+                {"kind": "logistic", "C": self.probe.C, "reads": self.probe.reads}
+                if self.probe is not None
+                else None
+            ),
             "n_samples": self.n_samples,
         }
         write_text(folder / CARD_FILE, json.dumps(card, indent=2))
@@ -189,7 +193,8 @@ class FaceauditModel:
                 nearest = NearestSource.load(card["nearest"], _part(tensors, "nearest"))
             probe = None
             if card.get("probe") is not None:
-                probe = LinearProbe.load(float(card["probe"]["C"]), _part(tensors, "probe"))
+                reads = card["probe"].get("reads", "all")
+                probe = LinearProbe.load(float(card["probe"]["C"]), _part(tensors, "probe"), reads)
         except (KeyError, TypeError, ValueError, OverflowError, AttributeError) as exc:
             raise ModelError(f"{folder} is incomplete or damaged: {exc!r}"[:300]) from None
         kept = ("head", "calibration", "thresholds", "ood", "nearest", "probe")
@@ -330,6 +335,9 @@ def _check_card(card: dict, path: Path) -> None:
         raise refuse(f"the probe-agrees threshold must lie within 0-1, not {thresholds['probe_agrees']}")
     if thresholds.get("probe_agrees", 0.0) > 0 and not isinstance(card.get("probe"), dict):
         raise refuse("a probe-agrees threshold needs the linear probe ('probe')")
+    probe = card.get("probe")
+    if isinstance(probe, dict) and probe.get("reads", "all") not in PROBE_READS:
+        raise refuse(f"the linear probe reads {probe.get('reads')!r}: one of {', '.join(PROBE_READS)}"[:200])
     if thresholds.get("looks_real", 0.0) > 0 and not isinstance(card.get("nearest"), dict):
         raise refuse("a looks-real threshold needs the nearest-source classifier ('nearest')")
     if thresholds.get("ood", 1.0) <= 0:

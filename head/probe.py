@@ -1,16 +1,23 @@
 """A plain linear probe beside the head: the second opinion an `ai_generated` verdict needs.
 
-The MLP head can learn a style where a linear reader of the same vector does not: on the demo's official
-White House portrait, a head on the whole-face vector said P(AI) 0.99 and a logistic probe on the same
-3,456 numbers 0.01 (on the two-scale vector both now call it AI: the check lowers such accusations, it
-cannot rule them out). An accusation costs a real person, so it needs both readers to agree: the
-probe must give at least `Thresholds.probe_agrees`, set so that only a small share of the validation AI
-faces (`Bounds.ai_held_back`) is held back by it.
+The MLP head can learn a style where a linear reader does not. An accusation costs a real person, so it
+needs both readers to agree: the probe must give at least `Thresholds.probe_agrees`, set so that only a
+small share of the validation AI faces (`Bounds.ai_held_back`) is held back by it.
+
+The train flow gives the probe only the texture columns (the patch tokens' spread, `std`, of every
+layer and pass; `Pooling.columns_of`): the CLS and mean tokens describe the person, the styling and the
+backdrop, and learn "polished portrait = AI" from Generated Photos and studio-style diffusion faces,
+where the spread of the patch tokens carries the generator's traces and little of the style (issue 19's
+measurements, docs/features.md). A texture probe that disagrees holds back the head's accusations of
+polished real portraits: on the demo's two official White House portraits, face in frame, the head
+said P(AI) 0.99 for both, a probe on the whole vector 0.53 and 0.94, the texture probe 0.49 and 0.13.
 """
 
 from __future__ import annotations
 
 import numpy as np
+
+PROBE_READS = ("all", "texture")  # what a probe was given: the whole vector, or its texture columns
 
 
 def logistic_regression(
@@ -45,15 +52,21 @@ def logistic_regression(
 class LinearProbe:
     """Standardised inputs, logistic regression; P(AI) per row."""
 
-    def __init__(self, C: float = 0.1) -> None:
+    def __init__(self, C: float = 0.1, reads: str = "all") -> None:
         self.C = C
+        self.reads = reads  # "all" or "texture": what it was given, said on the model card
 
-    def fit(self, X: np.ndarray, y: np.ndarray) -> LinearProbe:
+    def fit(self, X: np.ndarray, y: np.ndarray, columns: list[int] | None = None) -> LinearProbe:
+        """Fitted on `columns` of X only (all when None); the others get weight 0, so a saved probe
+        is read the same way whatever it was given."""
         X = np.asarray(X, dtype=np.float64)
         self.mean_, self.scale_ = X.mean(axis=0), X.std(axis=0) + 1e-6
-        self.coef_, self.intercept_ = logistic_regression(
-            (X - self.mean_) / self.scale_, np.asarray(y), self.C
+        read = np.arange(X.shape[1]) if columns is None else np.asarray(columns)
+        weights, self.intercept_ = logistic_regression(
+            (X[:, read] - self.mean_[read]) / self.scale_[read], np.asarray(y), self.C
         )
+        self.coef_ = np.zeros(X.shape[1])
+        self.coef_[read] = weights
         return self
 
     def p_ai(self, X: np.ndarray) -> np.ndarray:
@@ -69,8 +82,8 @@ class LinearProbe:
         }
 
     @classmethod
-    def load(cls, C: float, tensors: dict[str, np.ndarray]) -> LinearProbe:
-        probe = cls(C)
+    def load(cls, C: float, tensors: dict[str, np.ndarray], reads: str = "all") -> LinearProbe:
+        probe = cls(C, reads)
         probe.mean_ = tensors["mean"].astype(np.float64)
         probe.scale_ = tensors["scale"].astype(np.float64)
         probe.coef_ = tensors["coef"].astype(np.float64)

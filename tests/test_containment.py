@@ -221,6 +221,7 @@ def test_a_damaged_store_file_is_skipped_named_and_quarantined(trained: dict, du
         (lambda card: card["head"]["params"].update(hidden=[7, 3]), "the weights do not fit"),
         (lambda card: card["calibration"].update(slope=None), "calibration 'slope'"),
         (lambda card: card.update(thresholds=[0.5]), "'thresholds' must be an object"),
+        (lambda card: card["probe"].update(reads="cls"), "the linear probe reads 'cls'"),
     ],
 )
 def test_a_bad_model_card_is_refused_before_any_work(trained: dict, tmp_path: Path, change, reason: str):

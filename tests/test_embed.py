@@ -149,6 +149,23 @@ def test_the_zoomed_pass_sees_the_centre_of_the_input_and_only_it(tiny_vit: Path
     assert np.abs(whole[2] - whole[0]).max() > 1e-3 and np.abs(zoomed[2] - zoomed[0]).max() > 1e-3
 
 
+def test_each_statistic_has_its_own_columns(tiny_vit: Path, tmp_path: Path) -> None:
+    """`columns_of` splits the vector into CLS, mean and spread columns, each once: the spread (a
+    standard deviation) is never negative, the others are, somewhere."""
+    from faceaudit.embed.runner import Embedder
+
+    for kind in ("cls+mean+std+zoom", "cls+mean+std+texture"):
+        spec = make_spec(str(tiny_vit), pooling=kind, layers=(2,))
+        hidden = spec.backbone.hidden_size
+        parts = {name: spec.pooling.columns_of(name, hidden) for name in ("cls", "mean", "std")}
+        assert sorted(c for columns in parts.values() for c in columns) == list(range(spec.dim)), kind
+    vector = Embedder(spec)(
+        spec.preprocess(Image.open(write_image(tmp_path / "f.jpg", seed=5)).convert("RGB"))[None]
+    )
+    assert (vector[0, parts["std"]] >= 0).all()
+    assert (vector[0, parts["cls"]] < 0).any() and (vector[0, parts["mean"]] < 0).any()
+
+
 def test_copies_with_the_same_centre_share_one_zoomed_pass(tiny_vit: Path, tmp_path: Path) -> None:
     """An occlusion map's copies: those whose centre is untouched take the image's zoomed half from
     the memo, the rest run the second pass; the vectors are the ones a plain call makes."""

@@ -86,6 +86,23 @@ def test_doubt_is_higher_between_the_clusters(fitted) -> None:
     assert between.entropy.mean() > far_side.entropy.mean()
 
 
+def test_a_probe_given_columns_reads_only_those() -> None:
+    """The signal lives in the first three columns; a probe given the others learns nothing of it, and
+    changing the columns it was not given changes nothing it says."""
+    from faceaudit.head.probe import LinearProbe
+
+    X, y = clusters(400, 30)
+    blind = LinearProbe().fit(X, y, columns=list(range(3, DIM)))
+    seeing = LinearProbe().fit(X, y, columns=[0, 1, 2])
+    Xt, yt = clusters(200, 31)
+    assert ((seeing.p_ai(Xt) >= 0.5) == yt).mean() >= 0.95
+    assert ((blind.p_ai(Xt) >= 0.5) == yt).mean() <= 0.7
+    moved = Xt.copy()
+    moved[:, 3:] += 5.0
+    np.testing.assert_array_equal(seeing.p_ai(moved), seeing.p_ai(Xt))
+    assert not np.allclose(blind.p_ai(moved), blind.p_ai(Xt))
+
+
 def test_far_inputs_get_high_ood_scores() -> None:
     X, _ = clusters(500, 6)
     ood = MahalanobisOOD(n_components=8).fit(X)

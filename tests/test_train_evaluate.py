@@ -69,6 +69,23 @@ def test_train_writes_a_complete_model_folder(trained: dict) -> None:
     assert "## Generator families never trained on" in readme and "## Rescaled copies" in readme
 
 
+def test_the_ai_verdicts_second_opinion_reads_only_the_texture_columns(trained: dict) -> None:
+    """The saved probe weighs the patch spread (std) of every layer and pass and nothing else: the
+    CLS and mean columns, which carry a portrait's styling, have weight 0."""
+    import numpy as np
+
+    from faceaudit.flows.models import spec_of
+    from faceaudit.head.model import FaceauditModel
+
+    model = FaceauditModel.load(trained["model"])
+    spec = spec_of(model)
+    texture = spec.pooling.columns_of("std", spec.backbone.hidden_size)
+    assert 0 < len(texture) < spec.dim
+    weighed = set(np.flatnonzero(model.probe.coef_).tolist())
+    assert weighed and weighed <= set(texture)
+    assert model.probe.reads == "texture"  # said on the card, and what `evaluate`'s folds retrain
+
+
 def test_leave_one_source_out_reports_every_source_single_class_ones_too(
     trained: dict, tmp_path: Path
 ) -> None:
