@@ -131,7 +131,8 @@ PreprocessOption = Annotated[
     typer.Option(
         help="'scale': short side to the input size, centre crop (faces at one scale); 'crop': native "
         "pixels, centre crop; 'resize': whole image squeezed to the input size; 'face': a square around the "
-        "largest face found (OpenCV), else as 'scale'.",
+        "largest face found (OpenCV), else as 'scale'; 'scale-face': as 'scale', the square slid along the "
+        "long side to the largest face found.",
     ),
 ]
 PoolingOption = Annotated[

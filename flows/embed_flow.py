@@ -161,7 +161,8 @@ def embed_flow(
         input_dir: Folder of images, walked recursively.
         store_dir: Feature store; images already in it are not embedded again.
         backbone: 'dinov2-s14' (built in), a local transformers folder, or a hub id.
-        preprocess: How a picture becomes the backbone's input: 'scale', 'crop', 'resize' or 'face'.
+        preprocess: How a picture becomes the backbone's input: 'scale', 'crop', 'resize', 'face' or
+            'scale-face'.
         pooling: Which token statistics make the vector: 'cls', 'mean', 'cls+mean', 'cls+mean+std',
             'cls+mean+std+texture' or 'cls+mean+std+zoom' (the default).
         layers: Layers to pool; empty for 1/3, 1/2 and 2/3 of the depth.

@@ -106,7 +106,7 @@ def train_flow(
         store_dir: Feature store; images already in it are not embedded again.
         head: 'mc-dropout' (MC-dropout MLP) or 'pyro-vi' (Pyro SVI).
         backbone: 'dinov2-s14' (built in), a local transformers folder, or a hub id.
-        preprocess: 'scale', 'crop', 'resize' or 'face'.
+        preprocess: 'scale', 'crop', 'resize', 'face' or 'scale-face'.
         pooling: 'cls', 'mean', 'cls+mean', 'cls+mean+std', 'cls+mean+std+texture' or
             'cls+mean+std+zoom' (the default).
         layers: Layers to pool; empty for 1/3, 1/2 and 2/3 of the depth.

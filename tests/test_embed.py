@@ -280,3 +280,26 @@ def test_face_mode_crops_around_the_face_and_falls_back_to_scale_without_one(tmp
     blank = Image.new("RGB", (90, 60), (120, 120, 120))
     assert face_square(blank) is None
     assert np.array_equal(np.asarray(face.fit(blank)), np.asarray(Preprocess("scale", 32).fit(blank)))
+
+
+def test_scale_face_slides_the_square_to_the_face_and_nothing_else() -> None:
+    """`scale-face` keeps `scale`'s size; on a tall portrait its square moves up to the face, and a
+    square picture or one without a face gets exactly `scale`'s pixels."""
+    from faceaudit.flows.demo import SAMPLE_FOLDER
+
+    scale, placed = Preprocess("scale", 224), Preprocess("scale-face", 224)
+    for name in ("biden.jpg", "obama.jpg"):  # 970 x 2204 and 910 x 1137, faces above the middle
+        portrait = Image.open(SAMPLE_FOLDER / "real" / name).convert("RGB")
+        moved, centred = np.asarray(placed.fit(portrait)), np.asarray(scale.fit(portrait))
+        assert moved.shape == centred.shape == (224, 224, 3) and not np.array_equal(moved, centred)
+        scaled = portrait.resize(
+            (224, round(portrait.height * 224 / portrait.width)), Image.Resampling.BICUBIC
+        )
+        rows = np.asarray(scaled)
+        top = next(t for t in range(rows.shape[0] - 223) if np.array_equal(rows[t : t + 224], moved))
+        assert top < (rows.shape[0] - 224) // 2, name  # higher than the centre square
+    square = Image.open(SAMPLE_FOLDER / "ai" / "4c2abc82dda8.png").convert("RGB")
+    blank = Image.new("RGB", (300, 500), (120, 120, 120))
+    for picture in (square, blank):
+        assert np.array_equal(np.asarray(placed.fit(picture)), np.asarray(scale.fit(picture)))
+    assert placed.describe()["place"]["cascade"] and "place" not in scale.describe()
