@@ -182,6 +182,12 @@ def _command(data_dir: str, folder: Path, head: str) -> str:
     return f"faceaudit train {shlex.quote(data_dir)} --model-out {shlex.quote(str(folder))} --head {head}"
 
 
+def _probe_reads(card: dict) -> str:
+    if (card.get("probe") or {}).get("reads") == "texture":
+        return "the texture (patch-spread) columns of the same vectors"
+    return "the same vectors"
+
+
 def write_model_card(folder: Path, card: dict, metrics: dict, data_dir: str) -> None:
     embedding = card["embedding"]
     thresholds = card["thresholds"]
@@ -235,7 +241,8 @@ def write_model_card(folder: Path, card: dict, metrics: dict, data_dir: str) -> 
         "",
         *_test_table(metrics),
         "",
-        f"Linear probe (logistic regression on the same vectors and splits): accuracy "
+        f"Linear probe, the AI verdicts' second opinion, a logistic regression on {_probe_reads(card)} "
+        "with the same splits: accuracy "
         f"{_pct(metrics['linear_probe']['accuracy'])}, ROC-AUC {_num(metrics['linear_probe']['roc_auc'])}, "
         f"ECE {_num(metrics['linear_probe']['ece'])}; per source: "
         + ", ".join(f"{g} {_pct(m['accuracy'])}" for g, m in metrics["linear_probe"]["groups"].items())
