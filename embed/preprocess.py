@@ -1,15 +1,16 @@
 """Pixels in, normalised tensors out. No torchvision: Pillow and numpy do all of it.
 
-`scale` (the default) brings every image's short side to the input size and takes the centre square:
+`scale` brings every image's short side to the input size and takes the centre square:
 a face reaches the backbone at one scale whether the file is 200 or 2,000 pixels wide, so the head
 cannot learn "large file means AI" and a 1024 px fake is not seen as a close-up of a nose.
 `crop` keeps native pixels (a centre crop, enlarging only small images); `resize` squeezes the whole
 image to the input size, as the reference design did. `face` finds the largest frontal face (OpenCV's
 Haar cascade, shipped in the opencv-python-headless wheel), takes a square of 1.6 times its box around
 it, and brings that to the input size; with no face found it falls back to `scale`'s centre square.
-Measured in docs/features.md; not the default. `scale-face` is `scale` whose square slides along the
-long side to the largest face (the same cascade, run on the scaled image), so a tall portrait is judged
-on its face and not its torso; a square image, or one with no face found, gets `scale`'s square.
+Measured in docs/features.md; not the default. `scale-face` (the default) is `scale` whose square
+slides along the long side to the largest face (the same cascade, run on the scaled image), so a tall
+portrait is judged on its face and not its torso; a square image, or one with no face found, gets
+`scale`'s square.
 """
 
 from __future__ import annotations

@@ -12,8 +12,9 @@ from faceaudit.embed.pooling import Pooling
 from faceaudit.embed.preprocess import Preprocess
 
 # The pooling was chosen by bench/embed.py's probe, its `+zoom` by bench/features.py's on eleven sources;
-# `scale` by how sources left out and rescaled copies are judged (docs/features.md).
-DEFAULT_PREPROCESS = "scale"
+# `scale` by how sources left out and rescaled copies are judged, `scale-face` (its square on the face) by
+# the folds and because a tall portrait's centre square can be its torso (docs/features.md).
+DEFAULT_PREPROCESS = "scale-face"
 DEFAULT_POOLING = "cls+mean+std+zoom"
 
 

@@ -129,10 +129,10 @@ BackboneOption = Annotated[
 PreprocessOption = Annotated[
     Literal[MODES],
     typer.Option(
-        help="'scale': short side to the input size, centre crop (faces at one scale); 'crop': native "
+        help="'scale-face' (default): short side to the input size, the square on the largest face found "
+        "(OpenCV), else the centre square; 'scale': the same, always the centre square; 'crop': native "
         "pixels, centre crop; 'resize': whole image squeezed to the input size; 'face': a square around the "
-        "largest face found (OpenCV), else as 'scale'; 'scale-face': as 'scale', the square slid along the "
-        "long side to the largest face found.",
+        "largest face found, 1.6 times its box, else as 'scale'.",
     ),
 ]
 PoolingOption = Annotated[

@@ -11,7 +11,7 @@ from faceaudit.head.model import HEADS, FaceauditModel
 from faceaudit.head.nearest import NearestSource
 from faceaudit.head.ood import MahalanobisOOD
 from faceaudit.head.probe import LinearProbe
-from faceaudit.head.thresholds import Bounds, Thresholds, choose_thresholds, ood_cut
+from faceaudit.head.thresholds import Bounds, Thresholds, choose_thresholds, held_back_cut, ood_cut
 from faceaudit.head.uncertainty import DEFAULT_SAMPLES
 
 
@@ -79,14 +79,14 @@ def fit_band(
         # A real verdict needs the face to look like a known real collection at least as much as all
         # but `real_held_back` of the validation real photos do.
         likeness = model.nearest.looks_real(model.ood.whiten(X_val))
-        looks_real = float(np.quantile(likeness[y_val == 0], bounds.real_held_back))
+        looks_real = held_back_cut(likeness[y_val == 0], bounds.real_held_back)
         real_gate = likeness >= looks_real
     ai_gate, probe_agrees = None, 0.0
     if model.probe is not None and bounds.ai_held_back > 0 and (y_val == 1).any():
         # An AI verdict needs the linear probe to give at least what all but `ai_held_back` of the
         # validation AI faces get from it.
         second = model.probe.p_ai(X_val)
-        probe_agrees = float(np.quantile(second[y_val == 1], bounds.ai_held_back))
+        probe_agrees = held_back_cut(second[y_val == 1], bounds.ai_held_back)
         ai_gate = second >= probe_agrees
     # Never below 1.0, where the scale puts the furthest training faces (head/ood.py): on a small
     # validation split the top 1% is a handful of ordinary faces.

@@ -9,8 +9,10 @@ layer and pass; `Pooling.columns_of`): the CLS and mean tokens describe the pers
 backdrop, and learn "polished portrait = AI" from Generated Photos and studio-style diffusion faces,
 where the spread of the patch tokens carries the generator's traces and little of the style (issue 19's
 measurements, docs/features.md). A texture probe that disagrees holds back the head's accusations of
-polished real portraits: on the demo's two official White House portraits, face in frame, the head
-said P(AI) 0.99 for both, a probe on the whole vector 0.53 and 0.94, the texture probe 0.49 and 0.13.
+polished real portraits: in docs/features.md's comparison, on the demo's two official White House
+portraits cropped to the face, the head said P(AI) 0.99 for both, a probe on the whole vector 0.53
+and 0.94, the texture probe 0.49 and 0.13. It is a thin guard: the texture probe's answer on those
+portraits moves with the file's size (README, "What the built-in model does today").
 """
 
 from __future__ import annotations

@@ -217,6 +217,15 @@ def allowed_errors(share: float, n: int) -> int:
     return max(int(np.floor(share * (n + 1) - 1 + 1e-9)), 0)
 
 
+def held_back_cut(scores: np.ndarray, share: float) -> float:
+    """The lowest score a check lets through so that it holds back at most `share` of new faces like
+    these validation ones, in expectation: the k-th smallest score, k = floor(share * (n + 1)), since a
+    new face ranks below it with probability k / (n + 1). 0.0, holding back nothing, when k is 0: on a
+    handful of faces a quantile would hold back far more than `share` of new ones."""
+    k = int(np.floor(share * (len(scores) + 1) + 1e-9))
+    return float(np.sort(scores)[k - 1]) if k > 0 else 0.0
+
+
 def _midway(threshold: float, beyond: np.ndarray, low_side: bool) -> float:
     """Half-way between a threshold found on a candidate and the nearest candidate outside it."""
     if not len(beyond) or not 0.0 <= threshold <= 1.0:

@@ -30,7 +30,7 @@ def reference_vectors(backbone: Path, paths: list[Path], pooling: str = "cls+mea
     from transformers import AutoModel
 
     model = AutoModel.from_pretrained(backbone).eval()
-    preprocess = Preprocess("scale", 32)  # the default
+    preprocess = Preprocess("scale-face", 32)  # the default (no face in these pictures: as `scale`)
     pixels = torch.from_numpy(np.stack([preprocess(Image.open(p).convert("RGB")) for p in paths]))
     inputs = [pixels]
     if "zoom" in pooling:

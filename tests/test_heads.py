@@ -191,6 +191,19 @@ def test_a_gate_that_disagrees_keeps_an_image_from_that_verdict() -> None:
     assert {**rates(verdict, y), "verdicts": verdict_rates(verdict, y)} == band
 
 
+def test_a_check_holds_back_the_share_asked_for_on_new_faces() -> None:
+    """The looks-real and probe-agrees cuts: on 500 validation scores the cut holds back about the
+    share asked of fresh scores from the same distribution, and on five it holds back nothing."""
+    from faceaudit.head.thresholds import held_back_cut
+
+    rng = np.random.default_rng(7)
+    held = [np.mean(rng.random(5000) < held_back_cut(rng.random(500), 0.1)) for _ in range(200)]
+    assert 0.09 <= np.mean(held) <= 0.1
+    assert held_back_cut(rng.random(5), 0.1) == 0.0  # 1 / 6 > 10%: no cut at all
+    assert held_back_cut(np.arange(1.0, 11.0), 0.1) == 1.0  # the smallest of 10: 1 / 11 <= 10%
+    assert held_back_cut(np.arange(1.0, 20.0), 0.1) == 2.0  # the 2nd smallest of 19: 2 / 20 <= 10%
+
+
 def test_the_ood_cut_flags_the_share_asked_for() -> None:
     scores = np.random.default_rng(6).gamma(2.0, 1.0, 1000)
     cut = ood_cut(scores, 0.01)
@@ -276,7 +289,7 @@ def test_the_built_in_model_knows_its_families_and_was_measured_on_those_it_neve
     from faceaudit.head.model import FaceauditModel
 
     model = FaceauditModel.load(DEFAULT_MODEL_DIR)
-    assert json.loads(model.info["embedding"]["preprocess"])["mode"] == "scale"
+    assert json.loads(model.info["embedding"]["preprocess"])["mode"] == "scale-face"
     assert model.info["augmentation"]["views"] >= 1
     families = model.info["training_data"]["families"]
     assert set(families["ai"]) == {"stylegan", "stable-diffusion", "t2i-tiles"}
