@@ -11,9 +11,10 @@ A `real` verdict needs a second opinion: the nearest-source classifier (head/nea
 real collections the model was trained on together at least `looks_real` of its probability. A family of
 generators the model never saw has no class of its own, and the binary head often waves it through as
 real; it rarely looks like any real collection as much as real photos do. `looks_real` is set so that
-only a small share of validation real photos (`Bounds.real_held_back`) is held back by it. An
-`ai_generated` verdict needs one too: a linear probe on the same vector (head/probe.py) must give at
-least `probe_agrees`, set the same way on the validation AI faces (`Bounds.ai_held_back`).
+only a small share of new real photos like the validation ones (`Bounds.real_held_back`) is held back
+by it (`held_back_cut`). An `ai_generated` verdict needs one too: a linear probe on the texture columns
+of the vector (head/probe.py) must give at least `probe_agrees`, set the same way on the validation AI
+faces (`Bounds.ai_held_back`).
 
 All three thresholds are chosen on the validation split of the training sources, the images the model
 knows. The OOD threshold flags a small share of them (`Bounds.ood_flagged`): it is there for what is not
