@@ -31,6 +31,7 @@ test: setup
 
 bench: setup
 	$(BIN)/python bench/embed.py
+	$(BIN)/python bench/preprocess.py
 	$(BIN)/python bench/heads.py
 	$(BIN)/python bench/ood.py
 	$(BIN)/python bench/features.py
