@@ -35,7 +35,7 @@ def _why(row: dict, thresholds: dict) -> str:
     if reason == "ood":
         return f"unlike the training images (OOD score {row['ood_score']:.3f} > {thresholds['ood']:.3f})"
     if reason == "disagree":
-        return "P(AI) high, but a plain linear probe on the same vector does not agree"
+        return "P(AI) high, but a linear probe on the texture columns does not agree"
     if reason == "unlike_real":
         return "P(AI) low, but the face looks like none of the real collections the model knows"
     if reason == "band":
