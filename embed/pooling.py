@@ -67,21 +67,24 @@ class Pooling:
         """Layers below the first chosen one, whose patch spread `+texture` adds."""
         return tuple(range(1, min(self.layers))) if "texture" in self.kind and self.layers else ()
 
+    def blocks(self) -> list[str]:
+        """The statistic of each `hidden_size` block of the vector, in order: the whole input's pass
+        (`whole`: each chosen layer's statistics, then `+texture`'s spreads), then `+zoom`'s pass."""
+        per_pass = [name for _ in self.layers for name in self.statistics]
+        return per_pass + ["std"] * len(self.texture_layers) + (per_pass if self.zoom else [])
+
     def columns_of(self, statistic: str, hidden_size: int) -> list[int]:
         """Positions in the vector of one statistic ('cls', 'mean' or 'std') of every chosen layer, in
         both passes with `+zoom`; `+texture`'s layers count as 'std'."""
-        per_pass = [name for _ in self.layers for name in self.statistics]  # the blocks of one pass
-        blocks = per_pass + ["std"] * len(self.texture_layers) + (per_pass if self.zoom else [])
         return [
             b * hidden_size + i
-            for b, name in enumerate(blocks)
+            for b, name in enumerate(self.blocks())
             if name == statistic
             for i in range(hidden_size)
         ]
 
     def dim(self, hidden_size: int) -> int:
-        per_pass = len(self.layers) * len(self.statistics)
-        return hidden_size * (per_pass * (2 if self.zoom else 1) + len(self.texture_layers))
+        return hidden_size * len(self.blocks())
 
     def __call__(self, hidden_states, num_prefix_tokens: int, norm, zoomed_states=None):
         """Pool `hidden_states` (embeddings first, then one tensor per layer) into (batch, dim);

@@ -108,9 +108,7 @@ FACE_DETECTOR = {
 # `scale-face`: the same cascade on the scaled image (short side = input size), faces down to a tenth of
 # the short side (a head in a full-length portrait), never below the cascade's own 20 px window.
 FACE_PLACEMENT = {
-    "cascade": FACE_DETECTOR["cascade"],
-    "scale_factor": 1.1,
-    "min_neighbors": 5,
+    **{key: FACE_DETECTOR[key] for key in ("cascade", "scale_factor", "min_neighbors")},
     "min_size": 0.1,
     "on": "the scaled image; the square is centred on the largest face along the long side",
 }

@@ -120,8 +120,8 @@ def _left_out(
     out.mkdir(parents=True, exist_ok=True)
     # The probe's recipe too: a model whose probe read the whole vector is retrained that way.
     columns = texture_columns_of(spec) if model.probe is not None and model.probe.reads == "texture" else None
+    params = model.head.get_params()
     for kind in kinds:
-        params = model.head.get_params()
         report = run_folds(data, kind, model.head.kind, params, bounds, model.n_samples, columns)
         if report is None:
             raise DataError(
