@@ -97,7 +97,8 @@ def _folds_table(key: str, report: dict) -> list[str]:
     return lines
 
 
-def _robustness_table(perturbations: dict) -> list[str]:
+def _robustness_table(metrics: dict) -> list[str]:
+    perturbations = metrics.get("perturbations", {})
     if not perturbations:
         return []
     names = list(perturbations)
@@ -115,6 +116,31 @@ def _robustness_table(perturbations: dict) -> list[str]:
     for group in groups:
         cells = [_pct(perturbations[n]["groups"][group]["verdict_agreement"]) for n in names]
         lines.append(f"| {group} | " + " | ".join(cells) + " |")
+    return [*lines, "", *_accused_when_rescaled(metrics, names, groups)]
+
+
+def _accused_when_rescaled(metrics: dict, names: list[str], groups: list[str]) -> list[str]:
+    """The costliest error under rescaling: real photos called AI, per real source, beside the share
+    on the copies as they are. A rescale that keeps most verdicts may still accuse."""
+
+    def accused(block: dict) -> str:
+        real = block.get("verdicts", {}).get("real") or {}
+        return _pct(real["ai_generated"]) if real.get("n") else "-"
+
+    real_groups = [g for g in groups if (metrics["groups"][g].get("verdicts", {}).get("real") or {}).get("n")]
+    if not real_groups:
+        return []
+    perturbations = metrics["perturbations"]
+    lines = [
+        "Real photos called AI, as a share of each source's real photos:",
+        "",
+        "| source | as they are | " + " | ".join(names) + " |",
+        "|---|---|" + "---|" * len(names),
+        f"| all | {accused(metrics)} | " + " | ".join(accused(perturbations[n]) for n in names) + " |",
+    ]
+    for group in real_groups:
+        cells = [accused(perturbations[n]["groups"][group]) for n in names]
+        lines.append(f"| {group} | {accused(metrics['groups'][group])} | " + " | ".join(cells) + " |")
     return [*lines, ""]
 
 
@@ -148,10 +174,28 @@ def _limits(metrics: dict) -> list[str]:
         f"- On images like its training data (the test split) it judges {_pct(metrics['coverage'])} of faces "
         f"and leaves the rest `uncertain`; {_pct(real.get('ai_generated'))} of the real faces were called AI "
         f"and {_pct(ai.get('real'))} of the AI faces called real.",
+        *_worst_rescale(metrics),
         "- A verdict is evidence for a reviewer, never the decision itself.",
         "",
     ]
     return lines
+
+
+def _worst_rescale(metrics: dict) -> list[str]:
+    """The rescaled copy and real source on which the most real photos were accused, in words."""
+    worst = None
+    for name, block in (metrics.get("perturbations") or {}).items():
+        for group, figures in block["groups"].items():
+            real = figures.get("verdicts", {}).get("real") or {}
+            if real.get("n") and (worst is None or real["ai_generated"] > worst[0]):
+                worst = (real["ai_generated"], name, group)
+    if worst is None or worst[0] <= 0:
+        return []
+    share, name, group = worst
+    return [
+        f"- Resizing can tip a verdict: on `{name}` copies {_pct(share)} of {group}'s real photos were "
+        "called AI (see Rescaled copies). Judge the largest copy of an image you have."
+    ]
 
 
 def _ood_floor(validation: dict) -> str:
@@ -248,7 +292,7 @@ def write_model_card(folder: Path, card: dict, metrics: dict, data_dir: str) -> 
         + ", ".join(f"{g} {_pct(m['accuracy'])}" for g, m in metrics["linear_probe"]["groups"].items())
         + ".",
         "",
-        *_robustness_table(metrics.get("perturbations", {})),
+        *_robustness_table(metrics),
     ]
     for key in FOLD_TEXT:
         if key in metrics:

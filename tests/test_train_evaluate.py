@@ -67,6 +67,10 @@ def test_train_writes_a_complete_model_folder(trained: dict) -> None:
     worst = metrics["leave_one_family_out"]["summary"]
     assert f"with {worst['worst_ai_called_real_fold']} left out of training" in readme
     assert "## Generator families never trained on" in readme and "## Rescaled copies" in readme
+    # Beside the kept verdicts, the accused real photos of each rescaled copy, from the same figures.
+    as_they_are = metrics["groups"]["alpha"]["verdicts"]["real"]["ai_generated"]
+    halved = metrics["perturbations"]["resize:0.5"]["groups"]["alpha"]["verdicts"]["real"]["ai_generated"]
+    assert f"| alpha | {as_they_are:.1%} | {halved:.1%} |" in readme
 
 
 def test_the_ai_verdicts_second_opinion_reads_only_the_texture_columns(trained: dict) -> None:
