@@ -119,28 +119,32 @@ def _robustness_table(metrics: dict) -> list[str]:
     return [*lines, "", *_accused_when_rescaled(metrics, names, groups)]
 
 
+def _real_called_ai(figures: dict) -> float | None:
+    """The share of a block's real photos called AI (None when it holds no real photo)."""
+    real = figures.get("verdicts", {}).get("real") or {}
+    return real["ai_generated"] if real.get("n") else None
+
+
 def _accused_when_rescaled(metrics: dict, names: list[str], groups: list[str]) -> list[str]:
     """The costliest error under rescaling: real photos called AI, per real source, beside the share
     on the copies as they are. A rescale that keeps most verdicts may still accuse."""
-
-    def accused(block: dict) -> str:
-        real = block.get("verdicts", {}).get("real") or {}
-        return _pct(real["ai_generated"]) if real.get("n") else "-"
-
-    real_groups = [g for g in groups if (metrics["groups"][g].get("verdicts", {}).get("real") or {}).get("n")]
+    real_groups = [g for g in groups if _real_called_ai(metrics["groups"][g]) is not None]
     if not real_groups:
         return []
     perturbations = metrics["perturbations"]
+
+    def row(label: str, as_they_are: dict, rescaled: list[dict]) -> str:
+        return f"| {label} | " + " | ".join(_pct(_real_called_ai(b)) for b in [as_they_are, *rescaled]) + " |"
+
     lines = [
         "Real photos called AI, as a share of each source's real photos:",
         "",
         "| source | as they are | " + " | ".join(names) + " |",
         "|---|---|" + "---|" * len(names),
-        f"| all | {accused(metrics)} | " + " | ".join(accused(perturbations[n]) for n in names) + " |",
+        row("all", metrics, [perturbations[n] for n in names]),
     ]
     for group in real_groups:
-        cells = [accused(perturbations[n]["groups"][group]) for n in names]
-        lines.append(f"| {group} | {accused(metrics['groups'][group])} | " + " | ".join(cells) + " |")
+        lines.append(row(group, metrics["groups"][group], [perturbations[n]["groups"][group] for n in names]))
     return [*lines, ""]
 
 
@@ -183,12 +187,15 @@ def _limits(metrics: dict) -> list[str]:
 
 def _worst_rescale(metrics: dict) -> list[str]:
     """The rescaled copy and real source on which the most real photos were accused, in words."""
-    worst = None
-    for name, block in (metrics.get("perturbations") or {}).items():
-        for group, figures in block["groups"].items():
-            real = figures.get("verdicts", {}).get("real") or {}
-            if real.get("n") and (worst is None or real["ai_generated"] > worst[0]):
-                worst = (real["ai_generated"], name, group)
+    worst = max(
+        (
+            (share, name, group)
+            for name, block in (metrics.get("perturbations") or {}).items()
+            for group, figures in block["groups"].items()
+            if (share := _real_called_ai(figures)) is not None
+        ),
+        default=None,
+    )
     if worst is None or worst[0] <= 0:
         return []
     share, name, group = worst
