@@ -35,6 +35,7 @@ bench: setup
 	$(BIN)/python bench/heads.py
 	$(BIN)/python bench/ood.py
 	$(BIN)/python bench/features.py
+	$(BIN)/python bench/rescale.py
 	$(BIN)/python bench/explain.py
 	$(BIN)/python bench/score.py
 	$(BIN)/python bench/cluster.py

@@ -1,0 +1,158 @@
+"""What halving a face does to its verdict, and whether projecting out the directions along which the
+training views move vectors makes the verdict hold.
+
+The shipped recipe (`flows/folds.fit_within`: the default head, texture probe, OOD, nearest source and
+band, fitted on the training split with its augmented views) is trained once per number of directions
+and seed. With k directions, each column is divided by its spread over the images (not the views), the
+differences between every training view and its image are taken, and their top k right singular
+vectors are removed from every vector before anything is fitted or scored; k = 0 is the shipped recipe,
+the baseline of the same run.
+
+Each fit is judged on the test split, on the test split's 0.5x copies (made in memory as `train` makes
+them) and on the demo's two real portraits, as they are and re-saved as JPEG (quality 90) at six widths.
+Nothing here is chosen on the test split: the rows are printed for a person to choose by.
+`docs/features.md` ("Halved faces") holds the table this printed.
+
+    python bench/rescale.py [--data ../shared/data] [--store DIR] [--directions 0,64] [--seeds 0]
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from faceaudit.data.decode import decode_image
+from faceaudit.data.records import read_scanned
+from faceaudit.embed.augment import DEFAULT_VIEWS, Augmentation
+from faceaudit.embed.runner import embed_images, shared_embedder
+from faceaudit.embed.spec import EmbeddingSpec, make_spec
+from faceaudit.flows.folds import fit_within, texture_columns_of
+from faceaudit.flows.labelled import LabelledSet, load_labelled
+from faceaudit.flows.perturb import resize
+from faceaudit.head.thresholds import Bounds
+
+PORTRAITS = Path(__file__).resolve().parent.parent / "flows" / "sample_faces" / "images" / "real"
+WIDTHS = (240, 320, 480, 640, 960, 1400)
+
+
+def view_directions(data: LabelledSet, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """(column spread, k x dim basis): the top k directions of view-minus-image differences of the
+    training views, in standardised units."""
+    spread = data.X[data.view == 0].std(0) + 1e-6
+    ids = data.image_ids()
+    row_of = {h: i for i, (h, v) in enumerate(zip(ids, data.view, strict=True)) if v == 0}
+    views = np.flatnonzero((data.view > 0) & (data.splits == "train"))
+    images = np.array([row_of[ids[i]] for i in views])
+    _, _, vt = np.linalg.svd((data.X[views] - data.X[images]) / spread, full_matrices=False)
+    return spread, vt[:k]
+
+
+def project(X: np.ndarray, spread: np.ndarray, basis: np.ndarray) -> np.ndarray:
+    Z = X / spread
+    return ((Z - (Z @ basis.T) @ basis) * spread).astype(np.float32)
+
+
+def portraits(spec: EmbeddingSpec) -> list[Image.Image]:
+    """The demo's real portraits as they are and re-saved at each of WIDTHS, decoded as `score` does."""
+    out = []
+    for path in sorted(PORTRAITS.glob("*.jpg")):
+        copies = [path.read_bytes()]
+        image = Image.open(path).convert("RGB")
+        for width in WIDTHS:
+            buffer = io.BytesIO()
+            image.resize((width, round(image.height * width / image.width)), Image.Resampling.BICUBIC).save(
+                buffer, format="JPEG", quality=90
+            )
+            copies.append(buffer.getvalue())
+        out += [spec.preprocess.fit(decode_image(c, draft_size=spec.preprocess.draft_size())) for c in copies]
+    return out
+
+
+def judge(data: LabelledSet, halved: np.ndarray, portrait_X: np.ndarray, k: int, seed: int) -> str:
+    """One table row: the recipe fitted with k directions removed, judged three ways."""
+    if k:
+        spread, basis = view_directions(data, k)
+        move = lambda X: project(X, spread, basis)  # noqa: E731
+    else:
+        move = lambda X: X  # noqa: E731
+    projected = replace(data, X=move(data.X))
+    params = {"hidden": (64, 64), "seed": seed}  # the built-in model's head, another seed if asked
+    model, _ = fit_within(
+        projected,
+        np.ones(len(data.y), bool),
+        "mc-dropout",
+        params,
+        Bounds(),
+        200,
+        texture_columns=texture_columns_of(make_spec()),
+    )
+    test = data.originals_in("test")
+    y, groups = data.y[test], data.groups[test]
+    verdict = model.score(projected.X[test]).verdict
+    half = model.score(move(halved)).verdict
+    accused = [
+        np.mean(verdict[(groups == g) & (y == 0)] == "ai_generated") for g in np.unique(groups[y == 0])
+    ]
+    agree = {g: np.mean((verdict == half)[groups == g]) for g in np.unique(groups)}
+    worst = min(agree, key=agree.get)
+    caught = np.mean(verdict[(groups == "ffhq-stylegan") & (y == 1)] == "ai_generated")
+    shown = model.score(move(portrait_X)).verdict
+    return (
+        f"{np.mean(verdict != 'uncertain'):.1%} | {np.mean(verdict[y == 0] == 'ai_generated'):.1%} / "
+        f"{max(accused):.1%} | {caught:.0%} | {worst} {agree[worst]:.1%} | "
+        f"{np.mean(half[y == 0] == 'ai_generated'):.1%} | "
+        f"{int(np.sum(shown == 'ai_generated'))} of {len(shown)}"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--data", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "data")
+    parser.add_argument("--store", type=Path, default=None, help="feature store (default: the user's)")
+    parser.add_argument("--directions", default="0,64", help="comma-separated numbers of directions")
+    parser.add_argument("--seeds", default="0", help="comma-separated head seeds")
+    args = parser.parse_args()
+    if not args.data.is_dir():
+        sys.exit(f"no data folder at {args.data}; pass --data")
+    from faceaudit.flows.defaults import default_store_dir
+
+    spec = make_spec()
+    store = str(args.store or default_store_dir())
+    data = load_labelled(str(args.data), spec, store, 16, 1, Augmentation(), DEFAULT_VIEWS)
+    embedder = shared_embedder(spec)
+    test = np.flatnonzero(data.originals_in("test"))
+    halve = resize(0.5)
+    halved = embed_images(
+        [spec.preprocess.fit(halve(decode_image(read_scanned(data.records[i])))) for i in test],
+        spec,
+        embedder,
+        16,
+    )
+    portrait_X = embed_images(portraits(spec), spec, embedder, 8)
+    header = (
+        "| directions | seed | test coverage | real called AI, pooled / worst source "
+        "| ffhq-stylegan AI caught | 0.5x agreement, worst source | real called AI, halved copies "
+        "| portraits accused | s |"
+    )
+    print(header)
+    print("|---" * (header.count("|") - 1) + "|", flush=True)
+    for k in (int(x) for x in args.directions.split(",")):
+        for seed in (int(x) for x in args.seeds.split(",")):
+            started = time.perf_counter()
+            row = judge(data, halved, portrait_X, k, seed)
+            print(f"| {k} | {seed} | {row} | {time.perf_counter() - started:.0f} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
