@@ -79,11 +79,11 @@ def portraits(spec: EmbeddingSpec) -> list[Image.Image]:
 
 def judge(data: LabelledSet, halved: np.ndarray, portrait_X: np.ndarray, k: int, seed: int) -> str:
     """One table row: the recipe fitted with k directions removed, judged three ways."""
-    if k:
-        spread, basis = view_directions(data, k)
-        move = lambda X: project(X, spread, basis)  # noqa: E731
-    else:
-        move = lambda X: X  # noqa: E731
+    spread, basis = view_directions(data, k) if k else (None, None)
+
+    def move(X: np.ndarray) -> np.ndarray:
+        return X if basis is None else project(X, spread, basis)
+
     projected = replace(data, X=move(data.X))
     params = {"hidden": (64, 64), "seed": seed}  # the built-in model's head, another seed if asked
     model, _ = fit_within(
