@@ -212,18 +212,24 @@ def choose_thresholds(
     return t, {**rates(verdict, y), "verdicts": verdict_rates(verdict, y)}
 
 
+def _rank_bound(share: float, n: int) -> int:
+    """The largest k with k / (n + 1) <= share: a new face like `n` validation ones ranks among their
+    k lowest with probability k / (n + 1)."""
+    return int(np.floor(share * (n + 1) + 1e-9))
+
+
 def allowed_errors(share: float, n: int) -> int:
     """The most errors among `n` validation faces that still bound the expected `share` on new faces
     like them: the largest k with (k + 1) / (n + 1) <= share, and never below 0 (see the module)."""
-    return max(int(np.floor(share * (n + 1) - 1 + 1e-9)), 0)
+    return max(_rank_bound(share, n) - 1, 0)
 
 
 def held_back_cut(scores: np.ndarray, share: float) -> float:
     """The lowest score a check lets through so that it holds back at most `share` of new faces like
-    these validation ones, in expectation: the k-th smallest score, k = floor(share * (n + 1)), since a
-    new face ranks below it with probability k / (n + 1). 0.0, holding back nothing, when k is 0: on a
-    handful of faces a quantile would hold back far more than `share` of new ones."""
-    k = int(np.floor(share * (len(scores) + 1) + 1e-9))
+    these validation ones, in expectation: the k-th smallest score, k = `_rank_bound`. 0.0, holding
+    back nothing, when k is 0: on a handful of faces a quantile would hold back far more than `share`
+    of new ones."""
+    k = _rank_bound(share, len(scores))
     return float(np.sort(scores)[k - 1]) if k > 0 else 0.0
 
 
