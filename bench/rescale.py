@@ -31,13 +31,12 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from faceaudit.data.decode import decode_image
-from faceaudit.data.records import read_scanned
 from faceaudit.embed.augment import DEFAULT_VIEWS, Augmentation
 from faceaudit.embed.runner import embed_images, shared_embedder
 from faceaudit.embed.spec import EmbeddingSpec, make_spec
 from faceaudit.flows.folds import fit_within, texture_columns_of
 from faceaudit.flows.labelled import LabelledSet, load_labelled
-from faceaudit.flows.perturb import resize
+from faceaudit.flows.perturb import perturbed_vectors, resize
 from faceaudit.head.thresholds import Bounds
 
 PORTRAITS = Path(__file__).resolve().parent.parent / "flows" / "sample_faces" / "images" / "real"
@@ -50,7 +49,7 @@ def view_directions(data: LabelledSet, k: int) -> tuple[np.ndarray, np.ndarray]:
     spread = data.X[data.view == 0].std(0) + 1e-6
     ids = data.image_ids()
     row_of = {h: i for i, (h, v) in enumerate(zip(ids, data.view, strict=True)) if v == 0}
-    views = np.flatnonzero((data.view > 0) & (data.splits == "train"))
+    views = np.flatnonzero(data.view > 0)  # views are made of training images only
     images = np.array([row_of[ids[i]] for i in views])
     _, _, vt = np.linalg.svd((data.X[views] - data.X[images]) / spread, full_matrices=False)
     return spread, vt[:k]
@@ -77,7 +76,9 @@ def portraits(spec: EmbeddingSpec) -> list[Image.Image]:
     return out
 
 
-def judge(data: LabelledSet, halved: np.ndarray, portrait_X: np.ndarray, k: int, seed: int) -> str:
+def judge(
+    data: LabelledSet, spec: EmbeddingSpec, halved: np.ndarray, portrait_X: np.ndarray, k: int, seed: int
+) -> str:
     """One table row: the recipe fitted with k directions removed, judged three ways."""
     spread, basis = view_directions(data, k) if k else (None, None)
 
@@ -93,7 +94,7 @@ def judge(data: LabelledSet, halved: np.ndarray, portrait_X: np.ndarray, k: int,
         params,
         Bounds(),
         200,
-        texture_columns=texture_columns_of(make_spec()),
+        texture_columns=texture_columns_of(spec),
     )
     test = data.originals_in("test")
     y, groups = data.y[test], data.groups[test]
@@ -130,16 +131,9 @@ def main() -> None:
     spec = make_spec()
     store = str(args.store or default_store_dir())
     data = load_labelled(str(args.data), spec, store, 16, 1, Augmentation(), DEFAULT_VIEWS)
-    embedder = shared_embedder(spec)
     test = np.flatnonzero(data.originals_in("test"))
-    halve = resize(0.5)
-    halved = embed_images(
-        [spec.preprocess.fit(halve(decode_image(read_scanned(data.records[i])))) for i in test],
-        spec,
-        embedder,
-        16,
-    )
-    portrait_X = embed_images(portraits(spec), spec, embedder, 8)
+    halved = perturbed_vectors([data.records[i] for i in test], spec, resize(0.5), 16, "halved")
+    portrait_X = embed_images(portraits(spec), spec, shared_embedder(spec), 8)
     header = (
         "| directions | seed | test coverage | real called AI, pooled / worst source "
         "| ffhq-stylegan AI caught | 0.5x agreement, worst source | real called AI, halved copies "
@@ -150,7 +144,7 @@ def main() -> None:
     for k in (int(x) for x in args.directions.split(",")):
         for seed in (int(x) for x in args.seeds.split(",")):
             started = time.perf_counter()
-            row = judge(data, halved, portrait_X, k, seed)
+            row = judge(data, spec, halved, portrait_X, k, seed)
             print(f"| {k} | {seed} | {row} | {time.perf_counter() - started:.0f} |", flush=True)
 
 

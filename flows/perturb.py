@@ -14,6 +14,7 @@ import numpy as np
 from PIL import Image, ImageFilter
 
 if TYPE_CHECKING:
+    from faceaudit.data.records import ImageRecord
     from faceaudit.embed.spec import EmbeddingSpec
     from faceaudit.flows.labelled import LabelledSet
     from faceaudit.head.model import FaceauditModel
@@ -78,6 +79,33 @@ def parse_perturbations(text: str | None) -> list[tuple[str, Callable[[Image.Ima
     return out
 
 
+def perturbed_vectors(
+    records: Sequence[ImageRecord],
+    spec: EmbeddingSpec,
+    apply: Callable[[Image.Image], Image.Image],
+    batch_size: int,
+    label: str = "perturbed",
+) -> np.ndarray:
+    """The vectors of `apply`'d copies of `records`' images, made in memory only."""
+    from faceaudit.data.decode import UnreadableImage, decode_image
+    from faceaudit.data.records import read_scanned
+    from faceaudit.embed.runner import embed_images, shared_embedder
+    from faceaudit.flows.labelled import DataError
+    from faceaudit.flows.progress import progress_bar
+
+    images = []
+    with progress_bar(label, total=len(records)) as advance:
+        for record in records:
+            try:
+                # Brought to the backbone's input size at once: a 4x copy of a 768 px face is 28 MB,
+                # a thousand of them would not fit in memory (preprocessing it again is a no-op).
+                images.append(spec.preprocess.fit(apply(decode_image(read_scanned(record)))))
+            except UnreadableImage as exc:
+                raise DataError(f"{record.rel}: {exc}") from None
+            advance(1)
+    return embed_images(images, spec, shared_embedder(spec), batch_size)
+
+
 def perturbation_metrics(
     model: FaceauditModel,
     spec: EmbeddingSpec,
@@ -89,29 +117,14 @@ def perturbation_metrics(
 ) -> dict:
     """The metrics of each perturbed copy of `data`'s images (in memory only), per group too, with
     `verdict_agreement`: the share of images whose verdict (`verdict`, on the originals) it left alone."""
-    from faceaudit.data.decode import UnreadableImage, decode_image
-    from faceaudit.data.records import read_scanned
-    from faceaudit.embed.runner import embed_images, shared_embedder
-    from faceaudit.flows.labelled import DataError
-    from faceaudit.flows.progress import progress_bar
     from faceaudit.head.metrics import metrics_by_group
 
     if isinstance(perturbations, str):
         perturbations = parse_perturbations(perturbations)
-    embedder = shared_embedder(spec)
     out = {}
     for name, apply in perturbations:
-        images = []
-        with progress_bar(f"perturbed {name}", total=len(data.records)) as advance:
-            for record in data.records:
-                try:
-                    # Brought to the backbone's input size at once: a 4x copy of a 768 px face is 28 MB,
-                    # a thousand of them would not fit in memory (preprocessing it again is a no-op).
-                    images.append(spec.preprocess.fit(apply(decode_image(read_scanned(record)))))
-                except UnreadableImage as exc:
-                    raise DataError(f"{record.rel}: {exc}") from None
-                advance(1)
-        perturbed = model.score(embed_images(images, spec, embedder, batch_size), samples)
+        vectors = perturbed_vectors(data.records, spec, apply, batch_size, f"perturbed {name}")
+        perturbed = model.score(vectors, samples)
         block = metrics_by_group(data.y, perturbed.prediction, perturbed.verdict, data.groups)
         same = verdict == perturbed.verdict
         block["verdict_agreement"] = float(same.mean())
