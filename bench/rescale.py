@@ -1,16 +1,15 @@
 """What halving a face does to its verdict, and whether projecting out the directions along which the
 training views move vectors makes the verdict hold.
 
-The shipped recipe (`flows/folds.fit_within`: the default head, texture probe, OOD, nearest source and
-band, fitted on the training split with its augmented views) is trained once per number of directions
-and seed. With k directions, each column is divided by its spread over the images (not the views), the
-differences between every training view and its image are taken, and their top k right singular
-vectors are removed from every vector before anything is fitted or scored; k = 0 is the shipped recipe,
+The built-in recipe (`flows/folds.fit_within`: the default head, texture probe, OOD, nearest source and
+band, fitted on the training split with its augmented views) is trained once per number of view
+directions projected out (head/projection.py) and seed; k = 0 is the recipe without the projection,
 the baseline of the same run.
 
 Each fit is judged on the test split, on the test split's 0.5x copies (made in memory as `train` makes
 them) and on the demo's two real portraits, as they are and re-saved as JPEG (quality 90) at six widths.
-Nothing here is chosen on the test split: the rows are printed for a person to choose by.
+Nothing here is chosen on the test split: the rows, validation coverage among them, are printed for a
+person to choose by.
 `docs/features.md` ("Halved faces") holds the table this printed.
 
     python bench/rescale.py [--data ../shared/data] [--store DIR] [--directions 0,64] [--seeds 0]
@@ -22,7 +21,6 @@ import argparse
 import io
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -41,23 +39,6 @@ from faceaudit.head.thresholds import Bounds
 
 PORTRAITS = Path(__file__).resolve().parent.parent / "flows" / "sample_faces" / "images" / "real"
 WIDTHS = (240, 320, 480, 640, 960, 1400)
-
-
-def view_directions(data: LabelledSet, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """(column spread, k x dim basis): the top k directions of view-minus-image differences of the
-    training views, in standardised units."""
-    spread = data.X[data.view == 0].std(0) + 1e-6
-    ids = data.image_ids()
-    row_of = {h: i for i, (h, v) in enumerate(zip(ids, data.view, strict=True)) if v == 0}
-    views = np.flatnonzero(data.view > 0)  # views are made of training images only
-    images = np.array([row_of[ids[i]] for i in views])
-    _, _, vt = np.linalg.svd((data.X[views] - data.X[images]) / spread, full_matrices=False)
-    return spread, vt[:k]
-
-
-def project(X: np.ndarray, spread: np.ndarray, basis: np.ndarray) -> np.ndarray:
-    Z = X / spread
-    return ((Z - (Z @ basis.T) @ basis) * spread).astype(np.float32)
 
 
 def portraits(spec: EmbeddingSpec) -> list[Image.Image]:
@@ -80,35 +61,32 @@ def judge(
     data: LabelledSet, spec: EmbeddingSpec, halved: np.ndarray, portrait_X: np.ndarray, k: int, seed: int
 ) -> str:
     """One table row: the recipe fitted with k directions removed, judged three ways."""
-    spread, basis = view_directions(data, k) if k else (None, None)
-
-    def move(X: np.ndarray) -> np.ndarray:
-        return X if basis is None else project(X, spread, basis)
-
-    projected = replace(data, X=move(data.X))
     params = {"hidden": (64, 64), "seed": seed}  # the built-in model's head, another seed if asked
-    model, _ = fit_within(
-        projected,
+    model, report = fit_within(
+        data,
         np.ones(len(data.y), bool),
         "mc-dropout",
         params,
         Bounds(),
         200,
         texture_columns=texture_columns_of(spec),
+        directions=k,
     )
     test = data.originals_in("test")
     y, groups = data.y[test], data.groups[test]
-    verdict = model.score(projected.X[test]).verdict
-    half = model.score(move(halved)).verdict
+    verdict = model.score(data.X[test]).verdict
+    half = model.score(halved).verdict
     accused = [
         np.mean(verdict[(groups == g) & (y == 0)] == "ai_generated") for g in np.unique(groups[y == 0])
     ]
     agree = {g: np.mean((verdict == half)[groups == g]) for g in np.unique(groups)}
     worst = min(agree, key=agree.get)
     caught = np.mean(verdict[(groups == "ffhq-stylegan") & (y == 1)] == "ai_generated")
-    shown = model.score(move(portrait_X)).verdict
+    shown = model.score(portrait_X).verdict
+    band = report["uncertain_band_on_validation"]
     return (
-        f"{np.mean(verdict != 'uncertain'):.1%} | {np.mean(verdict[y == 0] == 'ai_generated'):.1%} / "
+        f"{band['coverage']:.1%} | {np.mean(verdict != 'uncertain'):.1%} | "
+        f"{np.mean(verdict[y == 0] == 'ai_generated'):.1%} / "
         f"{max(accused):.1%} | {caught:.0%} | {worst} {agree[worst]:.1%} | "
         f"{np.mean(half[y == 0] == 'ai_generated'):.1%} | "
         f"{int(np.sum(shown == 'ai_generated'))} of {len(shown)}"
@@ -135,7 +113,7 @@ def main() -> None:
     halved = perturbed_vectors([data.records[i] for i in test], spec, resize(0.5), 16, "halved")
     portrait_X = embed_images(portraits(spec), spec, shared_embedder(spec), 8)
     header = (
-        "| directions | seed | test coverage | real called AI, pooled / worst source "
+        "| directions | seed | validation coverage | test coverage | real called AI, pooled / worst source "
         "| ffhq-stylegan AI caught | 0.5x agreement, worst source | real called AI, halved copies "
         "| portraits accused | s |"
     )

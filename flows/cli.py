@@ -34,6 +34,7 @@ from faceaudit.flows.defaults import (
     default_store_dir,
 )
 from faceaudit.head.base import DEFAULT_HEAD, HeadKind
+from faceaudit.head.projection import DEFAULT_DIRECTIONS
 from faceaudit.head.thresholds import Bounds
 from faceaudit.head.uncertainty import DEFAULT_SAMPLES, SAMPLE_RANGE
 
@@ -234,6 +235,15 @@ def train(
     views: Annotated[
         int, typer.Option(min=0, max=16, help="Augmented views per training image.")
     ] = DEFAULT_VIEWS,
+    view_directions: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            max=1024,
+            help="Directions along which the augmented views move vectors (what a copy changes, not the "
+            "face), projected out of every vector before anything is fitted; 0 for none.",
+        ),
+    ] = DEFAULT_DIRECTIONS,
     max_real_called_ai_per_source: Annotated[
         float,
         typer.Option(min=0.0, max=1.0, help="Bound on real faces called AI within any one real source."),
@@ -308,6 +318,7 @@ def train(
         samples=samples,
         augment=augment,
         views=views,
+        view_directions=view_directions,
         max_real_called_ai_per_source=max_real_called_ai_per_source,
         max_ood_flagged=max_ood_flagged,
         max_real_held_back=max_real_held_back,

@@ -107,7 +107,8 @@ def _left_out(
     batch_size: int,
     workers: int,
 ) -> dict:
-    """Retrain the model's recipe (head, embedding, augmentation, bounds) once per fold of each kind."""
+    """Retrain the model's recipe (head, embedding, augmentation, projection, bounds) once per fold of
+    each kind."""
     recipe = model.info.get("augmentation") or {}
     augmentation = Augmentation.from_description(recipe["spec"]) if recipe else None
     spec = spec_of(model)
@@ -121,8 +122,9 @@ def _left_out(
     # The probe's recipe too: a model whose probe read the whole vector is retrained that way.
     columns = texture_columns_of(spec) if model.probe is not None and model.probe.reads == "texture" else None
     params = model.head.get_params()
+    directions = model.projection.directions if model.projection is not None else 0
     for kind in kinds:
-        report = run_folds(data, kind, model.head.kind, params, bounds, model.n_samples, columns)
+        report = run_folds(data, kind, model.head.kind, params, bounds, model.n_samples, columns, directions)
         if report is None:
             raise DataError(
                 f"no {kind} of {data_dir} can be left out with both classes in the rest "

@@ -53,9 +53,11 @@ def fit_within(
     samples: int,
     info: dict | None = None,
     texture_columns: list[int] | None = None,
+    directions: int = 0,
 ):
     """The recipe trained on the training rows in `within` (views included), calibrated and banded on
-    their validation originals: (model, report), or None when either split lacks a class."""
+    their validation originals: (model, report), or None when either split lacks a class. `directions`
+    view directions are projected out first (head/projection.py), when there are views."""
     train = within & (data.splits == "train")
     val = within & data.originals_in("val")
     if len(np.unique(data.y[train])) < 2 or len(np.unique(data.y[val])) < 2:
@@ -75,6 +77,8 @@ def fit_within(
         val_sources=data.groups[val],
         group_families=data.group_families(),
         texture_columns=texture_columns,
+        train_views=data.view[train],
+        directions=directions,
     )
 
 
@@ -114,12 +118,15 @@ def fit_fold(
     bounds: Bounds,
     samples: int,
     texture_columns: list[int] | None = None,
+    directions: int = 0,
 ) -> Fold | None:
     """Train without fold `name`; None when the rest lacks a class in train or validation."""
     from sklearn.metrics import roc_auc_score
 
     held = left_out_mask(data, kind, name)
-    fitted = fit_within(data, ~held, head, params, bounds, samples, texture_columns=texture_columns)
+    fitted = fit_within(
+        data, ~held, head, params, bounds, samples, texture_columns=texture_columns, directions=directions
+    )
     if fitted is None:
         return None
     model = fitted[0]
@@ -142,6 +149,7 @@ def run_folds(
     bounds: Bounds,
     samples: int,
     texture_columns: list[int] | None = None,
+    directions: int = 0,
 ) -> dict | None:
     """Every fold of `kind` that can be left out (the rest must keep both classes), with a summary;
     None when there are fewer than two to choose from."""
@@ -149,7 +157,8 @@ def run_folds(
     if len(names) < 2 and kind == "source":
         return None
     folds = [
-        call(fit_fold, data, kind, name, head, params, bounds, samples, texture_columns) for name in names
+        call(fit_fold, data, kind, name, head, params, bounds, samples, texture_columns, directions)
+        for name in names
     ]
     folds = [fold for fold in folds if fold is not None]
     if not folds:

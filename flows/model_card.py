@@ -272,6 +272,13 @@ def write_model_card(folder: Path, card: dict, metrics: dict, data_dir: str) -> 
             if card.get("augmentation")
             else "none"
         ),
+        "- view directions projected out of every vector before the head, probe, OOD detector and "
+        + (
+            f"nearest-source classifier: {card['projection']['directions']} (the directions along which the "
+            "training views move vectors, head/projection.py)"
+            if card.get("projection")
+            else "nearest-source classifier: none"
+        ),
         f"- training data `{data_dir}`, sha256 of (content hash, label) pairs "
         f"`{card['training_data']['sha256']}`;",
         "  train / validation / test splits by content hash (70 / 15 / 15%)",

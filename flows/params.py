@@ -17,4 +17,7 @@ Samples = Annotated[
 ]
 Rate = Annotated[float, Field(ge=0.0, le=1.0)]
 ViewCount = Annotated[int, Field(ge=0, le=16, description="Augmented views per training image.")]
+Directions = Annotated[
+    int, Field(ge=0, le=1024, description="View directions projected out of every vector (0: none).")
+]
 Partitions = Annotated[int, Field(ge=1, le=256, description="Parallel embedding tasks.")]

@@ -29,12 +29,13 @@ from faceaudit.flows.folds import FOLD_KINDS, fit_within, run_folds, texture_col
 from faceaudit.flows.labelled import DataError, LabelledSet, load_labelled
 from faceaudit.flows.model_card import write_model_card
 from faceaudit.flows.orchestration import call
-from faceaudit.flows.params import BatchSize, Rate, Samples, ViewCount, Workers
+from faceaudit.flows.params import BatchSize, Directions, Rate, Samples, ViewCount, Workers
 from faceaudit.flows.perturb import ROBUSTNESS, perturbation_metrics
 from faceaudit.head.base import DEFAULT_HEAD, HeadKind
 from faceaudit.head.fit import fit_band
 from faceaudit.head.metrics import metrics_by_group
 from faceaudit.head.plots import write_folds_plot, write_plots
+from faceaudit.head.projection import DEFAULT_DIRECTIONS
 from faceaudit.head.thresholds import Bounds
 from faceaudit.head.uncertainty import DEFAULT_SAMPLES
 
@@ -48,10 +49,11 @@ def fit_head(
     samples: int,
     info: dict,
     texture_columns: list[int] | None,
+    directions: int,
 ):
     """The model itself: trained on the training split, calibrated on validation."""
     everything = np.ones(len(data.y), dtype=bool)
-    fitted = fit_within(data, everything, head, params, bounds, samples, info, texture_columns)
+    fitted = fit_within(data, everything, head, params, bounds, samples, info, texture_columns, directions)
     if fitted is None:
         raise DataError("the train and validation splits each need both classes; add more images")
     return fitted
@@ -65,7 +67,7 @@ def linear_probe(model, data: LabelledSet) -> dict:
     from faceaudit.head.uncertainty import Prediction
 
     test = data.originals_in("test")
-    p = model.probe.p_ai(data.X[test])
+    p = model.probe.p_ai(model.project(data.X[test]))
     zeros = np.zeros_like(p)
     prediction = Prediction(p, zeros, zeros, zeros)
     verdict = decide(p, zeros, Thresholds())
@@ -94,6 +96,7 @@ def train_flow(
     head_params: dict | None = None,
     augment: bool = True,
     views: ViewCount = DEFAULT_VIEWS,
+    view_directions: Directions = DEFAULT_DIRECTIONS,
     folds: bool = True,
     robustness: bool = True,
 ) -> dict:
@@ -124,6 +127,8 @@ def train_flow(
         head_params: Hyperparameters of the head, over its defaults.
         augment: Train on augmented (restyled, rescaled, re-encoded) views too.
         views: Augmented views per training image.
+        view_directions: Directions the augmented views move vectors along, projected out of every
+            vector before anything is fitted (head/projection.py); 0, or no views, for none.
         folds: Also train once per family and per real collection left out, and report how each is judged.
         robustness: Also judge rescaled copies of the test split and report how often verdicts hold.
     """
@@ -154,13 +159,14 @@ def train_flow(
     }
     params = head_params or {}
     reads = texture_columns_of(spec)
-    model, report = call(fit_head, data, head, params, bounds, samples, info, reads)
+    model, report = call(fit_head, data, head, params, bounds, samples, info, reads, view_directions)
+    directions = model.projection.directions if model.projection is not None else 0
     left_out = {}
     if folds:
         for kind, key in FOLD_KINDS.items():
             if kind == "source":
                 continue  # families and collections answer the user's question; `evaluate` has sources
-            fold_report = run_folds(data, kind, head, params, bounds, samples, reads)
+            fold_report = run_folds(data, kind, head, params, bounds, samples, reads, directions)
             if fold_report is not None:
                 left_out[key] = fold_report
     if left_out:

@@ -11,6 +11,7 @@ from faceaudit.head.model import HEADS, FaceauditModel
 from faceaudit.head.nearest import NearestSource
 from faceaudit.head.ood import MahalanobisOOD
 from faceaudit.head.probe import LinearProbe
+from faceaudit.head.projection import ViewProjection
 from faceaudit.head.thresholds import Bounds, Thresholds, choose_thresholds, held_back_cut, ood_cut
 from faceaudit.head.uncertainty import DEFAULT_SAMPLES
 
@@ -30,17 +31,30 @@ def fit_model(
     val_sources: np.ndarray | None = None,
     group_families: dict[str, str] | None = None,
     texture_columns: list[int] | None = None,
+    train_views: np.ndarray | None = None,
+    directions: int = 0,
 ) -> tuple[FaceauditModel, dict]:
     """Returns the model and a report of what each step found on validation data.
 
     `train_images` names the image of each training row (augmented views share their image's name);
     `train_groups` its "source/class" and `group_families` each group's family (for the nearest-source
     column); `val_sources` the source of each validation row (each real source is held to its own bound);
-    `texture_columns` the texture columns of the vector, all the linear probe reads (when None: all).
+    `texture_columns` the texture columns of the vector, all the linear probe reads (when None: all);
+    `train_views` each training row's view number (0: the image itself) and `directions` how many of
+    the directions the views move vectors along are projected out of every vector first (0, or no
+    views: none).
     """
     if head_kind not in HEADS:
         raise ValueError(f"unknown head {head_kind!r}; choose one of {', '.join(HEADS)}")
     bounds = bounds or Bounds()
+    projection = None
+    raw_val = X_val
+    if directions > 0 and train_views is not None and (np.asarray(train_views) > 0).any():
+        if train_images is None:
+            raise ValueError("projecting out view directions needs each training row's image")
+        images, views = np.asarray(train_images), np.asarray(train_views)
+        projection = ViewProjection.fit(X_train, images, views, directions)
+        X_train, X_val = projection.apply(X_train), projection.apply(X_val)
     head = HEADS[head_kind](**(head_params or {})).fit(X_train, y_train, X_val, y_val)
     val_logits = head.sample_logits(X_val, n_samples)
     calibrator, calibration_report = fit_calibrator(val_logits, y_val)
@@ -52,10 +66,12 @@ def fit_model(
         nearest = NearestSource().fit(ood.whiten(X_train), groups, families)
     probe = LinearProbe(reads="all" if texture_columns is None else "texture")
     probe.fit(X_train, y_train, texture_columns)
-    model = FaceauditModel(head, calibrator, Thresholds(), ood, dict(info or {}), n_samples, nearest, probe)
+    model = FaceauditModel(
+        head, calibrator, Thresholds(), ood, dict(info or {}), n_samples, nearest, probe, projection
+    )
     report = {
         "calibration": calibration_report,
-        "uncertain_band_on_validation": fit_band(model, X_val, y_val, val_sources, bounds),
+        "uncertain_band_on_validation": fit_band(model, raw_val, y_val, val_sources, bounds),
         "epochs": len(head.history_["train_loss"]),
     }
     return model, report
@@ -72,6 +88,7 @@ def fit_band(
     """Set `model.thresholds` on validation vectors: the OOD threshold (flagging at most
     `bounds.ood_flagged` of them, and never below 1.0 or `ood_floor`), the looks-real and probe-agrees
     thresholds, then the band. Returns what the band does on validation."""
+    X_val = model.project(X_val)
     prediction = model.head.predict(X_val, model.n_samples, calibrate=model.calibrator)
     val_ood = model.ood.score(X_val)
     real_gate, looks_real = None, 0.0

@@ -24,6 +24,7 @@ from faceaudit.head.mc_dropout import MCDropoutHead
 from faceaudit.head.nearest import NearestSource
 from faceaudit.head.ood import MahalanobisOOD
 from faceaudit.head.probe import PROBE_READS, LinearProbe
+from faceaudit.head.projection import ViewProjection
 from faceaudit.head.pyro_head import PyroHead
 from faceaudit.head.thresholds import Thresholds, decide, uncertain_reason
 from faceaudit.head.uncertainty import DEFAULT_SAMPLES, SAMPLE_RANGE, Prediction
@@ -31,7 +32,10 @@ from faceaudit.head.uncertainty import DEFAULT_SAMPLES, SAMPLE_RANGE, Prediction
 HEADS: dict[str, type[Head]] = {MCDropoutHead.kind: MCDropoutHead, PyroHead.kind: PyroHead}
 assert set(HEADS) == set(get_args(HeadKind)), "HeadKind must name every head"
 # 3: a nearest-source classifier and a linear probe beside the head; the band is fitted on validation.
-FORMAT_VERSION = 3
+# 4: an optional projection (head/projection.py) applied to every vector before any part sees it; a
+# reader of format 3 would ignore it and judge wrongly, so the number moved.
+FORMAT_VERSION = 4
+READABLE_FORMATS = (3, 4)
 WEIGHTS_FILE = "model.safetensors"
 CARD_FILE = "model.json"
 
@@ -63,6 +67,7 @@ class FaceauditModel:
     n_samples: int = DEFAULT_SAMPLES
     nearest: NearestSource | None = None
     probe: LinearProbe | None = None
+    projection: ViewProjection | None = None
 
     @property
     def fingerprint(self) -> str:
@@ -77,7 +82,12 @@ class FaceauditModel:
                 "embed with the model's backbone, preprocessing and pooling, or train a model for these"
             )
 
+    def project(self, X: np.ndarray) -> np.ndarray:
+        """The vectors as every part of the model saw them in training."""
+        return X if self.projection is None else self.projection.apply(X)
+
     def score(self, X: np.ndarray, n_samples: int | None = None, seed: int = 0) -> Scores:
+        X = self.project(X)
         prediction = self.head.predict(X, n_samples or self.n_samples, seed, calibrate=self.calibrator)
         ood_score = self.ood.score(X)
         real_gate = None
@@ -106,6 +116,8 @@ class FaceauditModel:
     def mean_p_ai(self, pooled):
         """Calibrated P(AI) of the head's mean network on torch vectors, differentiable: what a gradient
         map differentiates (the Monte Carlo mean has no useful gradient through dropout masks)."""
+        if self.projection is not None:
+            pooled = self.projection.torch_apply(pooled)
         logits = self.head.mean_logits(pooled)
         return self.calibrator.torch_p_ai(logits[:, 1] - logits[:, 0])
 
@@ -116,7 +128,13 @@ class FaceauditModel:
 
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        parts = {"head": self.head, "ood": self.ood, "probe": self.probe, "nearest": self.nearest}
+        parts = {
+            "head": self.head,
+            "ood": self.ood,
+            "probe": self.probe,
+            "nearest": self.nearest,
+            "projection": self.projection,
+        }
         tensors = {
             f"{name}.{key}": np.ascontiguousarray(value)  # C order: safetensors writes raw buffers
             for name, part in parts.items()
@@ -143,6 +161,7 @@ class FaceauditModel:
                 if self.probe is not None
                 else None
             ),
+            "projection": self.projection.describe() if self.projection is not None else None,
             "n_samples": self.n_samples,
         }
         write_text(folder / CARD_FILE, json.dumps(card, indent=2))
@@ -172,10 +191,10 @@ class FaceauditModel:
             ) from None
         if not isinstance(card, dict):
             raise ModelError(f"{folder / CARD_FILE}: not a JSON object; refusing this model")
-        if card.get("format_version") != FORMAT_VERSION:
+        if card.get("format_version") not in READABLE_FORMATS:
             raise ModelError(
-                f"{folder} is a model of format {card.get('format_version')!r}; this faceaudit reads format "
-                f"{FORMAT_VERSION}: train it again with this version"
+                f"{folder} is a model of format {card.get('format_version')!r}; this faceaudit reads formats "
+                f"{' and '.join(map(str, READABLE_FORMATS))}: train it again with this version"
             )
         _check_card(card, folder / CARD_FILE)
         kind = card["head"]["kind"]
@@ -195,12 +214,15 @@ class FaceauditModel:
             if card.get("probe") is not None:
                 reads = card["probe"].get("reads", "all")
                 probe = LinearProbe.load(float(card["probe"]["C"]), _part(tensors, "probe"), reads)
+            projection = None
+            if card.get("projection") is not None:
+                projection = ViewProjection.load(_part(tensors, "projection"))
         except (KeyError, TypeError, ValueError, OverflowError, AttributeError) as exc:
             raise ModelError(f"{folder} is incomplete or damaged: {exc!r}"[:300]) from None
-        kept = ("head", "calibration", "thresholds", "ood", "nearest", "probe")
+        kept = ("head", "calibration", "thresholds", "ood", "nearest", "probe", "projection")
         info = {k: v for k, v in card.items() if k not in kept}
         samples = int(card.get("n_samples", DEFAULT_SAMPLES))
-        model = cls(head, calibrator, thresholds, ood, info, samples, nearest, probe)
+        model = cls(head, calibrator, thresholds, ood, info, samples, nearest, probe, projection)
         model.check_weights(folder)
         return model
 

@@ -21,6 +21,7 @@ from faceaudit.head import (
 )
 from faceaudit.head.fit import fit_model
 from faceaudit.head.ood import MahalanobisOOD
+from faceaudit.head.projection import ViewProjection
 from faceaudit.head.thresholds import Bounds, allowed_errors, ood_cut, rates, verdict_rates
 
 DIM = 24
@@ -215,9 +216,12 @@ def test_the_ood_cut_flags_the_share_asked_for() -> None:
 def trained_and_saved(tmp_path_factory) -> tuple:
     X, y = clusters(500, 10)
     Xv, yv = clusters(200, 11)
+    # One copy of each image moved along the last column: the projection is saved and loaded too.
+    copies = X + np.random.default_rng(13).normal(0, 2, (len(X), 1)) * np.eye(DIM, dtype=np.float32)[-1]
+    groups = np.where(y == 1, "gan/ai", np.where(np.arange(len(y)) % 2, "camera/real", "phone/real"))
     model, report = fit_model(
-        X,
-        y,
+        np.vstack([X, copies]),
+        np.concatenate([y, y]),
         Xv,
         yv,
         "mc-dropout",
@@ -226,9 +230,13 @@ def trained_and_saved(tmp_path_factory) -> tuple:
         info={"embedding": {"fingerprint": "a" * 64, "backbone": "test"}},
         # Three groups: scikit-learn keeps a multinomial model's weights in Fortran order, which a save
         # must not scramble.
-        train_groups=np.where(y == 1, "gan/ai", np.where(np.arange(len(y)) % 2, "camera/real", "phone/real")),
+        train_images=np.tile(np.arange(len(X)).astype(str), 2),
+        train_groups=np.concatenate([groups, groups]),
         group_families={"gan/ai": "stylegan", "camera/real": "camera", "phone/real": "phone"},
+        train_views=np.repeat([0, 1], len(X)),
+        directions=2,
     )
+    assert model.projection is not None and model.projection.directions == 2
     assert report["calibration"]["method"] in ("temperature", "platt")
     assert report["uncertain_band_on_validation"]["ood_flagged"] <= 0.01
     folder = tmp_path_factory.mktemp("model")
@@ -258,6 +266,68 @@ def test_model_round_trip_gives_identical_scores(trained_and_saved: tuple) -> No
     np.testing.assert_allclose(first.nearest_similarity, second.nearest_similarity, rtol=1e-5)
     assert set(first.verdict) <= {"ai_generated", "real", "uncertain"} and "uncertain" in set(first.verdict)
     assert after.thresholds == before.thresholds and after.calibrator == before.calibrator
+    np.testing.assert_array_equal(before.project(X), after.project(X))
+
+
+def test_the_gradient_path_projects_as_scoring_does(trained_and_saved: tuple) -> None:
+    """What a gradient map differentiates sees the projection too: a move along the column the copies
+    moved along leaves its P(AI) where it was, and it matches the head's mean network on the projected
+    vectors."""
+    import torch
+
+    model = FaceauditModel.load(trained_and_saved[1])
+    X = 0.2 * clusters(32, 14)[0]  # near the boundary, where P(AI) is not saturated
+    moved = X + 10 * np.eye(DIM, dtype=np.float32)[-1]  # without the projection: up to 0.17 apart
+    p, p_moved = (model.mean_p_ai(torch.from_numpy(v)).detach().numpy() for v in (X, moved))
+    np.testing.assert_allclose(p, p_moved, atol=1e-3)
+    assert np.ptp(p) > 0.5  # the clusters themselves still move it
+
+
+def test_the_moves_of_a_copy_are_projected_out_and_the_face_is_kept() -> None:
+    """Views that differ from their image along one column: after the projection, an image moved
+    further along it than any view was is the image again, and a move along another column is kept."""
+    rng = np.random.default_rng(20)
+    X = rng.normal(size=(300, DIM)).astype(np.float32)
+    nuisance = np.eye(DIM, dtype=np.float32)[5]
+    views = X + rng.normal(0, 1.5, (300, 1)).astype(np.float32) * nuisance
+    ids = np.tile(np.arange(300).astype(str), 2)
+    projection = ViewProjection.fit(np.vstack([X, views]), ids, np.repeat([0, 1], 300), k=1)
+    image = X[:5]
+    np.testing.assert_allclose(projection.apply(image + 8 * nuisance), projection.apply(image), atol=0.05)
+    other = np.eye(DIM, dtype=np.float32)[6]
+    moved = projection.apply(image + 3 * other) - projection.apply(image)
+    np.testing.assert_allclose(moved, 3 * np.tile(other, (5, 1)), atol=0.05)
+    # As many directions as asked, but never more than a quarter of the columns.
+    assert (
+        ViewProjection.fit(np.vstack([X, views]), ids, np.repeat([0, 1], 300), k=100).directions == DIM // 4
+    )
+
+
+def test_a_shortcut_the_views_move_along_cannot_make_a_verdict() -> None:
+    """AI faces sit further along a column that copies also move (as halved faces move toward AI in
+    the real vectors): a head fitted without the projection raises a real face's P(AI) when it moves
+    along it; with the view directions projected out, the move changes nothing."""
+    rng = np.random.default_rng(21)
+    X, y = clusters(600, 22, separation=1.5)
+    shortcut = np.eye(DIM, dtype=np.float32)[-1]
+    X += np.where(y[:, None] == 1, 3.0, -3.0) * shortcut
+    views = X + rng.normal(0, 3.0, (len(X), 1)).astype(np.float32) * shortcut
+    Xv, yv = clusters(300, 23, separation=1.5)
+    Xv += np.where(yv[:, None] == 1, 3.0, -3.0) * shortcut
+    recipe = dict(
+        train_images=np.tile(np.arange(len(X)).astype(str), 2), train_views=np.repeat([0, 1], len(X))
+    )
+    rows, labels = np.vstack([X, views]), np.concatenate([y, y])
+    plain, _ = fit_model(rows, labels, Xv, yv, "mc-dropout", FAST["mc-dropout"], **recipe)
+    kept, _ = fit_model(rows, labels, Xv, yv, "mc-dropout", FAST["mc-dropout"], **recipe, directions=1)
+    real = Xv[yv == 0]
+    shifted = real + 6.0 * shortcut
+    assert plain.score(shifted).prediction.p_ai.mean() - plain.score(real).prediction.p_ai.mean() > 0.25
+    np.testing.assert_allclose(
+        kept.score(shifted).prediction.p_ai, kept.score(real).prediction.p_ai, atol=0.02
+    )
+    p_ai = kept.score(Xv).prediction.p_ai  # the face's own evidence still counts
+    assert p_ai[yv == 1].mean() - p_ai[yv == 0].mean() > 0.4
 
 
 def test_a_pickle_payload_is_refused(saved_model: Path, tmp_path: Path) -> None:
