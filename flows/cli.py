@@ -241,7 +241,8 @@ def train(
             min=0,
             max=1024,
             help="Directions along which the augmented views move vectors (what a copy changes, not the "
-            "face), projected out of every vector before anything is fitted; 0 for none.",
+            "face), projected out of every vector before anything is fitted; 0 for none. 64 keeps more "
+            "verdicts on halved copies, at a less steady coverage (docs/features.md).",
         ),
     ] = DEFAULT_DIRECTIONS,
     max_real_called_ai_per_source: Annotated[

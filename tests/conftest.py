@@ -345,6 +345,8 @@ def trained(tiny_vit: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
                 str(tiny_vit),
                 "--samples",
                 "50",
+                "--view-directions",  # off by default: asked for, so every test scores through it
+                "4",
             )
             assert result.returncode == 0, result.stderr
             (base / "train.out").write_text(result.stdout, encoding="utf-8")
