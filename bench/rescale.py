@@ -4,7 +4,8 @@ training views move vectors makes the verdict hold.
 The built-in recipe (`flows/folds.fit_within`: the default head, texture probe, OOD, nearest source and
 band, fitted on the training split with its augmented views) is trained once per number of view
 directions projected out (head/projection.py) and seed; k = 0 is the recipe without the projection,
-the baseline of the same run.
+the baseline of the same run. With `--mixture`, the heads of all the seeds are also judged as one (each
+draws an equal share of the Monte Carlo samples), calibrated and banded on validation as one head is.
 
 Each fit is judged on the test split, on the test split's 0.5x copies (made in memory as `train` makes
 them) and on the demo's two real portraits, as they are and re-saved as JPEG (quality 90) at six widths.
@@ -12,7 +13,7 @@ Nothing here is chosen on the test split: the rows, validation coverage among th
 person to choose by.
 `docs/features.md` ("Halved faces") holds the table this printed.
 
-    python bench/rescale.py [--data ../shared/data] [--store DIR] [--directions 0,64] [--seeds 0]
+    python bench/rescale.py [--data ../shared/data] [--store DIR] [--directions 0,64] [--seeds 0] [--mixture]
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import argparse
 import io
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -35,6 +37,10 @@ from faceaudit.embed.spec import EmbeddingSpec, make_spec
 from faceaudit.flows.folds import fit_within, texture_columns_of
 from faceaudit.flows.labelled import LabelledSet, load_labelled
 from faceaudit.flows.perturb import perturbed_vectors, resize
+from faceaudit.head.base import Head
+from faceaudit.head.calibration import fit_calibrator
+from faceaudit.head.fit import fit_band
+from faceaudit.head.model import FaceauditModel
 from faceaudit.head.thresholds import Bounds
 
 PORTRAITS = Path(__file__).resolve().parent.parent / "flows" / "sample_faces" / "images" / "real"
@@ -57,10 +63,8 @@ def portraits(spec: EmbeddingSpec) -> list[Image.Image]:
     return out
 
 
-def judge(
-    data: LabelledSet, spec: EmbeddingSpec, halved: np.ndarray, portrait_X: np.ndarray, k: int, seed: int
-) -> str:
-    """One table row: the recipe fitted with k directions removed, judged three ways."""
+def fit(data: LabelledSet, spec: EmbeddingSpec, k: int, seed: int) -> tuple[FaceauditModel, float]:
+    """The recipe fitted with k directions removed and its validation coverage."""
     params = {"hidden": (64, 64), "seed": seed}  # the built-in model's head, another seed if asked
     model, report = fit_within(
         data,
@@ -72,6 +76,38 @@ def judge(
         texture_columns=texture_columns_of(spec),
         directions=k,
     )
+    return model, report["uncertain_band_on_validation"]["coverage"]
+
+
+class SeedMixture(Head):
+    """The heads of several seeds as one: each draws an equal share of the Monte Carlo samples."""
+
+    kind = "mc-dropout"
+
+    def __init__(self, heads: list[Head]) -> None:
+        self.heads = heads
+        self.n_features_in_ = heads[0].n_features_in_
+
+    def sample_logits(self, X: np.ndarray, n_samples: int = 200, seed: int = 0) -> np.ndarray:
+        share = -(-n_samples // len(self.heads))
+        return np.concatenate([h.sample_logits(X, share, seed) for h in self.heads])[:n_samples]
+
+
+def mixture(models: list[FaceauditModel], data: LabelledSet) -> tuple[FaceauditModel, float]:
+    """The seeds' heads as one mixture, calibrated and banded on validation as one head is. The rest
+    (projection, probe, OOD, nearest source) does not depend on the head's seed: the first model's."""
+    val = data.originals_in("val")
+    head = SeedMixture([m.head for m in models])
+    logits = head.sample_logits(models[0].project(data.X[val]), models[0].n_samples)
+    model = replace(models[0], head=head, calibrator=fit_calibrator(logits, data.y[val])[0])
+    band = fit_band(model, data.X[val], data.y[val], data.groups[val], Bounds())
+    return model, band["coverage"]
+
+
+def judge(
+    model: FaceauditModel, val_coverage: float, data: LabelledSet, halved: np.ndarray, portrait_X: np.ndarray
+) -> str:
+    """One table row: the fitted model judged on the test split, its halved copies and the portraits."""
     test = data.originals_in("test")
     y, groups = data.y[test], data.groups[test]
     verdict = model.score(data.X[test]).verdict
@@ -83,9 +119,8 @@ def judge(
     worst = min(agree, key=agree.get)
     caught = np.mean(verdict[(groups == "ffhq-stylegan") & (y == 1)] == "ai_generated")
     shown = model.score(portrait_X).verdict
-    band = report["uncertain_band_on_validation"]
     return (
-        f"{band['coverage']:.1%} | {np.mean(verdict != 'uncertain'):.1%} | "
+        f"{val_coverage:.1%} | {np.mean(verdict != 'uncertain'):.1%} | "
         f"{np.mean(verdict[y == 0] == 'ai_generated'):.1%} / "
         f"{max(accused):.1%} | {caught:.0%} | {worst} {agree[worst]:.1%} | "
         f"{np.mean(half[y == 0] == 'ai_generated'):.1%} | "
@@ -101,6 +136,9 @@ def main() -> None:
     parser.add_argument("--store", type=Path, default=None, help="feature store (default: the user's)")
     parser.add_argument("--directions", default="0,64", help="comma-separated numbers of directions")
     parser.add_argument("--seeds", default="0", help="comma-separated head seeds")
+    parser.add_argument(
+        "--mixture", action="store_true", help="also judge the seeds' heads as one, per direction count"
+    )
     args = parser.parse_args()
     if not args.data.is_dir():
         sys.exit(f"no data folder at {args.data}; pass --data")
@@ -119,11 +157,20 @@ def main() -> None:
     )
     print(header)
     print("|---" * (header.count("|") - 1) + "|", flush=True)
+    seeds = [int(x) for x in args.seeds.split(",")]
     for k in (int(x) for x in args.directions.split(",")):
-        for seed in (int(x) for x in args.seeds.split(",")):
+        models = []
+        for seed in seeds:
             started = time.perf_counter()
-            row = judge(data, spec, halved, portrait_X, k, seed)
+            model, coverage = fit(data, spec, k, seed)
+            row = judge(model, coverage, data, halved, portrait_X)
             print(f"| {k} | {seed} | {row} | {time.perf_counter() - started:.0f} |", flush=True)
+            models.append(model)
+        if args.mixture and len(models) > 1:
+            started = time.perf_counter()
+            row = judge(*mixture(models, data), data, halved, portrait_X)
+            seconds = time.perf_counter() - started
+            print(f"| {k} | mixture of {args.seeds} | {row} | {seconds:.0f} |", flush=True)
 
 
 if __name__ == "__main__":
