@@ -242,7 +242,8 @@ def train(
             max=1024,
             help="Directions along which the augmented views move vectors (what a copy changes, not the "
             "face), projected out of every vector before anything is fitted; 0 for none. 64 keeps more "
-            "verdicts on halved copies, at a less steady coverage (docs/features.md).",
+            "verdicts on halved copies, but unseen generator families pass as real more often "
+            "(docs/features.md).",
         ),
     ] = DEFAULT_DIRECTIONS,
     max_real_called_ai_per_source: Annotated[

@@ -9,15 +9,16 @@ directions: Solomonoff et al., "Advances in channel compensation for SVM speaker
 leaves the head, the probe, the OOD detector and the nearest-source classifier nothing of them to learn.
 
 Measured on the built-in recipe at five head seeds (docs/features.md, "Halved faces"), 64 directions
-keep 89.7-92.2% of ffhq-stylegan's verdicts on halved copies (69-87% without) and accuse none of the
+keep 86.4-90.1% of ffhq-stylegan's verdicts on halved copies (69.1-86.8% without) and accuse none of the
 demo's real portraits at any of seven sizes (4 of 14 without). But the coverage of the band swings
-more with the seed (76-82% against 79-83%), and the seed the built-in model uses calls 3.0% of one real
-source's test photos AI. So it is off by default (`DEFAULT_DIRECTIONS`): `train --view-directions 64`
-asks for it.
+more with the seed, the seed the built-in model uses calls 2.3% of one real source's test photos AI,
+and a generator family left out of training passes as real far more often (the text-to-image tiles
+46% against 19%): what copies change carries part of what tells an unseen generator from a photo. So
+it is off by default (`DEFAULT_DIRECTIONS`); `train --view-directions 64` asks for it.
 
 Columns are compared in units of their spread over the training images (not the views), so that no
 block of the vector outweighs the others by its scale. The basis is stored as int8 with one scale per
-direction (a quarter of float32; the default 64 x 6912 is 0.4 MB) and used as stored from the start, so
+direction (a quarter of float32: 64 x 6912 is 0.4 MB) and used as stored from the start, so
 the fitted model and the loaded one project alike.
 """
 
