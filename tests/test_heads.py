@@ -271,8 +271,7 @@ def test_model_round_trip_gives_identical_scores(trained_and_saved: tuple) -> No
 
 def test_the_gradient_path_projects_as_scoring_does(trained_and_saved: tuple) -> None:
     """What a gradient map differentiates sees the projection too: a move along the column the copies
-    moved along leaves its P(AI) where it was, and it matches the head's mean network on the projected
-    vectors."""
+    moved along leaves its P(AI) where it was."""
     import torch
 
     model = FaceauditModel.load(trained_and_saved[1])
