@@ -122,9 +122,10 @@ def _left_out(
     # The probe's recipe too: a model whose probe read the whole vector is retrained that way.
     columns = texture_columns_of(spec) if model.probe is not None and model.probe.reads == "texture" else None
     params = model.head.get_params()
-    directions = model.projection.directions if model.projection is not None else 0
     for kind in kinds:
-        report = run_folds(data, kind, model.head.kind, params, bounds, model.n_samples, columns, directions)
+        report = run_folds(
+            data, kind, model.head.kind, params, bounds, model.n_samples, columns, model.view_directions
+        )
         if report is None:
             raise DataError(
                 f"no {kind} of {data_dir} can be left out with both classes in the rest "

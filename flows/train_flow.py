@@ -160,13 +160,12 @@ def train_flow(
     params = head_params or {}
     reads = texture_columns_of(spec)
     model, report = call(fit_head, data, head, params, bounds, samples, info, reads, view_directions)
-    directions = model.projection.directions if model.projection is not None else 0
     left_out = {}
     if folds:
         for kind, key in FOLD_KINDS.items():
             if kind == "source":
                 continue  # families and collections answer the user's question; `evaluate` has sources
-            fold_report = run_folds(data, kind, head, params, bounds, samples, reads, directions)
+            fold_report = run_folds(data, kind, head, params, bounds, samples, reads, model.view_directions)
             if fold_report is not None:
                 left_out[key] = fold_report
     if left_out:

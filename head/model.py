@@ -82,6 +82,11 @@ class FaceauditModel:
                 "embed with the model's backbone, preprocessing and pooling, or train a model for these"
             )
 
+    @property
+    def view_directions(self) -> int:
+        """How many view directions every vector loses before any part sees it (0: none)."""
+        return self.projection.directions if self.projection is not None else 0
+
     def project(self, X: np.ndarray) -> np.ndarray:
         """The vectors as every part of the model saw them in training."""
         return X if self.projection is None else self.projection.apply(X)

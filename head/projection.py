@@ -62,17 +62,15 @@ class ViewProjection:
         return cls(spread, np.round(basis / scale[:, None]), scale)
 
     def apply(self, X: np.ndarray) -> np.ndarray:
-        Z = np.asarray(X, np.float32) / self.spread
-        return ((Z - (Z @ self._basis.T) @ self._basis) * self.spread).astype(np.float32)
+        return _remove(np.asarray(X, np.float32), self.spread, self._basis).astype(np.float32)
 
     def torch_apply(self, pooled):
         """The same map on torch vectors, differentiable (gradient maps go through it)."""
         import torch
 
-        spread = torch.from_numpy(self.spread).to(pooled)
-        basis = torch.from_numpy(self._basis).to(pooled)
-        Z = pooled / spread
-        return (Z - (Z @ basis.T) @ basis) * spread
+        return _remove(
+            pooled, torch.from_numpy(self.spread).to(pooled), torch.from_numpy(self._basis).to(pooled)
+        )
 
     def state_tensors(self) -> dict[str, np.ndarray]:
         return {"spread": self.spread, "basis": self.basis_q, "basis_scale": self.basis_scale}
@@ -83,3 +81,9 @@ class ViewProjection:
 
     def describe(self) -> dict:
         return {"kind": "view-directions", "directions": self.directions, "fitted_on": "training views"}
+
+
+def _remove(X, spread, basis):
+    """X minus its part along `basis`, in units of `spread`: numpy arrays or torch tensors alike."""
+    Z = X / spread
+    return (Z - (Z @ basis.T) @ basis) * spread
