@@ -56,8 +56,7 @@ class ViewProjection:
             raise ValueError("view directions need augmented views of the training images; there are none")
         spread = X[originals].std(0) + 1e-6
         moves = (X[copies] - X[[row_of[images[i]] for i in copies]]) / spread
-        _, _, vt = np.linalg.svd(moves, full_matrices=False)
-        basis = vt[:k]
+        basis = _top_directions(moves, k)
         scale = np.abs(basis).max(1) / 127.0
         return cls(spread, np.round(basis / scale[:, None]), scale)
 
@@ -81,6 +80,21 @@ class ViewProjection:
 
     def describe(self) -> dict:
         return {"kind": "view-directions", "directions": self.directions, "fitted_on": "training views"}
+
+
+def _top_directions(moves: np.ndarray, k: int) -> np.ndarray:
+    """The k strongest right singular vectors of `moves`, (k, columns).
+
+    A full SVD of the default training views' moves (9,188 x 6,912) takes 134 s here; the randomized
+    one with 128 extra probe vectors and 8 power iterations takes 5 s and gives the same 64 directions
+    (smallest principal cosine 1.00000, projected test vectors equal to 1e-5 of their largest value,
+    far below what storing the basis as int8 changes)."""
+    from sklearn.utils.extmath import randomized_svd
+
+    extra = 128
+    if k + extra >= min(moves.shape):  # a small matrix: the exact SVD is as cheap
+        return np.linalg.svd(moves, full_matrices=False)[2][:k]
+    return randomized_svd(moves, k, n_oversamples=extra, n_iter=8, random_state=0)[2]
 
 
 def _remove(X, spread, basis):

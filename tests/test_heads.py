@@ -21,7 +21,7 @@ from faceaudit.head import (
 )
 from faceaudit.head.fit import fit_model
 from faceaudit.head.ood import MahalanobisOOD
-from faceaudit.head.projection import ViewProjection
+from faceaudit.head.projection import ViewProjection, _top_directions
 from faceaudit.head.thresholds import Bounds, allowed_errors, ood_cut, rates, verdict_rates
 
 DIM = 24
@@ -300,6 +300,20 @@ def test_the_moves_of_a_copy_are_projected_out_and_the_face_is_kept() -> None:
     assert (
         ViewProjection.fit(np.vstack([X, views]), ids, np.repeat([0, 1], 300), k=100).directions == DIM // 4
     )
+
+
+def test_the_fast_search_finds_the_directions_the_exact_svd_finds() -> None:
+    """On a matrix big enough for the randomized search (moves with a spread-out spectrum, as the
+    views' are), its directions span what the exact SVD's top directions span."""
+    rng = np.random.default_rng(24)
+    spectrum = np.geomspace(30.0, 1.0, 40)  # no gap between the kept directions and the next ones
+    moves = (rng.normal(size=(700, 40)) * spectrum) @ np.linalg.qr(rng.normal(size=(500, 40)))[0].T
+    moves += rng.normal(0, 0.5, moves.shape)
+    exact = np.linalg.svd(moves, full_matrices=False)[2][:16]
+    fast = _top_directions(moves.astype(np.float32), 16)
+    assert fast.shape == (16, 500)
+    cosines = np.linalg.svd(exact @ fast.T, compute_uv=False)
+    assert cosines.min() > 0.999
 
 
 def test_a_shortcut_the_views_move_along_cannot_make_a_verdict() -> None:
