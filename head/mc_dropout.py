@@ -8,9 +8,18 @@ judged as many validation faces (86.5% against 86.1% on the eleven sources, one 
 Since a mask on a layer's output equals zeroing rows of the next weight matrix, the first layer runs once
 and each sample's masks are folded into the small later matrices: 200 samples cost two batched matmuls,
 not 200 forward passes.
+
+`members` > 1 trains that many such networks, seeds `seed`, `seed + 1`, ..., and judges them as one:
+each member draws an equal, contiguous share of the Monte Carlo samples, so the spread of the samples
+holds the members' disagreement as well as dropout's. The head's seed moves every figure of the
+built-in recipe as much as most recipes do (docs/features.md, "Halved faces"); a mixture averages that
+draw out, at `members` times the training time and the first layer's size. With one member the
+weights are stored and sampled exactly as before.
 """
 
 from __future__ import annotations
+
+import numpy as np
 
 from faceaudit.head.base import Head
 from faceaudit.head.training import early_stopping_loop, single_thread
@@ -29,7 +38,10 @@ class MCDropoutHead(Head):
         max_epochs: int = 300,
         patience: int = 40,
         seed: int = 0,
+        members: int = 1,
     ) -> None:
+        if int(members) != members or members < 1:
+            raise ValueError(f"members must be a whole number of at least 1, not {members!r}")
         self.hidden = tuple(hidden)
         self.dropout = dropout
         self.lr = lr
@@ -38,6 +50,7 @@ class MCDropoutHead(Head):
         self.max_epochs = max_epochs
         self.patience = patience
         self.seed = seed
+        self.members = int(members)
 
     def _network(self, n_in: int):
         import torch.nn as nn
@@ -54,6 +67,9 @@ class MCDropoutHead(Head):
         )
 
     def _fit(self, Z, y, val) -> None:
+        if self.members > 1:
+            self._fit_members(Z, y, val)
+            return
         import torch
 
         with single_thread():
@@ -89,6 +105,31 @@ class MCDropoutHead(Head):
             for part, name in (("weight", f"w{index}"), ("bias", f"b{index}"))
         }
 
+    def _fit_members(self, Z, y, val) -> None:
+        """Train each member as a one-member head of the next seed; stack their weights (member first).
+        The loss curves kept (`history_`, the card's training plot) are the first member's."""
+        fitted = []
+        for offset in range(self.members):
+            member = MCDropoutHead(**{**self.get_params(), "seed": self.seed + offset, "members": 1})
+            member.history_ = {"train_loss": [], "val_loss": []}
+            member._fit(Z, y, val)
+            if offset == 0:
+                self.history_ = member.history_
+            fitted.append(member.weights_)
+        self.weights_ = {name: np.stack([w[name] for w in fitted]) for name in fitted[0]}
+
+    def _stacked_weights(self):
+        """The weights as torch tensors with a leading member axis (a single network gets one); weights
+        that are not `members` networks' (a model card edited) are refused."""
+        import torch
+
+        stacked = {k: v if self.members > 1 else v[None] for k, v in self.weights_.items()}
+        for name, value in stacked.items():
+            if len(value) != self.members or value.ndim != (2 if name.startswith("b") else 3):
+                shape = tuple(self.weights_[name].shape)
+                raise ValueError(f"weight {name} of shape {shape} is not {self.members} network(s)'")
+        return {k: torch.from_numpy(v) for k, v in stacked.items()}
+
     def _draw_networks(self, n_samples: int, seed: int):
         import torch
 
@@ -97,25 +138,37 @@ class MCDropoutHead(Head):
         h1, h2 = self.hidden
         m1 = (torch.rand(n_samples, h1, generator=generator) < keep).float() / keep
         m2 = (torch.rand(n_samples, h2, generator=generator) < keep).float() / keep
-        w = {k: torch.from_numpy(v) for k, v in self.weights_.items()}
-        # Fold each sample's masks into the next layer's weights: (S, in, out).
-        w2 = m1[:, :, None] * w["w2"].T[None]
-        w3 = m2[:, :, None] * w["w3"].T[None]
-        return w, w2, w3
+        w = self._stacked_weights()
+        # Sample s belongs to member s * members // n_samples: equal, contiguous shares.
+        member = torch.arange(n_samples) * self.members // n_samples
+        # Fold each sample's masks into its member's next-layer weights: (S, in, out).
+        w2 = m1[:, :, None] * w["w2"][member].transpose(1, 2)
+        w3 = m2[:, :, None] * w["w3"][member].transpose(1, 2)
+        return w, member, w2, w3
 
     def _sample_logits(self, Z, networks):
         import torch
 
-        w, w2, w3 = networks
-        h1 = torch.relu(Z @ w["w1"].T + w["b1"])  # once for all samples
-        h2 = torch.relu(torch.matmul(h1, w2) + w["b2"])  # (S, N, h2)
-        return torch.matmul(h2, w3) + w["b3"]  # (S, N, 2)
+        w, member, w2, w3 = networks
+        if self.members == 1:  # the first layer once for all samples
+            h1 = torch.relu(Z @ w["w1"][0].T + w["b1"][0])
+            h2 = torch.relu(torch.matmul(h1, w2) + w["b2"][0])  # (S, N, h2)
+            return torch.matmul(h2, w3) + w["b3"][0]  # (S, N, 2)
+        h1 = torch.relu(torch.einsum("nd,mhd->mnh", Z, w["w1"]) + w["b1"][:, None])  # once per member
+        h2 = torch.relu(torch.matmul(h1[member], w2) + w["b2"][member][:, None])
+        return torch.matmul(h2, w3) + w["b3"][member][:, None]
 
     def _mean_logits(self, Z):
-        """Dropout off, weights as trained: the usual deterministic approximation of the MC mean."""
+        """Dropout off, weights as trained: the usual deterministic approximation of the MC mean (the
+        members' logits averaged)."""
         import torch
 
-        w = {k: torch.from_numpy(v) for k, v in self.weights_.items()}
-        h1 = torch.relu(Z @ w["w1"].T + w["b1"])
-        h2 = torch.relu(h1 @ w["w2"].T + w["b2"])
-        return h2 @ w["w3"].T + w["b3"]
+        if self.members == 1:
+            w = {k: torch.from_numpy(v) for k, v in self.weights_.items()}
+            h1 = torch.relu(Z @ w["w1"].T + w["b1"])
+            h2 = torch.relu(h1 @ w["w2"].T + w["b2"])
+            return h2 @ w["w3"].T + w["b3"]
+        w = self._stacked_weights()
+        h1 = torch.relu(torch.einsum("nd,mhd->mnh", Z, w["w1"]) + w["b1"][:, None])
+        h2 = torch.relu(torch.einsum("mnh,mkh->mnk", h1, w["w2"]) + w["b2"][:, None])
+        return (torch.einsum("mnk,mck->mnc", h2, w["w3"]) + w["b3"][:, None]).mean(0)

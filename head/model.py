@@ -303,6 +303,7 @@ _HEAD_PARAMS = {
     "patience": lambda v: _whole(v, 1, 10**6),
     "val_samples": lambda v: _whole(v, 1, 10**5),
     "seed": lambda v: _whole(v, 0, 2**63),
+    "members": lambda v: _whole(v, 1, 1024),
 }
 
 

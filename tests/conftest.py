@@ -347,6 +347,8 @@ def trained(tiny_vit: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
                 "50",
                 "--view-directions",  # off by default: asked for, so every test scores through it
                 "4",
+                "--members",  # the same: every test scores through a mixture of two networks
+                "2",
             )
             assert result.returncode == 0, result.stderr
             (base / "train.out").write_text(result.stdout, encoding="utf-8")

@@ -87,6 +87,33 @@ def test_doubt_is_higher_between_the_clusters(fitted) -> None:
     assert between.entropy.mean() > far_side.entropy.mean()
 
 
+def test_a_mixture_is_its_members_sharing_the_samples() -> None:
+    """Two members are the heads of seeds 3 and 4 as trained alone: the first half of the Monte Carlo
+    samples are the first's networks, the second half the second's, the mean network averages their
+    logits, the loss curves kept are the first's, and the stacked weights survive a save and load."""
+    import torch
+
+    X, y = clusters(400, 30)
+    Xv, yv = clusters(150, 31)
+    mixture = MCDropoutHead(**FAST["mc-dropout"], seed=3, members=2).fit(X, y, Xv, yv)
+    alone = [MCDropoutHead(**FAST["mc-dropout"], seed=seed).fit(X, y, Xv, yv) for seed in (3, 4)]
+    Xt = clusters(40, 32, separation=0.5)[0]
+    mixed = mixture.sample_logits(Xt, n_samples=20, seed=5)
+    firsts, seconds = (head.sample_logits(Xt, n_samples=20, seed=5) for head in alone)
+    np.testing.assert_allclose(mixed[:10], firsts[:10], rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(mixed[10:], seconds[10:], rtol=1e-5, atol=1e-5)
+    assert np.abs(firsts[10:] - seconds[10:]).max() > 0.01  # the members are not one network twice
+    mean = mixture.mean_logits(torch.from_numpy(Xt)).detach().numpy()
+    members = [head.mean_logits(torch.from_numpy(Xt)).detach().numpy() for head in alone]
+    np.testing.assert_allclose(mean, (members[0] + members[1]) / 2, rtol=1e-5, atol=1e-5)
+    assert mixture.history_ == alone[0].history_
+    again = MCDropoutHead(**mixture.get_params())
+    again.load_state_tensors(mixture.state_tensors())
+    np.testing.assert_array_equal(again.sample_logits(Xt, 20, 5), mixed)
+    with pytest.raises(ValueError, match="members"):
+        MCDropoutHead(members=0)
+
+
 def test_a_probe_given_columns_reads_only_those() -> None:
     """The signal lives in the first three columns; a probe given the others learns nothing of it, and
     changing the columns it was not given changes nothing it says."""

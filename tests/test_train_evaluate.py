@@ -61,6 +61,7 @@ def test_train_writes_a_complete_model_folder(trained: dict) -> None:
     assert card["augmentation"]["views"] == 2 and card["augmentation"]["spec"]["style_chance"] > 0
     # The four view directions asked for are projected out, and the card says so.
     assert card["projection"] == {"kind": "view-directions", "directions": 4, "fitted_on": "training views"}
+    assert card["head"]["params"]["members"] == 2
     assert "nearest-source classifier: 4 (the directions" in (model / "README.md").read_text()
     assert {"leave_one_family_out.png", "leave_one_real_collection_out.png"} <= plots
     assert "generator families left out (2 folds)" in trained["stdout"]
