@@ -9,9 +9,9 @@ directions: Solomonoff et al., "Advances in channel compensation for SVM speaker
 leaves the head, the probe, the OOD detector and the nearest-source classifier nothing of them to learn.
 
 Measured on the built-in recipe at five head seeds (docs/features.md, "Halved faces"), 64 directions
-keep 86.4-90.1% of ffhq-stylegan's verdicts on halved copies (69.1-86.8% without) and accuse none of the
-demo's real portraits at any of seven sizes (4 of 14 without). But the coverage of the band swings
-more with the seed, the seed the built-in model uses calls 2.3% of one real source's test photos AI,
+keep 89.3-93.4% of ffhq-stylegan's verdicts on halved copies (69.1-86.8% without) and accuse none of the
+demo's real portraits at any of seven sizes (4 of 14 without). But the band's coverage falls under 80%
+at four seeds of five (with the exact SVD of the first version, the per-source floor broke at two),
 and a generator family left out of training passes as real far more often (the text-to-image tiles
 46% against 19%): what copies change carries part of what tells an unseen generator from a photo. So
 it is off by default (`DEFAULT_DIRECTIONS`); `train --view-directions 64` asks for it.
