@@ -127,7 +127,7 @@ class MCDropoutHead(Head):
         for name, value in stacked.items():
             if len(value) != self.members or value.ndim != (2 if name.startswith("b") else 3):
                 shape = tuple(self.weights_[name].shape)
-                raise ValueError(f"weight {name} of shape {shape} is not {self.members} network(s)'")
+                raise ValueError(f"weight {name} of shape {shape} does not hold {self.members} network(s)")
         return {k: torch.from_numpy(v) for k, v in stacked.items()}
 
     def _draw_networks(self, n_samples: int, seed: int):

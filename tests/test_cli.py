@@ -52,6 +52,19 @@ def test_every_refusal_has_one_style_and_every_choice_is_listed(tmp_path: Path) 
             "'most' is not one of",
         ),
         (("frobnicate",), "No such command 'frobnicate' (see 'faceaudit --help')"),
+        (
+            (
+                "train",
+                str(tmp_path),
+                "--model-out",
+                str(tmp_path / "m"),
+                "--head",
+                "pyro-vi",
+                "--members",
+                "2",
+            ),
+            "--members applies to the mc-dropout head, not pyro-vi",
+        ),
     ):
         result = faceaudit(*args)
         assert result.returncode == 2, (args, result.stderr)
