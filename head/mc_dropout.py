@@ -163,12 +163,11 @@ class MCDropoutHead(Head):
         members' logits averaged)."""
         import torch
 
-        if self.members == 1:
-            w = {k: torch.from_numpy(v) for k, v in self.weights_.items()}
-            h1 = torch.relu(Z @ w["w1"].T + w["b1"])
-            h2 = torch.relu(h1 @ w["w2"].T + w["b2"])
-            return h2 @ w["w3"].T + w["b3"]
         w = self._stacked_weights()
+        if self.members == 1:  # plain matmuls, as `_sample_logits`: a single network's figures unchanged
+            h1 = torch.relu(Z @ w["w1"][0].T + w["b1"][0])
+            h2 = torch.relu(h1 @ w["w2"][0].T + w["b2"][0])
+            return h2 @ w["w3"][0].T + w["b3"][0]
         h1 = torch.relu(torch.einsum("nd,mhd->mnh", Z, w["w1"]) + w["b1"][:, None])
         h2 = torch.relu(torch.einsum("mnh,mkh->mnk", h1, w["w2"]) + w["b2"][:, None])
         return (torch.einsum("mnk,mck->mnc", h2, w["w3"]) + w["b3"][:, None]).mean(0)
