@@ -34,6 +34,7 @@ from faceaudit.flows.perturb import ROBUSTNESS, perturbation_metrics
 from faceaudit.head.base import DEFAULT_HEAD, HeadKind
 from faceaudit.head.fit import fit_band
 from faceaudit.head.metrics import metrics_by_group
+from faceaudit.head.model import check_head_params
 from faceaudit.head.plots import write_folds_plot, write_plots
 from faceaudit.head.projection import DEFAULT_DIRECTIONS
 from faceaudit.head.thresholds import Bounds
@@ -132,6 +133,7 @@ def train_flow(
         folds: Also train once per family and per real collection left out, and report how each is judged.
         robustness: Also judge rescaled copies of the test split and report how often verdicts hold.
     """
+    check_head_params(head, head_params or {})
     spec = make_spec(backbone, preprocess, pooling, tuple(layers or ()))
     augmentation = Augmentation() if augment and views > 0 else None
     data = load_labelled(data_dir, spec, store_dir, batch_size, workers, augmentation, views)

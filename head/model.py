@@ -7,6 +7,7 @@ training-data hash, metrics), plus metrics.json and plots written by the train f
 
 from __future__ import annotations
 
+import inspect
 import json
 import math
 from dataclasses import dataclass, field
@@ -305,6 +306,21 @@ _HEAD_PARAMS = {
     "seed": lambda v: _whole(v, 0, 2**63),
     "members": lambda v: _whole(v, 1, 1024),
 }
+
+
+def check_head_params(kind: str, params: dict) -> None:
+    """Refuse, in one line and before any image is embedded, hyperparameters the chosen head does not
+    take or values it cannot use: otherwise a deployment's typo surfaces as a TypeError an hour into
+    `train`, after the embedding."""
+    if kind not in HEADS:
+        raise ValueError(f"unknown head {kind!r}; choose one of {', '.join(HEADS)}")
+    taken = [name for name in inspect.signature(HEADS[kind]).parameters if name != "self"]
+    for name, value in params.items():
+        if name not in taken:
+            raise ValueError(f"head parameter {name!r} does not apply to {kind}; it takes {', '.join(taken)}")
+        as_json = list(value) if isinstance(value, tuple) else value
+        if name in _HEAD_PARAMS and not _HEAD_PARAMS[name](as_json):
+            raise ValueError(f"head parameter {name!r} cannot be {value!r}"[:200])
 
 
 def _check_card(card: dict, path: Path) -> None:

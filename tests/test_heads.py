@@ -409,3 +409,19 @@ def test_the_built_in_model_knows_its_families_and_was_measured_on_those_it_neve
     assert len(metrics["leave_one_real_collection_out"]["folds"]) == 6
     size = sum(p.stat().st_size for p in DEFAULT_MODEL_DIR.rglob("*") if p.is_file())
     assert size < 5 * 1024 * 1024
+
+
+def test_head_parameters_are_checked_against_the_head_that_takes_them() -> None:
+    from faceaudit.head.model import check_head_params
+
+    check_head_params("mc-dropout", {"hidden": (64, 64), "members": 5, "seed": 3})
+    check_head_params("pyro-vi", {"hidden": [32, 16], "prior_scale": 0.5})
+    for kind, params, reason in [
+        ("pyro-vi", {"members": 2}, "'members' does not apply to pyro-vi"),
+        ("mc-dropout", {"prior_scale": 1.0}, "'prior_scale' does not apply to mc-dropout"),
+        ("mc-dropout", {"dropout": 1.5}, "'dropout' cannot be 1.5"),
+        ("mc-dropout", {"hidden": (64,)}, "'hidden' cannot be"),
+        ("ridge", {}, "unknown head 'ridge'"),
+    ]:
+        with pytest.raises(ValueError, match=reason):
+            check_head_params(kind, params)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from faceaudit.flows.embed_flow import embed_flow
 from tests.conftest import make_labelled_folder
 
@@ -37,3 +39,26 @@ def test_every_flow_parameter_is_described_in_the_schema() -> None:
         properties = flow.parameters.model_dump()["properties"]
         undescribed = [name for name, schema in properties.items() if not schema.get("description")]
         assert not undescribed, (flow.name, undescribed)
+
+
+def test_train_flow_refuses_a_parameter_its_head_does_not_take_before_embedding(
+    tiny_vit: Path, tmp_path: Path, prefect_api: str
+) -> None:
+    """A deployment's parameters bypass the command line's checks: the flow itself must refuse them,
+    in one line, before the hour of embedding (`members` is the MC-dropout head's alone)."""
+    from faceaudit.flows.train_flow import train_flow
+
+    folder = make_labelled_folder(tmp_path / "images", per_class=2)
+    state = train_flow(
+        str(folder),
+        str(tmp_path / "model"),
+        str(tmp_path / "store"),
+        head="pyro-vi",
+        backbone=str(tiny_vit),
+        head_params={"members": 2},
+        return_state=True,
+    )
+    assert state.is_failed()
+    with pytest.raises(ValueError, match="'members' does not apply to pyro-vi; it takes hidden, prior_scale"):
+        state.result()
+    assert not (tmp_path / "store").exists() and not (tmp_path / "model").exists()
