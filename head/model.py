@@ -309,18 +309,23 @@ _HEAD_PARAMS = {
 
 
 def check_head_params(kind: str, params: dict) -> None:
-    """Refuse, in one line and before any image is embedded, hyperparameters the chosen head does not
-    take or values it cannot use: otherwise a deployment's typo surfaces as a TypeError an hour into
-    `train`, after the embedding."""
+    """Refuse, in one line, hyperparameters the chosen head does not take or values it cannot use. A
+    model card is held to it when loaded, and `train` calls it before any image is embedded: otherwise
+    a deployment's typo surfaces as a TypeError an hour into `train`, after the embedding."""
     if kind not in HEADS:
         raise ValueError(f"unknown head {kind!r}; choose one of {', '.join(HEADS)}")
-    taken = [name for name in inspect.signature(HEADS[kind]).parameters if name != "self"]
+    taken = list(inspect.signature(HEADS[kind]).parameters)
     for name, value in params.items():
         if name not in taken:
             raise ValueError(f"head parameter {name!r} does not apply to {kind}; it takes {', '.join(taken)}")
         as_json = list(value) if isinstance(value, tuple) else value
-        if name in _HEAD_PARAMS and not _HEAD_PARAMS[name](as_json):
+        if not _HEAD_PARAMS[name](as_json):
             raise ValueError(f"head parameter {name!r} cannot be {value!r}"[:200])
+
+
+assert all(set(inspect.signature(head).parameters) <= set(_HEAD_PARAMS) for head in HEADS.values()), (
+    "every head hyperparameter needs its rule in _HEAD_PARAMS"
+)
 
 
 def _check_card(card: dict, path: Path) -> None:
@@ -339,11 +344,10 @@ def _check_card(card: dict, path: Path) -> None:
         raise refuse(f"unknown head kind {card['head'].get('kind')!r} (known: {', '.join(HEADS)})")
     if not isinstance(card["head"].get("params"), dict):
         raise refuse("'head.params' must be an object")
-    for name, value in card["head"]["params"].items():
-        if name not in _HEAD_PARAMS:
-            raise refuse(f"unknown head parameter {name!r}")
-        if not _HEAD_PARAMS[name](value):
-            raise refuse(f"head parameter '{name}' cannot be {value!r}"[:200])
+    try:
+        check_head_params(card["head"]["kind"], card["head"]["params"])
+    except ValueError as exc:
+        raise refuse(str(exc)) from None
     described = card["embedding"].get(
         "describe", {"preprocess": {"mode": ""}, "pooling": {"kind": "", "layers": []}}
     )
