@@ -146,15 +146,23 @@ class MCDropoutHead(Head):
         w3 = m2[:, :, None] * w["w3"][member].transpose(1, 2)
         return w, member, w2, w3
 
+    def _first_layer(self, Z, w):
+        """(members, N, h1): the first layer once per member, for all of its samples. One network takes
+        a plain matmul, so a single network's figures stay exactly what they were."""
+        import torch
+
+        if self.members == 1:
+            return torch.relu(Z @ w["w1"][0].T + w["b1"][0])[None]
+        return torch.relu(torch.einsum("nd,mhd->mnh", Z, w["w1"]) + w["b1"][:, None])
+
     def _sample_logits(self, Z, networks):
         import torch
 
         w, member, w2, w3 = networks
-        if self.members == 1:  # the first layer once for all samples
-            h1 = torch.relu(Z @ w["w1"][0].T + w["b1"][0])
-            h2 = torch.relu(torch.matmul(h1, w2) + w["b2"][0])  # (S, N, h2)
+        h1 = self._first_layer(Z, w)
+        if self.members == 1:  # broadcast over the samples, not copied per sample
+            h2 = torch.relu(torch.matmul(h1[0], w2) + w["b2"][0])  # (S, N, h2)
             return torch.matmul(h2, w3) + w["b3"][0]  # (S, N, 2)
-        h1 = torch.relu(torch.einsum("nd,mhd->mnh", Z, w["w1"]) + w["b1"][:, None])  # once per member
         h2 = torch.relu(torch.matmul(h1[member], w2) + w["b2"][member][:, None])
         return torch.matmul(h2, w3) + w["b3"][member][:, None]
 
@@ -164,10 +172,9 @@ class MCDropoutHead(Head):
         import torch
 
         w = self._stacked_weights()
-        if self.members == 1:  # plain matmuls, as `_sample_logits`: a single network's figures unchanged
-            h1 = torch.relu(Z @ w["w1"][0].T + w["b1"][0])
-            h2 = torch.relu(h1 @ w["w2"][0].T + w["b2"][0])
+        h1 = self._first_layer(Z, w)
+        if self.members == 1:  # plain matmuls, as `_first_layer`: a single network's figures unchanged
+            h2 = torch.relu(h1[0] @ w["w2"][0].T + w["b2"][0])
             return h2 @ w["w3"][0].T + w["b3"][0]
-        h1 = torch.relu(torch.einsum("nd,mhd->mnh", Z, w["w1"]) + w["b1"][:, None])
         h2 = torch.relu(torch.einsum("mnh,mkh->mnk", h1, w["w2"]) + w["b2"][:, None])
         return (torch.einsum("mnk,mck->mnc", h2, w["w3"]) + w["b3"][:, None]).mean(0)
