@@ -13,6 +13,7 @@ from pathlib import Path
 
 from faceaudit.data.atomic import write_text
 from faceaudit.flows.folds import worst_folds
+from faceaudit.head.metrics import wilson_interval
 
 
 def _pct(value) -> str:
@@ -178,11 +179,46 @@ def _limits(metrics: dict) -> list[str]:
         f"- On images like its training data (the test split) it judges {_pct(metrics['coverage'])} of faces "
         f"and leaves the rest `uncertain`; {_pct(real.get('ai_generated'))} of the real faces were called AI "
         f"and {_pct(ai.get('real'))} of the AI faces called real.",
+        *_how_sure(metrics),
         *_worst_rescale(metrics),
         "- A verdict is evidence for a reviewer, never the decision itself.",
         "",
     ]
     return lines
+
+
+def _counted(block: dict, verdict: str) -> tuple[int, int]:
+    """(how many, of how many) of one class's faces got `verdict`, from its share and count."""
+    return round(block[verdict] * block["n"]), block["n"]
+
+
+def _how_sure(metrics: dict) -> list[str]:
+    """How far the costliest figures could move on more images like the test split's (95% intervals):
+    the real source with the most photos accused, the one whose few photos leave the widest doubt, and
+    the AI faces called real."""
+    real_sources = [
+        (_counted(block, "ai_generated"), group)
+        for group, figures in sorted(metrics.get("groups", {}).items())
+        if (block := (figures.get("verdicts") or {}).get("real") or {}).get("n")
+    ]
+    ai = (metrics.get("verdicts") or {}).get("ai") or {}
+    if not real_sources or not ai.get("n"):
+        return []
+
+    def said(counted: tuple[int, int], group: str) -> str:
+        low, high = wilson_interval(*counted)
+        return f"{counted[0]} of {counted[1]} from {group} ({_pct(low)} to {_pct(high)})"
+
+    worst = max(real_sources, key=lambda item: (item[0][0] / item[0][1], wilson_interval(*item[0])[1]))
+    widest = max(real_sources, key=lambda item: wilson_interval(*item[0])[1])
+    accused = said(*worst) + ("" if widest == worst else f", and {said(*widest)}")
+    low, high = wilson_interval(*_counted(ai, "real"))
+    return [
+        "- Each figure rests on few images: read a per-source share as a direction, not a guarantee. "
+        "In brackets, where the share could lie on more images like these (95% interval). Real photos "
+        f"called AI: {accused}. AI faces called real: {_counted(ai, 'real')[0]} of {ai['n']} "
+        f"({_pct(low)} to {_pct(high)})."
+    ]
 
 
 def _worst_rescale(metrics: dict) -> list[str]:

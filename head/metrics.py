@@ -58,3 +58,16 @@ def metrics_by_group(y: np.ndarray, prediction: Prediction, verdict: np.ndarray,
         mask = np.array([str(g) == name for g in groups])
         out["groups"][name] = classification_metrics(y[mask], prediction.take(mask), verdict[mask])
     return out
+
+
+def wilson_interval(hits: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """Where a share of `hits` in `n` could lie on more images like these (95% by default). Wilson's
+    score interval, because the shares that matter most here (real photos accused) sit near 0, where
+    the textbook +-1.96 standard errors runs below zero and claims certainty that 2 of 133 does not give."""
+    if n <= 0:
+        return (0.0, 1.0)
+    share = hits / n
+    spread = z * np.sqrt(share * (1 - share) / n + z * z / (4 * n * n))
+    centre = share + z * z / (2 * n)
+    scale = 1 + z * z / n
+    return (float(max(0.0, (centre - spread) / scale)), float(min(1.0, (centre + spread) / scale)))

@@ -75,6 +75,9 @@ def test_train_writes_a_complete_model_folder(trained: dict) -> None:
     as_they_are = metrics["groups"]["alpha"]["verdicts"]["real"]["ai_generated"]
     halved = metrics["perturbations"]["resize:0.5"]["groups"]["alpha"]["verdicts"]["real"]["ai_generated"]
     assert f"| alpha | {as_they_are:.1%} | {halved:.1%} |" in readme
+    # How far the costliest figures could move, counted from the same figures.
+    ai = metrics["verdicts"]["ai"]
+    assert f"AI faces called real: {round(ai['real'] * ai['n'])} of {ai['n']} (" in readme
 
 
 def test_the_ai_verdicts_second_opinion_reads_only_the_texture_columns(trained: dict) -> None:
