@@ -5,7 +5,8 @@ The built-in recipe (`flows/folds.fit_within`: the default head, texture probe, 
 band, fitted on the training split with its augmented views) is trained once per number of view
 directions projected out (head/projection.py) and seed; k = 0 is the recipe without the projection,
 the baseline of the same run. With `--mixture`, the heads of all the seeds are also judged as one (each
-draws an equal share of the Monte Carlo samples), calibrated and banded on validation as one head is.
+draws an equal share of the Monte Carlo samples, as `train --members` does), calibrated and banded on
+validation as one head is.
 
 Each fit is judged on the test split, on the test split's 0.5x copies (made in memory as `train` makes
 them) and on the demo's two real portraits, as they are and re-saved as JPEG (quality 90) at six widths.
@@ -37,9 +38,9 @@ from faceaudit.embed.spec import EmbeddingSpec, make_spec
 from faceaudit.flows.folds import fit_within, texture_columns_of
 from faceaudit.flows.labelled import LabelledSet, load_labelled
 from faceaudit.flows.perturb import perturbed_vectors, resize
-from faceaudit.head.base import Head
 from faceaudit.head.calibration import fit_calibrator
 from faceaudit.head.fit import fit_band
+from faceaudit.head.mc_dropout import MCDropoutHead
 from faceaudit.head.model import FaceauditModel
 from faceaudit.head.thresholds import Bounds
 
@@ -79,25 +80,21 @@ def fit(data: LabelledSet, spec: EmbeddingSpec, k: int, seed: int) -> tuple[Face
     return model, report["uncertain_band_on_validation"]["coverage"]
 
 
-class SeedMixture(Head):
-    """The heads of several seeds as one: each draws an equal share of the Monte Carlo samples."""
-
-    kind = "mc-dropout"
-
-    def __init__(self, heads: list[Head]) -> None:
-        self.heads = heads
-        self.n_features_in_ = heads[0].n_features_in_
-
-    def sample_logits(self, X: np.ndarray, n_samples: int = 200, seed: int = 0) -> np.ndarray:
-        share = -(-n_samples // len(self.heads))
-        return np.concatenate([h.sample_logits(X, share, seed) for h in self.heads])[:n_samples]
+def as_members(heads: list[MCDropoutHead]) -> MCDropoutHead:
+    """The seeds' fitted heads as one `MCDropoutHead(members=N)`, what `train --members N` would fit with
+    the same seeds, without fitting them again. Their standardisation is the same (one training split)."""
+    first = heads[0]
+    head = MCDropoutHead(**{**first.get_params(), "members": len(heads)})
+    head.mean_, head.scale_, head.n_features_in_ = first.mean_, first.scale_, first.n_features_in_
+    head.weights_ = {name: np.stack([h.weights_[name] for h in heads]) for name in first.weights_}
+    return head
 
 
 def mixture(models: list[FaceauditModel], data: LabelledSet) -> tuple[FaceauditModel, float]:
     """The seeds' heads as one mixture, calibrated and banded on validation as one head is. The rest
     (projection, probe, OOD, nearest source) does not depend on the head's seed: the first model's."""
     val = data.originals_in("val")
-    head = SeedMixture([m.head for m in models])
+    head = as_members([m.head for m in models])
     logits = head.sample_logits(models[0].project(data.X[val]), models[0].n_samples)
     model = replace(models[0], head=head, calibrator=fit_calibrator(logits, data.y[val])[0])
     band = fit_band(model, data.X[val], data.y[val], data.groups[val], Bounds())
