@@ -276,12 +276,16 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 @pytest.fixture
 def prefect_api(prefect_server: str):
     """This test's Prefect calls, in-process and in the subprocesses it starts, go to the shared server."""
+    from prefect.logging.handlers import APILogWorker
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
     os.environ["PREFECT_API_URL"] = prefect_server
     try:
         with temporary_settings(updates={PREFECT_API_URL: prefect_server}):
             yield prefect_server
+            # The flows' last log lines, sent while the server still runs: left queued, they were
+            # sent at the interpreter's exit, after the run had stopped the server, and failed aloud.
+            APILogWorker.drain_all(timeout=10)
     finally:
         os.environ.pop("PREFECT_API_URL", None)
 
