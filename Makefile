@@ -32,6 +32,7 @@ test: setup
 bench: setup
 	$(BIN)/python bench/embed.py
 	$(BIN)/python bench/preprocess.py
+	$(BIN)/python bench/faces.py
 	$(BIN)/python bench/heads.py
 	$(BIN)/python bench/ood.py
 	$(BIN)/python bench/features.py

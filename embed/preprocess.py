@@ -16,6 +16,7 @@ portrait is judged on its face and not its torso; a square image, or one with no
 from __future__ import annotations
 
 import math
+import threading
 from dataclasses import asdict, dataclass
 from typing import Literal, get_args
 
@@ -112,17 +113,26 @@ FACE_PLACEMENT = {
     "min_size": 0.1,
     "on": "the scaled image; the square is centred on the largest face along the long side",
 }
-_CASCADE: list = []
+
+
+_THREAD = threading.local()
+
+
+def cascade(name: str):
+    """One of the Haar cascades shipped in the opencv-python-headless wheel, loaded once per thread:
+    a classifier shared by two threads corrupts its own state (measured: an OpenCV range error)."""
+    import cv2
+
+    loaded = _THREAD.__dict__.setdefault("cascades", {})
+    if name not in loaded:
+        loaded[name] = cv2.CascadeClassifier(cv2.data.haarcascades + name)
+    return loaded[name]
 
 
 def largest_face(gray: Image.Image, settings: dict) -> tuple[int, int, int, int] | None:
     """(x, y, width, height) of the largest frontal face in a greyscale image, or None."""
-    import cv2
-
-    if not _CASCADE:
-        _CASCADE.append(cv2.CascadeClassifier(cv2.data.haarcascades + FACE_DETECTOR["cascade"]))
     side = max(20, int(min(gray.size) * settings["min_size"]))
-    found = _CASCADE[0].detectMultiScale(
+    found = cascade(settings["cascade"]).detectMultiScale(
         np.asarray(gray),
         scaleFactor=settings["scale_factor"],
         minNeighbors=settings["min_neighbors"],

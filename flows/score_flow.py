@@ -1,8 +1,8 @@
 """The `score` flow: a folder in, one verdict per file out, with maps for the images that matter.
 
 It runs as named tasks, so the Prefect UI shows each step, its time and its retries:
-scan-folder -> embed-new-images -> predict -> draw-maps -> write-outputs. Tasks pass paths, hashes and
-small dicts, never arrays; the model is loaded once per process (`Scorer.cached`).
+scan-folder -> embed-new-images -> predict -> find-faces -> draw-maps -> write-outputs. Tasks pass
+paths, hashes and small dicts, never arrays; the model is loaded once per process (`Scorer.cached`).
 
 Writes into OUT: verdicts.csv, verdicts.jsonl, run.json, maps/*.png and report.html, each complete or not
 at all. Only images the store lacks are embedded; maps already drawn for the same image and model are kept,
@@ -25,6 +25,7 @@ from faceaudit.data.nofollow import UnsafePath, read_json, refuse_link
 from faceaudit.data.records import ImageRecord
 from faceaudit.data.text import display_name
 from faceaudit.data.version import code_version
+from faceaudit.embed.faces import FACE_CHECK, FOUND, NONE
 from faceaudit.explain.baselines import DEFAULT_BASELINE, OcclusionBaseline
 from faceaudit.flows.defaults import (
     DEFAULT_BATCH_SIZE,
@@ -46,7 +47,7 @@ from faceaudit.flows.run_log import (
     publish_artifacts,
     run_logger,
 )
-from faceaudit.flows.scoring import COLUMNS, NO_MAPS, Maps, Scorer, images_to_map
+from faceaudit.flows.scoring import COLUMNS, NO_MAPS, Maps, Scorer, faces_of, images_to_map
 from faceaudit.head.thresholds import VERDICTS
 
 # What a run writes into OUT; none of them may be a symlink.
@@ -154,6 +155,13 @@ def predict(
 ) -> dict[str, dict]:
     """Verdict and figures per image hash, from the stored vectors, by the run's model (its id)."""
     return Scorer.of_run(model_dir, model).predict(hashes, store_dir, samples)
+
+
+@task(name="find-faces", cache_policy=NO_CACHE, retries=1, retry_delay_seconds=2)
+def find_faces(readable: list[ImageRecord]) -> dict[str, str]:
+    """Whether each readable image shows a face (the `face` column): read from the pictures, not the
+    model, so it changes no verdict."""
+    return faces_of(readable)
 
 
 @task(name="draw-maps", cache_policy=NO_CACHE, retries=1, retry_delay_seconds=2)
@@ -305,6 +313,8 @@ def _score(
                 record.error = "no readable vector could be stored for it"
         readable = [r for r in records if r.ok]
     timings["predict_s"] = seconds_since(started, timings["embed_s"])
+    faces = call(find_faces, readable)
+    timings["faces_s"] = seconds_since(started, timings["embed_s"] + timings["predict_s"])
 
     maps = NO_MAPS
     if explain != "none":
@@ -324,9 +334,9 @@ def _score(
             timeout_s=limit,
         )
     log_unreadable([(r.rel, maps.failed[r.sha256]) for r in readable if r.sha256 in maps.failed])
-    timings["explain_s"] = seconds_since(started, timings["embed_s"] + timings["predict_s"])
+    timings["explain_s"] = seconds_since(started, sum(timings.values()))
 
-    rows = scorer.rows(records, predicted, maps, scored_at)
+    rows = scorer.rows(records, predicted, maps, faces, scored_at)
     model = scorer.model
     run = {
         "input_dir": str(input_dir),
@@ -339,6 +349,11 @@ def _score(
         "embedding": embedding_record(model.info["embedding"]),
         "thresholds": model.thresholds.describe(),
         "calibration": model.calibrator.describe(),
+        "faces": {
+            "found": sum(1 for r in rows if r.get("face") == FOUND),
+            "none": sum(1 for r in rows if r.get("face") == NONE),
+            "check": FACE_CHECK,
+        },
         **parameters,
         "scored_at": scored_at,
         "faceaudit_version": code_version(),
@@ -370,6 +385,14 @@ def _warn_if_doubtful(rows: list[dict], records: list[ImageRecord], scorer: Scor
             ood,
             len(judged),
             100 * ood / len(judged),
+        )
+    faceless = sum(1 for r in judged if r["face"] == NONE)
+    if faceless:
+        logger.info(
+            "%d of %d pictures show no face the detector could find: their verdicts judged what they "
+            "show (column 'face')",
+            faceless,
+            len(judged),
         )
     trained = scorer.model.info.get("created_at")
     newest = max((r.path.stat().st_mtime for r in records if r.ok and r.path.exists()), default=None)

@@ -1,7 +1,7 @@
 """Judging images with one model: the steps `score` runs on a folder and `ui` on an upload.
 
 A `Scorer` is loaded once (weights, card, embedding spec, content id); every caller goes through the
-same steps: embed what the store lacks, predict in chunks, draw maps, assemble CSV rows.
+same steps: embed what the store lacks, predict in chunks, find faces, draw maps, assemble CSV rows.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from faceaudit.data.atomic import write_text
 from faceaudit.data.decode import UnreadableImage, decode_image
 from faceaudit.data.nofollow import UnsafePath, read_regular
 from faceaudit.data.records import ImageRecord, read_scanned
+from faceaudit.embed.faces import FACE_CHECK, face_column
 from faceaudit.embed.spec import EmbeddingSpec
 from faceaudit.embed.store import FeatureStore
 from faceaudit.flows.embed_flow import EmbedSummary, embed_records
@@ -38,6 +39,7 @@ COLUMNS = [
     "nearest_family",
     "nearest_source",
     "nearest_similarity",
+    "face",
     "occlusion_map",
     "faithfulness",
     "gradient_map",
@@ -93,6 +95,23 @@ def _kept_note(note: Path) -> str | None:
     except (UnsafePath, UnicodeDecodeError, ValueError):
         return None
     return text if not text or math.isfinite(float(text)) else None
+
+
+def faces_of(readable: list[ImageRecord]) -> dict[str, str]:
+    """{hash: 'found' or 'none'}: whether each readable image shows a face (the `face` column). An
+    image that no longer decodes (its file changed since the scan) gets no entry and an empty cell."""
+    side = FACE_CHECK["side"]
+    unique = list({r.sha256: r for r in readable}.values())
+    faces = {}
+    with progress_bar("finding faces", total=len(unique)) as advance:
+        for record in unique:
+            advance(1)
+            try:
+                image = decode_image(read_scanned(record), draft_size=(side, side))
+            except UnreadableImage:
+                continue
+            faces[record.sha256] = face_column(image)
+    return faces
 
 
 @dataclass
@@ -241,7 +260,12 @@ class Scorer:
         return Maps(done, failed)
 
     def rows(
-        self, records: list[ImageRecord], predicted: dict[str, dict], maps: Maps, scored_at: str
+        self,
+        records: list[ImageRecord],
+        predicted: dict[str, dict],
+        maps: Maps,
+        faces: dict[str, str],
+        scored_at: str,
     ) -> list[dict]:
         """One CSV row per file, in `records` order; unreadable files carry their reason, and so do
         files that changed after the scan (whatever their hash was judged, the file is no longer it)."""
@@ -256,7 +280,7 @@ class Scorer:
                 "scored_at": scored_at,
             }
             if record.ok:
-                row.update(predicted[record.sha256])
+                row.update(predicted[record.sha256], face=faces.get(record.sha256, ""))
                 drawn = maps.drawn.get(record.sha256, {})
                 for method, (map_column, faith_column) in MAP_COLUMNS.items():
                     rel, faith = drawn.get(method, ("", ""))

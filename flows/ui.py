@@ -35,7 +35,7 @@ from faceaudit.data.records import scan
 from faceaudit.data.text import display_name
 from faceaudit.explain.baselines import DEFAULT_BASELINE
 from faceaudit.flows.outputs import csv_lines
-from faceaudit.flows.scoring import COLUMNS, Scorer
+from faceaudit.flows.scoring import COLUMNS, Scorer, faces_of
 
 PAGE = Path(__file__).resolve().parent / "templates" / "ui.html.j2"
 # The page may load nothing from elsewhere: its own inline code, and images made in the browser.
@@ -119,7 +119,7 @@ class Judge:
             maps = self.scorer.draw_maps(
                 readable, predicted, "all", ("occlusion",), out, self.samples, DEFAULT_BASELINE
             )
-            row = self.scorer.rows(records, predicted, maps, scored_at)[0]
+            row = self.scorer.rows(records, predicted, maps, faces_of(readable), scored_at)[0]
             row["path"] = name
             png = (out / row["occlusion_map"]).read_bytes() if row["occlusion_map"] else None
             # The map column names a file only where one is kept; the page shows the map either way.

@@ -184,3 +184,6 @@ def test_pictures_that_are_not_face_photos_are_held_back_as_ood(tmp_path) -> Non
     # Every face, however unfamiliar its generator or studio, scores as more face-like than any of them.
     faces = [row["ood_score"] for row in rows if row["path"].startswith("faces/")]
     assert len(faces) == 6 and max(faces) < min(row["ood_score"] for row in drawn.values())
+    # The face column agrees: a face in each of the six, none in the drawings, the cartoon face included.
+    assert {row["face"] for row in rows if row["path"].startswith("faces/")} == {"found"}
+    assert {row["face"] for row in drawn.values()} == {"none"}

@@ -115,7 +115,8 @@ def test_a_failed_dump_does_not_stop_the_night(trained: dict, tmp_path: Path, pr
     assert flow_run_named("score 2026-11-21")["state_type"] == "FAILED"
     tasks = api("task_runs/filter", {"flow_runs": {"id": {"any_": [scored["id"]]}}})
     steps = {t["name"].rsplit("-", 1)[0] for t in tasks if t["state_type"] == "COMPLETED"}
-    assert steps == {"scan-folder", "embed-new-images", "predict", "write-outputs"}  # --explain none
+    expected = {"scan-folder", "embed-new-images", "predict", "find-faces", "write-outputs"}
+    assert steps == expected  # --explain none: no draw-maps
 
     # The next night: the two good dumps are current, and their runs say so in their state.
     again = nightly_flow(

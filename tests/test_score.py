@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from faceaudit.flows.demo import SAMPLE_FOLDER
 from faceaudit.flows.outputs import path_from_cell
 from tests.chromium import Page, chromium_path
 from tests.conftest import faceaudit
@@ -34,6 +35,7 @@ def dump(trained: dict, tmp_path_factory) -> Path:
         shutil.copyfile(sources[i * 9], folder / name)
     for source in sources[-6:]:
         shutil.copyfile(source, folder / source.name)
+    shutil.copyfile(SAMPLE_FOLDER / "real" / "obama.jpg", folder / "portrait.jpg")  # a face to find
     (folder / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really")
     (folder / "notes.txt").write_text("not an image")
     return folder
@@ -97,6 +99,10 @@ def test_every_file_is_one_row_and_counts_add_up(first_run, dump: Path) -> None:
         family = card["nearest"]["families"][card["nearest"]["groups"].index(r["nearest_source"])]
         assert r["nearest_family"] == family and 0.0 < float(r["nearest_similarity"]) <= 1.0
     assert all(r["model_id"] == run["model"]["id"] for r in rows)
+    # Whether each picture shows a face: the portrait does, the drawn squares do not; run.json counts.
+    assert by_path["portrait.jpg"]["face"] == "found" and by_path["broken.jpg"]["face"] == ""
+    assert {r["face"] for r in readable if r["path"] != "portrait.jpg"} == {"none"}
+    assert run["faces"]["found"] == 1 and run["faces"]["none"] == len(readable) - 1
     # every readable image was explained (--explain all) both ways, and its maps are on disk
     for column in ("occlusion_map", "gradient_map"):
         assert all(r[column] and (out / r[column]).is_file() for r in readable)
@@ -154,6 +160,7 @@ def test_report_has_one_row_per_csv_row_and_escapes_names(first_run) -> None:
     out, rows, _ = first_run
     html = (out / "report.html").read_text()
     assert html.count('<tr class="v-') == len(rows)
+    assert html.count('<td class="face-found">found</td>') == 1  # the portrait's, beside its verdict
     assert "<script>alert(1)" not in html and "&lt;script&gt;alert(1)" in html
 
 

@@ -137,6 +137,14 @@ def test_an_answer_carries_its_csv_row_with_formulas_neutralised(server: dict, t
     cells = answer["csv"].rstrip("\n").split(",")
     assert len(cells) == len(COLUMNS) and cells[0] == "'=cmd|' -C calc'!A0.png"
     assert answer["row"]["verdict"] in ("ai_generated", "real", "uncertain")
+    assert answer["row"]["face"] == "none"  # a drawn square, not a face
+
+
+def test_an_uploaded_portrait_is_found_to_show_a_face(server: dict, trained: dict) -> None:
+    from faceaudit.flows.demo import SAMPLE_FOLDER
+
+    status, answer = post(server["url"], (SAMPLE_FOLDER / "real" / "biden.jpg").read_bytes(), "biden.jpg")
+    assert status == 200 and answer["row"]["face"] == "found"
 
 
 def test_a_too_large_upload_gets_a_reason_and_the_server_goes_on(server: dict, trained: dict) -> None:
