@@ -4,7 +4,8 @@ For the first N images of each source and class of ../shared/data (every one of 
 share found by the column's check (embed/faces.py: a border, the frontal and profile cascades, the
 mirror image, turned copies) and, as the baseline of the same run, by the frontal cascade alone as the
 `face` preprocessing runs it (embed/preprocess.face_square). Each picture is decoded as `score`
-decodes it for the column; the times are per picture, decoding excluded.
+decodes it for the column; the times are per picture, decoding excluded. Then the time of each on
+pictures without a face (noise), where every pass of the column's check runs.
 
     python bench/faces.py [--data ../shared/data] [--per-source 60]
 """
@@ -17,6 +18,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -55,8 +57,19 @@ def main() -> None:
         found = " | ".join(f"{share:.0%}" for share in shares)
         print(f"| {folder.parent.name}/{folder.name} | {len(images)} | {found} |")
     baseline, column = (1000 * s / max(total, 1) for s in seconds.values())
+    rng = np.random.default_rng(0)
+    noise = [Image.fromarray(rng.integers(0, 256, (300, 400, 3), dtype=np.uint8)) for _ in range(30)]
+    empty = []
+    for check in checks.values():
+        started = time.perf_counter()
+        assert not any(check(image) for image in noise), "a face found in noise"
+        empty.append(1000 * (time.perf_counter() - started) / len(noise))
     ratio = column / baseline
     print(f"\nms per picture: frontal only {baseline:.1f}, face column {column:.1f} ({ratio:.2f}x)")
+    print(
+        f"ms per picture without a face: frontal only {empty[0]:.1f}, face column {empty[1]:.1f} "
+        f"({empty[1] / empty[0]:.2f}x)"
+    )
 
 
 if __name__ == "__main__":

@@ -7,9 +7,10 @@ vector and no verdict, and it is the same whatever the model's preprocessing.
 
 The frontal cascade alone, as the face-placed input runs it (embed/preprocess.py), misses many faces a
 person sees at once: a tight crop leaves the cascade's window no room around the face, and profiles or
-tilted heads are not frontal. So the copy searched gets a border, the profile cascade runs beside the
-frontal one, on the picture and its mirror image (the profile cascade knows one side only), and on
-copies turned 25 degrees either way. `python bench/faces.py` measures what that buys per source.
+tilted heads are not frontal. So the copy searched gets a border; the frontal cascade looks at it as it
+is and turned 25 degrees either way; the profile cascade, which knows heads turned one way only, looks
+at it and at its mirror image. The passes stop at the first face found, so a face costs one or two of
+them; a picture without one pays all five. `python bench/faces.py` measures what they buy per source.
 """
 
 from __future__ import annotations
@@ -20,11 +21,17 @@ from PIL import Image, ImageOps
 from faceaudit.embed.preprocess import largest_face
 
 FACE_CHECK = {
-    "cascades": ("haarcascade_frontalface_alt2.xml", "haarcascade_profileface.xml"),
+    "cascades": {"frontal": "haarcascade_frontalface_alt2.xml", "profile": "haarcascade_profileface.xml"},
+    # (cascade, copy), in the order they run: the likeliest to find a face first.
+    "passes": (
+        ("frontal", "as it is"),
+        ("profile", "as it is"),
+        ("profile", "mirrored"),
+        ("frontal", "turned -25"),
+        ("frontal", "turned 25"),
+    ),
     "side": 320,  # the copy searched, pixels on its long side
     "border": 0.15,  # added on every side, as a share of that long side, in the picture's mean grey
-    "mirrored": True,
-    "turned": (-25, 25),  # degrees
     "scale_factor": 1.1,
     "min_neighbors": 3,
     "min_size": 0.15,  # of the bordered copy's short side
@@ -32,24 +39,29 @@ FACE_CHECK = {
 FOUND, NONE = "found", "none"
 
 
-def searched_copies(image: Image.Image, check: dict = FACE_CHECK) -> list[Image.Image]:
-    """The greyscale copies the cascades look at, cheapest first: as it is, mirrored, then turned."""
+def bordered_gray(image: Image.Image, check: dict = FACE_CHECK) -> tuple[Image.Image, int]:
+    """The greyscale copy the cascades search (long side `side`, with the border) and its fill grey."""
     gray = image.convert("L")
     factor = check["side"] / max(gray.size)
     gray = gray.resize((max(1, round(gray.width * factor)), max(1, round(gray.height * factor))))
     fill = int(np.asarray(gray).mean())
-    gray = ImageOps.expand(gray, border=round(check["border"] * max(gray.size)), fill=fill)
-    copies = [gray, ImageOps.mirror(gray)] if check["mirrored"] else [gray]
-    return copies + [gray.rotate(angle, fillcolor=fill) for angle in check["turned"]]
+    return ImageOps.expand(gray, border=round(check["border"] * max(gray.size)), fill=fill), fill
+
+
+def _copy(gray: Image.Image, fill: int, how: str) -> Image.Image:
+    if how == "mirrored":
+        return ImageOps.mirror(gray)
+    if how.startswith("turned "):
+        return gray.rotate(float(how.removeprefix("turned ")), fillcolor=fill)
+    return gray
 
 
 def shows_face(image: Image.Image, check: dict = FACE_CHECK) -> bool:
-    """Whether any of the cascades finds a face in any searched copy of the picture."""
-    copies = searched_copies(image, check)
+    """Whether a pass of `check` finds a face in the picture; the passes stop at the first found."""
+    gray, fill = bordered_gray(image, check)
     return any(
-        largest_face(copy, {**check, "cascade": name}) is not None
-        for name in check["cascades"]
-        for copy in copies
+        largest_face(_copy(gray, fill, how), {**check, "cascade": check["cascades"][name]}) is not None
+        for name, how in check["passes"]
     )
 
 
