@@ -30,7 +30,8 @@ FACE_CHECK = {
         ("frontal", "turned -25"),
         ("frontal", "turned 25"),
     ),
-    "side": 320,  # the copy searched, pixels on its long side
+    "side": 320,  # the copy searched, pixels on its long side...
+    "most_enlarged": 2.0,  # ...but a smaller picture is enlarged at most this much (5x would cost 25x)
     "border": 0.15,  # added on every side, as a share of that long side, in the picture's mean grey
     "scale_factor": 1.1,
     "min_neighbors": 3,
@@ -42,7 +43,7 @@ FOUND, NONE = "found", "none"
 def bordered_gray(image: Image.Image, check: dict = FACE_CHECK) -> tuple[Image.Image, int]:
     """The greyscale copy the cascades search (long side `side`, with the border) and its fill grey."""
     gray = image.convert("L")
-    factor = check["side"] / max(gray.size)
+    factor = min(check["side"] / max(gray.size), check["most_enlarged"])
     gray = gray.resize((max(1, round(gray.width * factor)), max(1, round(gray.height * factor))))
     fill = int(np.asarray(gray).mean())
     return ImageOps.expand(gray, border=round(check["border"] * max(gray.size)), fill=fill), fill
