@@ -212,11 +212,12 @@ def _how_sure(metrics: dict) -> list[str]:
     worst = max(real_sources, key=lambda item: (item[0][0] / item[0][1], wilson_interval(*item[0])[1]))
     widest = max(real_sources, key=lambda item: wilson_interval(*item[0])[1])
     accused = said(*worst) + ("" if widest == worst else f", and {said(*widest)}")
-    low, high = wilson_interval(*_counted(ai, "real"))
+    missed = _counted(ai, "real")
+    low, high = wilson_interval(*missed)
     return [
         "- Each figure rests on few images: read a per-source share as a direction, not a guarantee. "
         "In brackets, where the share could lie on more images like these (95% interval). Real photos "
-        f"called AI: {accused}. AI faces called real: {_counted(ai, 'real')[0]} of {ai['n']} "
+        f"called AI: {accused}. AI faces called real: {missed[0]} of {missed[1]} "
         f"({_pct(low)} to {_pct(high)})."
     ]
 
