@@ -9,7 +9,6 @@ and CPU seconds spent by the whole machine meanwhile.
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 import tempfile
@@ -22,7 +21,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
-from images import copy_images, first_images  # noqa: E402
+from images import bench_parser, copy_images, first_images  # noqa: E402
 
 from faceaudit.embed.spec import make_spec  # noqa: E402
 from faceaudit.embed.store import FeatureStore  # noqa: E402
@@ -68,10 +67,7 @@ def worker_start_up(workers: int) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
+    parser = bench_parser(__doc__)
     parser.add_argument("--count", type=int, default=200)
     parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args()

@@ -14,7 +14,6 @@ each preprocessing and pooling choice, so that the defaults are chosen on eviden
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 import tempfile
@@ -25,7 +24,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from images import copy_images, first_images
+from images import bench_parser, copy_images, first_images
 
 from faceaudit.data.decode import decode_image
 from faceaudit.embed.backbone import Backbone
@@ -37,10 +36,7 @@ from faceaudit.embed.spec import EmbeddingSpec, make_spec
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--data", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "data")
+    parser = bench_parser(__doc__)
     parser.add_argument("--limit", type=int, default=0, help="use only the first N images (0: all)")
     parser.add_argument("--sample", type=int, default=256, help="images timed for forward and reference")
     parser.add_argument("--batch-size", type=int, default=16)
@@ -48,8 +44,6 @@ def main() -> None:
     parser.add_argument("--skip-probe", action="store_true")
     parser.add_argument("--skip-throughput", action="store_true")
     args = parser.parse_args()
-    if not args.data.is_dir():
-        sys.exit(f"no data folder at {args.data}; pass --data")
     records = first_images(args.data, args.limit)
     print(f"{len(records)} images from {args.data}")
     if not args.skip_throughput:

@@ -7,7 +7,6 @@ drawing the PNG: one figure refilled for each map (what faceaudit does) against 
 
 from __future__ import annotations
 
-import argparse
 import sys
 import tempfile
 import time
@@ -17,7 +16,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from images import first_images
+from images import bench_parser, first_images
 
 from faceaudit.data.decode import decode_image
 from faceaudit.flows.explaining import Explainer
@@ -67,10 +66,7 @@ def drawing(image, result, maps: int = 10) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--data", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "data")
+    parser = bench_parser(__doc__)
     parser.add_argument("--images", type=int, default=3)
     parser.add_argument("--reference-images", type=int, default=1)
     args = parser.parse_args()

@@ -12,7 +12,6 @@ pictures without a face (noise), where every pass of the column's check runs.
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from pathlib import Path
@@ -22,20 +21,17 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from images import bench_parser
+
 from faceaudit.data.decode import decode_image
 from faceaudit.embed.faces import FACE_CHECK, shows_face
 from faceaudit.embed.preprocess import face_square
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--data", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "data")
+    parser = bench_parser(__doc__)
     parser.add_argument("--per-source", type=int, default=60, help="images per source and class")
     args = parser.parse_args()
-    if not args.data.is_dir():
-        sys.exit(f"no data folder at {args.data}; pass --data")
     side = FACE_CHECK["side"]
     checks = {
         "frontal only (baseline)": lambda image: face_square(image) is not None,

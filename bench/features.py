@@ -22,7 +22,6 @@ to choose by. `docs/features.md` holds the table this printed.
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from dataclasses import dataclass
@@ -31,6 +30,8 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from images import bench_parser
 
 from faceaudit.data.families import Families
 from faceaudit.embed.augment import Augmentation
@@ -106,10 +107,7 @@ RECIPES = [
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--data", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "data")
+    parser = bench_parser(__doc__)
     parser.add_argument("--store", type=Path, default=None, help="feature store (default: the user's)")
     parser.add_argument("--views", type=int, default=2, help="augmented views per training image")
     parser.add_argument(
@@ -117,8 +115,6 @@ def main() -> None:
     )
     parser.add_argument("--only", default="", help="comma-separated recipe numbers to run (1-based)")
     args = parser.parse_args()
-    if not args.data.is_dir():
-        sys.exit(f"no data folder at {args.data}; pass --data")
     from faceaudit.flows.defaults import default_store_dir
 
     # The widest pooling the bench reads (its "+texture" adds nothing when layer 1 is pooled).

@@ -17,7 +17,6 @@ Needs the store filled by `faceaudit embed ../shared/data --store STORE` (defaul
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -25,6 +24,8 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from images import bench_parser  # noqa: E402
 
 from faceaudit.data.records import scan  # noqa: E402
 from faceaudit.data.split import split_of  # noqa: E402
@@ -64,10 +65,7 @@ def knn(X: np.ndarray, k: int = 10, dims: int = 256):
 def main() -> None:
     from sklearn.metrics import roc_auc_score
 
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--data", default=str(ROOT.parent / "shared" / "data"))
+    parser = bench_parser(__doc__)
     parser.add_argument("--store", default=str(default_store_dir()))
     args = parser.parse_args()
 

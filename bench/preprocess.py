@@ -7,14 +7,13 @@ ones run the face finder). Both are timed in the same run, on the same decoded p
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from images import first_images
+from images import bench_parser, first_images
 
 from faceaudit.data.decode import decode_image
 from faceaudit.embed.preprocess import Preprocess
@@ -28,10 +27,7 @@ def seconds_per_picture(preprocess: Preprocess, pictures: list) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--data", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "data")
+    parser = bench_parser(__doc__)
     parser.add_argument("--images", type=int, default=400)
     args = parser.parse_args()
     records = first_images(args.data, args.images)

@@ -19,7 +19,6 @@ person to choose by.
 
 from __future__ import annotations
 
-import argparse
 import io
 import sys
 import time
@@ -30,6 +29,8 @@ import numpy as np
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from images import bench_parser
 
 from faceaudit.data.decode import decode_image
 from faceaudit.embed.augment import DEFAULT_VIEWS, Augmentation
@@ -126,10 +127,7 @@ def judge(
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--data", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "data")
+    parser = bench_parser(__doc__)
     parser.add_argument("--store", type=Path, default=None, help="feature store (default: the user's)")
     parser.add_argument("--directions", default="0,64", help="comma-separated numbers of directions")
     parser.add_argument("--seeds", default="0", help="comma-separated head seeds")
@@ -137,8 +135,6 @@ def main() -> None:
         "--mixture", action="store_true", help="also judge the seeds' heads as one, per direction count"
     )
     args = parser.parse_args()
-    if not args.data.is_dir():
-        sys.exit(f"no data folder at {args.data}; pass --data")
     from faceaudit.flows.defaults import default_store_dir
 
     spec = make_spec()

@@ -8,7 +8,6 @@ lacks), then times a second `faceaudit score --explain none` of the same folder 
 
 from __future__ import annotations
 
-import argparse
 import json
 import subprocess
 import sys
@@ -19,14 +18,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from images import copy_images, first_images  # noqa: E402
+from images import bench_parser, copy_images, first_images  # noqa: E402
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
+    parser = bench_parser(__doc__)
     parser.add_argument("--count", type=int, default=1000)
     parser.add_argument("--store", type=Path, default=None)
     args = parser.parse_args()

@@ -11,7 +11,6 @@ Starts the real server on a free loopback port (the model loads and warms up bef
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import subprocess
 import sys
@@ -23,16 +22,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from images import first_images  # noqa: E402
+from images import bench_parser, first_images  # noqa: E402
 
 from tests.test_ui import free_port, post, resident_mib, wait_for_server  # noqa: E402
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
+    parser = bench_parser(__doc__)
     parser.add_argument("--count", type=int, default=5)
     parser.add_argument("--burst", type=int, default=50)
     args = parser.parse_args()

@@ -126,8 +126,9 @@ def recorded_run() -> dict:
 
 def current_run(out: Path, manifest: str, model: str, parameters: dict) -> dict | None:
     """run.json of a complete report for exactly these files, this model and these output `parameters`
-    (run.json's keys that decide what a report holds: explain, its method and baseline, samples), if
-    OUT holds one."""
+    (run.json's keys that decide what a report holds: explain, its method and baseline, samples), in
+    this version's columns, if OUT holds one. A report an older faceaudit wrote with other columns
+    (before the `face` column, say) is not current: `nightly` scores its dump again."""
     try:
         run = read_json(out / "run.json")  # a regular file only: a FIFO there must not hang the run
     except (UnsafePath, OSError, ValueError, RecursionError):
@@ -139,6 +140,7 @@ def current_run(out: Path, manifest: str, model: str, parameters: dict) -> dict 
         run.get("input_sha256") == manifest
         and run.get("model", {}).get("id") == model
         and all(run.get(key) == value for key, value in parameters.items())
+        and run.get("columns") == COLUMNS
     )
     return run if complete and same else None
 
@@ -355,6 +357,7 @@ def _score(
             "check": FACE_CHECK,
         },
         **parameters,
+        "columns": COLUMNS,
         "scored_at": scored_at,
         "faceaudit_version": code_version(),
         "timings": {**timings, "total_s": seconds_since(started)},

@@ -60,6 +60,15 @@ def test_each_dump_is_scored_once_and_again_only_when_it_changes(dumps, trained,
     run = json.loads((reports / "2026-11-21" / "run.json").read_text())
     assert run["files"] == 4 and run["newly_embedded"] == 0  # the shared store already had that image
 
+    # A report an older version wrote, before the `face` column: same files, model and parameters, but
+    # other columns. It is scored again, so the night's reports all carry this version's columns.
+    older = reports / "2026-11-20" / "run.json"
+    run = json.loads(older.read_text())
+    assert "face" in run["columns"]
+    older.write_text(json.dumps({**run, "columns": [c for c in run["columns"] if c != "face"]}))
+    assert "1 dumps scored, 1 already up to date" in nightly(dumps, reports, trained, store)
+    assert "face" in json.loads(older.read_text())["columns"]
+
 
 def test_a_failed_dump_is_named_and_the_exit_code_says_so(dumps, trained, tmp_path: Path) -> None:
     reports = tmp_path / "reports"
