@@ -221,6 +221,23 @@ def in_background(
 
 PREFECT_SERVER = "prefect-server"  # its folder under the run's base folder
 
+# The server's background services no test relies on: late-run marking, cancellation clean-up, the
+# foreman's worker health checks, pause expiry, lease repossession, automations and their clean-up.
+# Each wakes every few seconds for the whole run, on the two cores the tests share. The scheduler, the
+# event persister and the task-run recorder (task runs read back through the API) stay on.
+IDLE_SERVICES = {
+    f"PREFECT_SERVER_SERVICES_{name}_ENABLED": "false"
+    for name in (
+        "LATE_RUNS",
+        "CANCELLATION_CLEANUP",
+        "FOREMAN",
+        "PAUSE_EXPIRATIONS",
+        "REPOSSESSOR",
+        "TRIGGERS",
+        "CLEANUP_RECONCILER",
+    )
+}
+
 
 def start_prefect_server(
     home: Path, prefect: tuple[str, ...] = (sys.executable, "-m", "prefect"), env: dict | None = None
@@ -231,7 +248,7 @@ def start_prefect_server(
     url = f"http://127.0.0.1:{port}/api"
     server = in_background(
         [*prefect, "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-        {**(os.environ if env is None else env), "PREFECT_HOME": str(home)},
+        {**(os.environ if env is None else env), **IDLE_SERVICES, "PREFECT_HOME": str(home)},
     )
 
     def healthy() -> bool:
@@ -424,14 +441,17 @@ LONGEST_FIRST = (
     "test_resilience",
     "test_orchestration",
     "test_default_backbone",
+    "test_fresh_environment",
     "test_ui",
-    "test_score",
-    "test_scale",
-    "test_hostile",
-    "test_trust",
-    "test_heads",
     "test_train_evaluate",
     "test_kill",
+    "test_heads",
+    "test_hostile_round_three",
+    "test_scale",
+    "test_trust",
+    "test_hostile",
+    "test_packaging",
+    "test_score",
 )
 
 

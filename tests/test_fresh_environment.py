@@ -1,7 +1,11 @@
 """The install works as a packager would do it: a fresh virtual environment built from pyproject.toml's
-ranges alone (no lock), and the lock's own environment, each running a real `prefect server start`, one
-recorded `faceaudit score`, and Prefect's own `prefect flow-run ls` listing that run; `pip check` clean
-in both. Needs the package index (CI has it); skips, saying so, where it cannot be reached."""
+ranges alone (no lock) runs a real `prefect server start`, one recorded `faceaudit score`, and Prefect's
+own `prefect flow-run ls` listing that run, with `pip check` clean. Needs the package index (CI has it);
+skips, saying so, where it cannot be reached.
+
+The lock's own environment is the one every other test runs in: test_weights runs `pip check` in it,
+and the session's Prefect server (tests/conftest.py) and test_orchestration's recorded runs are the
+same checks made there."""
 
 from __future__ import annotations
 
@@ -20,8 +24,10 @@ UV = Path(sys.executable).parent / "uv"
 
 
 def uv_options() -> list[str]:
-    """The machine's wheel folder (the CPU build of torch) and package index, as `make setup` uses them."""
-    options = ["--compile-bytecode"]
+    """The machine's wheel folder (the CPU build of torch) and package index, as `make setup` uses them.
+    Without `make setup`'s `--compile-bytecode`: compiling every module of the stack took 87 s of CPU
+    here, and the few commands run in this environment compile the modules they import as they go."""
+    options = []
     if os.environ.get("PIP_FIND_LINKS"):
         options += ["--find-links", os.environ["PIP_FIND_LINKS"]]
     if os.environ.get("PIP_INDEX_URL"):
@@ -71,7 +77,9 @@ def check_environment(bin_dir: Path, trained: dict, tmp_path: Path) -> None:
         [UV, "pip", "check", "--python", bin_dir / "python"], capture_output=True, text=True
     )
     assert check.returncode == 0, check.stdout + check.stderr
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"} | {"COLUMNS": "250"}
+    # PYTHONDONTWRITEBYTECODE off: the first command writes the bytecode the later ones read.
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONDONTWRITEBYTECODE")}
+    env |= {"COLUMNS": "250"}
     server, url = start_prefect_server(tmp_path / "prefect", prefect=(str(bin_dir / "prefect"),), env=env)
     env |= {"PREFECT_HOME": str(tmp_path / "prefect"), "PREFECT_API_URL": url}
     try:
@@ -103,7 +111,3 @@ def test_a_fresh_environment_from_the_ranges_runs_server_score_and_cli(
     code = "import flows.helpers, faceaudit.flows.cli; print(flows.helpers.WHO)"
     beside = subprocess.run([ranges_env / "python", "-c", code], capture_output=True, text=True, cwd=tmp_path)
     assert beside.stdout.strip() == "the other project", beside.stderr
-
-
-def test_the_lock_environment_passes_the_same_check(trained: dict, tmp_path: Path) -> None:
-    check_environment(Path(sys.executable).parent, trained, tmp_path)

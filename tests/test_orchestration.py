@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
 import sys
 import urllib.request
 from pathlib import Path
@@ -113,6 +114,16 @@ def test_a_failed_dump_does_not_stop_the_night(trained: dict, tmp_path: Path, pr
         "the unreadable file's reason in the dump's run logs",
     )
     assert flow_run_named("score 2026-11-21")["state_type"] == "FAILED"
+    # Prefect's own command line, from the lock's environment, lists them: with fastapi 0.151 and
+    # later this server refused the CLI's requests (README, "Install").
+    listed = subprocess.run(
+        [sys.executable, "-m", "prefect", "flow-run", "ls", "--flow-name", "score", "--limit", "200",
+         "-o", "json"],
+        capture_output=True, text=True, env={**os.environ, "PREFECT_API_URL": prefect_api},
+    )  # fmt: skip
+    assert listed.returncode == 0, listed.stdout + listed.stderr
+    states = {run["name"]: run["state"]["type"] for run in json.loads(listed.stdout)}
+    assert (states["score 2026-11-20"], states["score 2026-11-21"]) == ("COMPLETED", "FAILED")
     tasks = api("task_runs/filter", {"flow_runs": {"id": {"any_": [scored["id"]]}}})
     steps = {t["name"].rsplit("-", 1)[0] for t in tasks if t["state_type"] == "COMPLETED"}
     expected = {"scan-folder", "embed-new-images", "predict", "find-faces", "write-outputs"}
