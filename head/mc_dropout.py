@@ -75,9 +75,7 @@ class MCDropoutHead(Head):
         with single_thread():
             torch.manual_seed(self.seed)
             net = self._network(Z.shape[1])
-            optimiser = torch.optim.Adam(
-                net.parameters(), lr=self.lr, weight_decay=self.weight_decay, foreach=True
-            )
+            optimiser = torch.optim.Adam(net.parameters(), lr=self.lr, weight_decay=self.weight_decay)
             loss_fn = torch.nn.CrossEntropyLoss()
 
             def train_step(xb, yb) -> float:
