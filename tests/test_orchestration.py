@@ -113,8 +113,9 @@ def test_a_failed_dump_does_not_stop_the_night(trained: dict, tmp_path: Path, pr
         60,
         "the unreadable file's reason in the dump's run logs",
     )
-    assert flow_run_named("score 2026-11-21")["state_type"] == "FAILED"
-    # Prefect's own command line, from the lock's environment, lists them: with fastapi 0.151 and
+    failed_run = flow_run_named("score 2026-11-21")
+    assert failed_run["state_type"] == "FAILED"
+    # Prefect's own command line, from the lock's environment, lists both: with fastapi 0.151 and
     # later this server refused the CLI's requests (README, "Install").
     listed = subprocess.run(
         [sys.executable, "-m", "prefect", "flow-run", "ls", "--flow-name", "score", "--limit", "200",
@@ -122,8 +123,8 @@ def test_a_failed_dump_does_not_stop_the_night(trained: dict, tmp_path: Path, pr
         capture_output=True, text=True, env={**os.environ, "PREFECT_API_URL": prefect_api},
     )  # fmt: skip
     assert listed.returncode == 0, listed.stdout + listed.stderr
-    states = {run["name"]: run["state"]["type"] for run in json.loads(listed.stdout)}
-    assert (states["score 2026-11-20"], states["score 2026-11-21"]) == ("COMPLETED", "FAILED")
+    states = {run["id"]: run["state"]["type"] for run in json.loads(listed.stdout)}
+    assert (states[scored["id"]], states[failed_run["id"]]) == ("COMPLETED", "FAILED")
     tasks = api("task_runs/filter", {"flow_runs": {"id": {"any_": [scored["id"]]}}})
     steps = {t["name"].rsplit("-", 1)[0] for t in tasks if t["state_type"] == "COMPLETED"}
     expected = {"scan-folder", "embed-new-images", "predict", "find-faces", "write-outputs"}
