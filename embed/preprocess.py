@@ -130,7 +130,8 @@ def cascade(name: str):
 
 
 def largest_face(gray: Image.Image, settings: dict) -> tuple[int, int, int, int] | None:
-    """(x, y, width, height) of the largest frontal face in a greyscale image, or None."""
+    """(x, y, width, height) of the largest face that `settings["cascade"]` finds in a greyscale image
+    (frontal for the `face` input, frontal or profile for the `face` column), or None."""
     side = max(20, int(min(gray.size) * settings["min_size"]))
     found = cascade(settings["cascade"]).detectMultiScale(
         np.asarray(gray),

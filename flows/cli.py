@@ -538,7 +538,7 @@ def score(
         occlusion_baseline=occlusion_baseline,
     )
     counts = ", ".join(f"{count} {verdict}" for verdict, count in run["counts"].items())
-    if faceless := (run.get("faces") or {}).get("none"):  # a report kept from before the column has none
+    if faceless := run["faces"]["none"]:  # a kept report too: one without the column is not kept
         counts += f"; {faceless} with no face found (column 'face')"
     typer.echo(
         f"{run['files']} files: {counts}; {run['newly_embedded']} newly embedded, "
