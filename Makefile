@@ -37,6 +37,7 @@ bench: setup
 	$(BIN)/python bench/ood.py
 	$(BIN)/python bench/features.py
 	$(BIN)/python bench/rescale.py
+	$(BIN)/python bench/band_pool.py
 	$(BIN)/python bench/explain.py
 	$(BIN)/python bench/score.py
 	$(BIN)/python bench/cluster.py
