@@ -37,13 +37,10 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from images import bench_parser
-from rescale import portraits
+from rescale import judged_inputs
 
-from faceaudit.embed.augment import DEFAULT_VIEWS, Augmentation
-from faceaudit.embed.runner import embed_images, shared_embedder
-from faceaudit.embed.spec import make_spec
 from faceaudit.flows.folds import fit_within, texture_columns_of
-from faceaudit.flows.labelled import LabelledSet, load_labelled
+from faceaudit.flows.labelled import LabelledSet
 from faceaudit.flows.perturb import perturbed_vectors, resize
 from faceaudit.head.mc_dropout import MCDropoutHead
 from faceaudit.head.model import FaceauditModel
@@ -140,21 +137,13 @@ def main() -> None:
         help="comma-separated bounds on one real source's photos called AI, for the pooled band",
     )
     args = parser.parse_args()
-    from faceaudit.flows.defaults import default_store_dir
-
-    spec = make_spec()
+    spec, data, halved_test, shown = judged_inputs(args.data, args.store)
     columns = texture_columns_of(spec)
-    data = load_labelled(
-        str(args.data), spec, str(args.store or default_store_dir()), 16, 1, Augmentation(), DEFAULT_VIEWS
-    )
-    test = np.flatnonzero(data.originals_in("test"))
     originals = np.flatnonzero((data.splits == "train") & (data.view == 0))
     small = np.array([i for i in originals if min(Image.open(data.records[i].path).size) < SMALL], dtype=int)
     halved_train = perturbed_vectors(
         [data.records[i] for i in small], spec, resize(0.5), 16, "halved training"
     )
-    halved_test = perturbed_vectors([data.records[i] for i in test], spec, resize(0.5), 16, "halved test")
-    shown = embed_images(portraits(spec), spec, shared_embedder(spec), 8)
     print(f"{len(small)} training images under {SMALL} px halved for the directions")
     header = (
         "| recipe | seed | band fitted on | coverage there | test coverage | real called AI, pooled / worst "

@@ -65,6 +65,19 @@ def portraits(spec: EmbeddingSpec) -> list[Image.Image]:
     return out
 
 
+def judged_inputs(data_dir: Path, store: Path | None):
+    """What a halving bench judges with: the spec, the labelled data with its training views (the
+    user's store unless `store`), the test split's 0.5x copies and the portraits' vectors."""
+    from faceaudit.flows.defaults import default_store_dir
+
+    spec = make_spec()
+    store_dir = str(store or default_store_dir())
+    data = load_labelled(str(data_dir), spec, store_dir, 16, 1, Augmentation(), DEFAULT_VIEWS)
+    test = np.flatnonzero(data.originals_in("test"))
+    halved = perturbed_vectors([data.records[i] for i in test], spec, resize(0.5), 16, "halved")
+    return spec, data, halved, embed_images(portraits(spec), spec, shared_embedder(spec), 8)
+
+
 def fit(data: LabelledSet, spec: EmbeddingSpec, k: int, seed: int) -> tuple[FaceauditModel, float]:
     """The recipe fitted with k directions removed and its validation coverage."""
     params = {"hidden": (64, 64), "seed": seed}  # the built-in model's head, another seed if asked
@@ -135,14 +148,7 @@ def main() -> None:
         "--mixture", action="store_true", help="also judge the seeds' heads as one, per direction count"
     )
     args = parser.parse_args()
-    from faceaudit.flows.defaults import default_store_dir
-
-    spec = make_spec()
-    store = str(args.store or default_store_dir())
-    data = load_labelled(str(args.data), spec, store, 16, 1, Augmentation(), DEFAULT_VIEWS)
-    test = np.flatnonzero(data.originals_in("test"))
-    halved = perturbed_vectors([data.records[i] for i in test], spec, resize(0.5), 16, "halved")
-    portrait_X = embed_images(portraits(spec), spec, shared_embedder(spec), 8)
+    spec, data, halved, portrait_X = judged_inputs(args.data, args.store)
     header = (
         "| directions | seed | validation coverage | test coverage | real called AI, pooled / worst source "
         "| ffhq-stylegan AI caught | 0.5x agreement, worst source | real called AI, halved copies "
