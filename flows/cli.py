@@ -114,6 +114,12 @@ ExplainOption = Annotated[
         help="Maps for 'flagged' images (ai_generated and uncertain), 'all' or 'none'.",
     ),
 ]
+ExplainMethodOption = Annotated[
+    ExplainMethod,
+    typer.Option(
+        help="'occlusion' (about 1.8 s an image), 'gradient' (0.5 s, noisier) or 'both'.",
+    ),
+]
 PrefectOption = Annotated[
     bool | None,
     typer.Option(
@@ -481,12 +487,7 @@ def score(
     model: ModelOption = None,
     store: StoreOption = None,
     explain: ExplainOption = DEFAULT_EXPLAIN,
-    explain_method: Annotated[
-        ExplainMethod,
-        typer.Option(
-            help="'occlusion' (about 1.8 s an image), 'gradient' (0.5 s, noisier) or 'both'.",
-        ),
-    ] = DEFAULT_EXPLAIN_METHOD,
+    explain_method: ExplainMethodOption = DEFAULT_EXPLAIN_METHOD,
     occlusion_baseline: Annotated[
         OcclusionBaseline,
         typer.Option(
@@ -913,6 +914,7 @@ def weights() -> None:
 @app.command()
 def demo(
     out: Annotated[Path, typer.Option(help="Where the store and the report go.")] = Path("demo-out"),
+    explain_method: ExplainMethodOption = DEFAULT_EXPLAIN_METHOD,
     progress: ProgressOption = None,
 ) -> None:
     """Score six shipped faces (two photographs, four AI portraits) and a broken file with the built-in
@@ -926,7 +928,13 @@ def demo(
     typer.echo(f"sample images: {SAMPLE_FOLDER} (attribution: {SAMPLE_FOLDER.parent / 'README.md'})")
     report = out / "report"
     try:
-        run = score_flow.fn(str(SAMPLE_FOLDER), str(report), str(out / "store"), explain="flagged")
+        run = score_flow.fn(
+            str(SAMPLE_FOLDER),
+            str(report),
+            str(out / "store"),
+            explain="flagged",
+            explain_method=explain_method,
+        )
     except OutputBusy as exc:
         raise fail(str(exc), EXIT_BUSY) from None
     with open(report / "verdicts.jsonl", encoding="utf-8") as handle:

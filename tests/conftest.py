@@ -433,14 +433,14 @@ def kill_after_progress(
 
 # The modules that take longest in a CI-like run, in the order they start. Under pytest-xdist each
 # module runs in one test process (`--dist loadfile`): a long one started last would leave the other
-# process idle at the end, and short ones last even the two out. The first needs the Prefect server and
-# the second does not, so one process starts the server while the other works. A scheduling hint only;
-# the other modules follow in file order.
+# process idle at the end, and short ones last even the two out. The first trains the session's model
+# (`trained`), which most modules wait for; the second needs neither it nor the Prefect server, so the
+# other process works meanwhile. A scheduling hint only; the other modules follow in file order.
 LONGEST_FIRST = (
-    "test_dask",
     "test_resilience",
-    "test_orchestration",
     "test_default_backbone",
+    "test_orchestration",
+    "test_dask",
     "test_fresh_environment",
     "test_ui",
     "test_train_evaluate",

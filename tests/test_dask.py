@@ -1,5 +1,5 @@
-"""Embedding on a real 2-process local Dask cluster through Prefect's DaskTaskRunner, with the Dask
-workers reporting to the session's Prefect server (without one, each would start a temporary server)."""
+"""Embedding on a real 2-process local Dask cluster through Prefect's DaskTaskRunner, as a user without
+a Prefect server runs it: the run starts one temporary server, and its Dask workers report to it."""
 
 from __future__ import annotations
 
@@ -17,37 +17,7 @@ from faceaudit.data import scan
 from faceaudit.embed.spec import make_spec
 from faceaudit.embed.store import FeatureStore
 from tests import warm
-from tests.conftest import faceaudit, in_background, make_labelled_folder, stop_group, wait_for
-
-
-def test_two_dask_workers_give_the_vectors_of_a_sequential_run(
-    tiny_vit: Path, tmp_path: Path, prefect_api: str
-) -> None:
-    folder = make_labelled_folder(tmp_path / "images", per_class=12)
-    (folder / "broken.jpg").write_bytes(b"nope")
-    common = ["--backbone", str(tiny_vit), "--batch-size", "4", "--json"]
-    sequential = faceaudit("embed", str(folder), "--store", str(tmp_path / "sequential"), *common)
-    assert sequential.returncode == 0, sequential.stderr
-    parallel = faceaudit(
-        "embed", str(folder), "--store", str(tmp_path / "dask"), "--dask-workers", "2", *common
-    )
-    assert parallel.returncode == 0, parallel.stderr
-    summary = json.loads(parallel.stdout[parallel.stdout.index("{") :])
-    assert summary["new"] == 24 and dict(summary["unreadable"]) == {"broken.jpg": "not an image: text"}
-
-    hashes = [r.sha256 for r in scan(folder) if r.ok]
-    fingerprint = make_spec(str(tiny_vit)).fingerprint
-    dask_store = FeatureStore(tmp_path / "dask", fingerprint)
-    difference = np.abs(
-        dask_store.get(hashes) - FeatureStore(tmp_path / "sequential", fingerprint).get(hashes)
-    )
-    assert difference.max() <= 1e-5
-    # Two partitions, two writers: two shards, and every image stored exactly once.
-    rows = []
-    for path in dask_store.files():
-        with h5py.File(path, "r") as handle:
-            rows += list(handle["sha256"][()])
-    assert len(dask_store.files()) == 2 and len(rows) == len(set(rows)) == len(hashes)
+from tests.conftest import faceaudit, in_background, stop_group, wait_for
 
 
 def test_both_dask_options_are_refused(tmp_path: Path) -> None:
@@ -65,13 +35,22 @@ def prefect_servers() -> set[int]:
     return found
 
 
-def test_score_can_embed_on_dask_first_and_leaves_nothing_running(trained: dict, tmp_path: Path) -> None:
-    """Without a configured server: one temporary server for the run and its workers, gone at the end,
-    and nothing left in TMPDIR (issue 20: two orphaned servers, dask-scratch-space/ and pymp-*)."""
+def test_score_embeds_on_two_dask_workers_as_a_sequential_run_would_and_leaves_nothing_running(
+    trained: dict, tiny_vit: Path, tmp_path: Path
+) -> None:
+    """Without a configured server: the cluster embeds every readable image once, the vectors a
+    sequential `embed` gives, and the run's one temporary server (its workers report to it) is gone at
+    the end, with nothing left in TMPDIR (issue 20: two orphaned servers, dask-scratch-space/ and
+    pymp-*)."""
     dump = tmp_path / "dump"
     dump.mkdir()
-    for image in sorted((trained["data"] / "alpha").rglob("*.png"))[:6]:
+    for image in sorted((trained["data"] / "alpha").rglob("*.png"))[:12]:
         (dump / image.name).write_bytes(image.read_bytes())
+    (dump / "broken.jpg").write_bytes(b"nope")
+    sequential = faceaudit(
+        "embed", str(dump), "--store", str(tmp_path / "sequential"), "--backbone", str(tiny_vit)
+    )
+    assert sequential.returncode == 0, sequential.stderr
     # A short TMPDIR: multiprocessing puts a socket under it, and pytest's own folders (pytest-100/
     # popen-gw1/<test name>/...) would take the path past the 107 bytes a socket path may have.
     scratch = Path(tempfile.mkdtemp(prefix="fa-dask-"))
@@ -79,13 +58,29 @@ def test_score_can_embed_on_dask_first_and_leaves_nothing_running(trained: dict,
     servers = prefect_servers()
     result = warm.run(
         [*warm.CLI, "score", str(dump), "--out", str(tmp_path / "out"), "--model", str(trained["model"]),
-         "--store", str(tmp_path / "store"), "--dask-workers", "2", "--explain", "none"],
+         "--store", str(tmp_path / "dask"), "--dask-workers", "2", "--batch-size", "4", "--explain", "none"],
         capture_output=True, text=True, env=env,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     run = json.loads((tmp_path / "out" / "run.json").read_text())
-    assert run["files"] == 6 and run["newly_embedded"] == 0  # the cluster had embedded them all
+    assert run["files"] == 13 and run["counts"]["unreadable"] == 1
+    assert run["newly_embedded"] == 0  # the cluster had embedded them all
     assert "Error logging to API" not in result.stderr
+
+    hashes = [r.sha256 for r in scan(dump) if r.ok]
+    fingerprint = make_spec(str(tiny_vit)).fingerprint
+    dask_store = FeatureStore(tmp_path / "dask", fingerprint)
+    difference = np.abs(
+        dask_store.get(hashes) - FeatureStore(tmp_path / "sequential", fingerprint).get(hashes)
+    )
+    assert difference.max() <= 1e-5
+    # Two partitions, two writers: two shards, and every image stored exactly once.
+    rows = []
+    for path in dask_store.files():
+        with h5py.File(path, "r") as handle:
+            rows += list(handle["sha256"][()])
+    assert len(dask_store.files()) == 2 and len(rows) == len(set(rows)) == len(hashes) == 12
+
     wait_for(lambda: prefect_servers() <= servers, 10, "the temporary Prefect server to stop")
     wait_for(lambda: not list(scratch.iterdir()), 10, "the run's private TMPDIR to be removed")
     scratch.rmdir()

@@ -85,11 +85,14 @@ def test_default_pipeline_embeds_real_images(real_images: list, tmp_path) -> Non
 
 
 def test_demo_judges_the_shipped_faces_and_shows_each_verdict(tmp_path) -> None:
-    """`faceaudit demo`: the six shipped faces and the broken file, a line each, then the report."""
+    """`faceaudit demo`: the six shipped faces and the broken file, a line each, then the report, with
+    a map of each face the real backbone flagged (gradient maps: occlusion's would cost 30 s more here)."""
     from faceaudit.flows.demo import SAMPLE_FOLDER
     from tests.conftest import faceaudit
 
-    result = faceaudit("demo", "--out", str(tmp_path / "demo"), "--no-progress")
+    result = faceaudit(
+        "demo", "--out", str(tmp_path / "demo"), "--explain-method", "gradient", "--no-progress"
+    )
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     files = sorted(str(p.relative_to(SAMPLE_FOLDER)) for p in SAMPLE_FOLDER.rglob("*") if p.is_file())
@@ -109,6 +112,8 @@ def test_demo_judges_the_shipped_faces_and_shows_each_verdict(tmp_path) -> None:
     for name in files:
         if name != "broken.jpg":
             assert rows[name]["nearest_family"] and rows[name]["nearest_family"] in table[name]
+            if rows[name]["verdict"] != "real":  # flagged: mapped
+                assert (tmp_path / "demo" / "report" / rows[name]["gradient_map"]).stat().st_size > 0
     report = lines[-1].removeprefix("report: ")
     assert lines[-1].startswith("report: ") and (tmp_path / "demo" / "report" / "report.html").samefile(
         report

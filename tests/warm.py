@@ -135,6 +135,7 @@ def _fork_per_request(listener: socket.socket, start_up: dict) -> list[str] | No
                     os.setsid()  # as Popen(start_new_session=True): a group of its own, to stop it by
                 os.environ.clear()
                 os.environ.update({**start_up, **request["env"]})
+                tempfile.tempdir = None  # $TMPDIR is the run's own (PER_RUN_VARIABLES)
                 return request["argv"]
             for fd in fds:
                 os.close(fd)
@@ -184,8 +185,10 @@ def _exit_status(code: object) -> int:
 # --- the tests' side ----------------------------------------------------------------------------
 
 
-# Read by nothing at import time: may differ from the warm process's (pytest names each test in it).
-PER_RUN_VARIABLES = ("PYTEST_CURRENT_TEST",)
+# May differ from the warm process's: nothing reads them at import time. pytest names each test in
+# the first; the second is read when a temporary file is first made, and the warm imports make none
+# (tempfile and multiprocessing hold no folder after them; each child forgets one all the same).
+PER_RUN_VARIABLES = ("PYTEST_CURRENT_TEST", "TMPDIR")
 
 
 def _lasting(env: dict) -> dict:
