@@ -38,6 +38,7 @@ bench: setup
 	$(BIN)/python bench/features.py
 	$(BIN)/python bench/rescale.py
 	$(BIN)/python bench/band_pool.py
+	$(BIN)/python bench/size_offset.py
 	$(BIN)/python bench/explain.py
 	$(BIN)/python bench/score.py
 	$(BIN)/python bench/cluster.py

@@ -1,0 +1,145 @@
+"""Whether a size offset mends the halved verdicts: the built-in model's logits corrected by a slope per
+octave of enlargement, fitted on halved training images, judged on halved test copies two ways.
+
+A face whose short side is under the backbone's input size (224 px) is enlarged on the way in, and
+halving a 256 px face moves the head's logit (docs/features.md, "Halved faces"). If that move depended
+on the enlargement alone, subtracting `slope * octaves` (octaves = log2(224 / short side), 0 for a
+face at or above 224 px) from the head's logit, and another slope from the texture probe's, would
+undo it. The slopes are fitted by least squares on up to `--train-images` training images under 448
+px and their halves, either lossless (bicubic, kept in memory, as `train`'s robustness copies are) or
+saved as JPEG at quality 90 (as an upload pipeline that shrinks would save them); `mean` is the two
+averaged. Each is judged with the built-in thresholds on the test split, its lossless halves and its
+JPEG halves. No training or test image is under 224 px except real photos (utkface, facemask-real,
+a few of pixabay-portraits), so the offset leaves the test split's own verdicts nearly as they are.
+
+    python bench/size_offset.py [--data ../shared/data] [--store DIR] [--model DIR] [--train-images 1200]
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from images import bench_parser
+from rescale import judged_inputs
+
+from faceaudit.flows.models import resolve_model
+from faceaudit.flows.perturb import jpeg, perturbed_vectors, resize
+from faceaudit.head.model import FaceauditModel
+from faceaudit.head.thresholds import decide
+from faceaudit.head.uncertainty import summarize
+
+INPUT = 224  # the default backbone's input size
+SMALL = 448  # halving a larger image leaves it at or above the input size
+
+
+def octaves(short_side: np.ndarray) -> np.ndarray:
+    """Octaves of enlargement on the way into the backbone: 0 at or above its input size."""
+    return np.maximum(0.0, np.log2(INPUT / np.asarray(short_side, dtype=float)))
+
+
+def logits(model: FaceauditModel, X: np.ndarray) -> dict:
+    """What the verdict is decided from: the head's sampled logit margins, the texture probe's logit,
+    the OOD score and the looks-real likeness."""
+    X = model.project(X)
+    sampled = model.head.sample_logits(X, model.n_samples, 0)
+    p = np.clip(model.probe.p_ai(X), 1e-9, 1 - 1e-9)
+    return {
+        "margin": sampled[..., 1] - sampled[..., 0],
+        "probe": np.log(p / (1 - p)),
+        "ood": model.ood.score(X),
+        "looks": model.nearest.looks_real(model.ood.whiten(X)),
+    }
+
+
+def verdicts(
+    model: FaceauditModel, parts: dict, shift: np.ndarray, slopes: tuple[float, float]
+) -> np.ndarray:
+    """The model's verdicts with `slopes[0] * shift` taken off the head's logit, `slopes[1] * shift`
+    off the probe's."""
+    t, calibrator = model.thresholds, model.calibrator
+    margin = parts["margin"] - slopes[0] * shift[None, :]
+    p_ai = summarize(1 / (1 + np.exp(-(calibrator.slope * margin + calibrator.intercept)))).p_ai
+    probe = 1 / (1 + np.exp(-(parts["probe"] - slopes[1] * shift)))
+    return decide(p_ai, parts["ood"], t, probe >= t.probe_agrees, parts["looks"] >= t.looks_real)
+
+
+def slope(original: dict, halved: dict, shift: np.ndarray) -> tuple[float, float]:
+    """Least-squares slopes through the origin of the head's and the probe's logit moves on `shift`."""
+    head = halved["margin"].mean(0) - original["margin"].mean(0)
+    probe = halved["probe"] - original["probe"]
+    return float(shift @ head / (shift @ shift)), float(shift @ probe / (shift @ shift))
+
+
+def main() -> None:
+    parser = bench_parser(__doc__)
+    parser.add_argument("--store", type=Path, default=None, help="feature store (default: the user's)")
+    parser.add_argument("--model", default=None, help="model folder (default: the built-in model)")
+    parser.add_argument("--train-images", type=int, default=1200, help="small training images halved")
+    args = parser.parse_args()
+    model = FaceauditModel.load(resolve_model(args.model))
+    spec, data, lossless_test, _ = judged_inputs(args.data, args.store)
+    short = np.array([min(Image.open(r.path).size) for r in data.records])
+    test = np.flatnonzero(data.originals_in("test"))
+    small = np.flatnonzero(data.originals_in("train") & (short < SMALL))
+    small = np.random.default_rng(0).permutation(small)[: args.train_images]
+
+    def jpeg_half(image: Image.Image) -> Image.Image:
+        return jpeg(90)(resize(0.5)(image))
+
+    halves = {
+        "lossless": perturbed_vectors([data.records[i] for i in small], spec, resize(0.5), 16, "halves"),
+        "jpeg": perturbed_vectors([data.records[i] for i in small], spec, jpeg_half, 16, "JPEG halves"),
+    }
+    jpeg_test = perturbed_vectors([data.records[i] for i in test], spec, jpeg_half, 16, "JPEG test halves")
+    train_parts = logits(model, data.X[small])
+    shift = octaves(short[small] / 2) - octaves(short[small])
+    slopes = {kind: slope(train_parts, logits(model, X), shift) for kind, X in halves.items()}
+    slopes["mean"] = tuple(float(np.mean(pair)) for pair in zip(*slopes.values(), strict=True))
+    slopes = {"none": (0.0, 0.0), **slopes}
+    print(f"{len(small)} training images under {SMALL} px halved; slopes per octave (head, probe):")
+    for kind, pair in slopes.items():
+        print(f"  {kind}: {pair[0]:+.3f}, {pair[1]:+.3f}")
+
+    y, groups = data.y[test], data.groups[test]
+    real = y == 0
+    judged = {
+        "test": (logits(model, data.X[test]), octaves(short[test])),
+        "lossless": (logits(model, lossless_test), octaves(short[test] / 2)),
+        "jpeg": (logits(model, jpeg_test), octaves(short[test] / 2)),
+    }
+    header = (
+        "| slopes fitted on | test coverage | real called AI, pooled / worst | AI called real "
+        "| lossless halves: ffhq-stylegan agreement / worst source | real called AI | AI called real "
+        "| JPEG halves: ffhq-stylegan agreement / worst source | real called AI | AI called real |"
+    )
+    print(header)
+    print("|---" * (header.count("|") - 1) + "|")
+    for kind, pair in slopes.items():
+        v = {name: verdicts(model, parts, shift_of, pair) for name, (parts, shift_of) in judged.items()}
+        accused = max(
+            np.mean(v["test"][(groups == g) & real] == "ai_generated") for g in np.unique(groups[real])
+        )
+        cells = [
+            f"{np.mean(v['test'] != 'uncertain'):.1%}",
+            f"{np.mean(v['test'][real] == 'ai_generated'):.1%} / {accused:.1%}",
+            f"{np.mean(v['test'][~real] == 'real'):.1%}",
+        ]
+        for copies in ("lossless", "jpeg"):
+            agree = {g: np.mean((v["test"] == v[copies])[groups == g]) for g in np.unique(groups)}
+            worst = min(agree, key=agree.get)
+            cells += [
+                f"{agree['ffhq-stylegan']:.1%} / {worst} {agree[worst]:.1%}",
+                f"{np.mean(v[copies][real] == 'ai_generated'):.1%}",
+                f"{np.mean(v[copies][~real] == 'real'):.1%}",
+            ]
+        print(f"| {kind} | " + " | ".join(cells) + " |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
