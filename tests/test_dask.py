@@ -64,6 +64,9 @@ def test_score_embeds_on_two_dask_workers_as_a_sequential_run_would_and_leaves_n
     assert result.returncode == 0, result.stderr
     run = json.loads((tmp_path / "out" / "run.json").read_text())
     assert run["files"] == 13 and run["counts"]["unreadable"] == 1
+    with open(tmp_path / "out" / "verdicts.jsonl", encoding="utf-8") as handle:
+        reasons = {row["path"]: row["error"] for row in map(json.loads, handle) if row["error"]}
+    assert reasons == {"broken.jpg": "not an image: text"}
     assert run["newly_embedded"] == 0  # the cluster had embedded them all
     assert "Error logging to API" not in result.stderr
 
