@@ -83,6 +83,8 @@ def main() -> None:
     parser.add_argument("--train-images", type=int, default=1200, help="small training images halved")
     args = parser.parse_args()
     model = FaceauditModel.load(resolve_model(args.model))
+    if model.probe is None or model.nearest is None:
+        parser.error("the model has no texture probe or nearest-source part; train it with this code")
     spec, data, lossless_test, _ = judged_inputs(args.data, args.store)
     short = np.array([min(Image.open(r.path).size) for r in data.records])
     test = np.flatnonzero(data.originals_in("test"))
