@@ -160,10 +160,10 @@ def predict(
 
 
 @task(name="find-faces", cache_policy=NO_CACHE, retries=1, retry_delay_seconds=2)
-def find_faces(readable: list[ImageRecord]) -> dict[str, str]:
+def find_faces(readable: list[ImageRecord], store_dir: str) -> dict[str, str]:
     """Whether each readable image shows a face (the `face` column): read from the pictures, not the
-    model, so it changes no verdict."""
-    return faces_of(readable)
+    model, so it changes no verdict; kept in the store, so a picture is searched once."""
+    return faces_of(readable, store_dir)
 
 
 @task(name="draw-maps", cache_policy=NO_CACHE, retries=1, retry_delay_seconds=2)
@@ -315,7 +315,7 @@ def _score(
                 record.error = "no readable vector could be stored for it"
         readable = [r for r in records if r.ok]
     timings["predict_s"] = seconds_since(started, timings["embed_s"])
-    faces = call(find_faces, readable)
+    faces = call(find_faces, readable, str(store_dir))
     timings["faces_s"] = seconds_since(started, timings["embed_s"] + timings["predict_s"])
 
     maps = NO_MAPS

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import math
 from collections.abc import Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from faceaudit.data.atomic import write_text
 from faceaudit.data.decode import UnreadableImage, decode_image
 from faceaudit.data.nofollow import UnsafePath, read_regular
 from faceaudit.data.records import ImageRecord, read_scanned
+from faceaudit.embed.face_cells import keeping_cells, stored_cells
 from faceaudit.embed.faces import FACE_CHECK, face_column
 from faceaudit.embed.spec import EmbeddingSpec
 from faceaudit.embed.store import FeatureStore
@@ -25,6 +27,7 @@ from faceaudit.flows.progress import progress_bar
 from faceaudit.head.model import CARD_FILE, WEIGHTS_FILE, FaceauditModel, ModelError, read_files
 
 PREDICT_CHUNK = 2048  # images whose vectors are scored together
+CELLS_PER_BATCH = 256  # face cells kept in the store at a time: a killed run keeps all but these
 
 COLUMNS = [
     "path",
@@ -97,20 +100,32 @@ def _kept_note(note: Path) -> str | None:
     return text if not text or math.isfinite(float(text)) else None
 
 
-def faces_of(readable: list[ImageRecord]) -> dict[str, str]:
+def faces_of(readable: list[ImageRecord], store_dir: str | None = None) -> dict[str, str]:
     """{hash: 'found' or 'none'}: whether each readable image shows a face (the `face` column). An
-    image that no longer decodes (its file changed since the scan) gets no entry and an empty cell."""
+    image that no longer decodes (its file changed since the scan) gets no entry and an empty cell.
+    With `store_dir`, cells the store keeps are read, and those found here are kept there."""
     side = FACE_CHECK["side"]
     unique = list({r.sha256: r for r in readable}.values())
-    faces = {}
-    with progress_bar("finding faces", total=len(unique)) as advance:
-        for record in unique:
+    faces = stored_cells(store_dir, [r.sha256 for r in unique]) if store_dir else {}
+    missing = [r for r in unique if r.sha256 not in faces]
+    with (
+        keeping_cells(store_dir) if store_dir else nullcontext(lambda cells: None) as keep,
+        progress_bar("finding faces", total=len(missing)) as advance,
+    ):
+        found: dict[str, str] = {}
+        for record in missing:
             advance(1)
             try:
                 image = decode_image(read_scanned(record), draft_size=(side, side))
             except UnreadableImage:
                 continue
-            faces[record.sha256] = face_column(image)
+            found[record.sha256] = face_column(image)
+            if len(found) == CELLS_PER_BATCH:
+                keep(found)
+                faces |= found
+                found = {}
+        keep(found)
+        faces |= found
     return faces
 
 

@@ -119,7 +119,7 @@ class Judge:
             maps = self.scorer.draw_maps(
                 readable, predicted, "all", ("occlusion",), out, self.samples, DEFAULT_BASELINE
             )
-            row = self.scorer.rows(records, predicted, maps, faces_of(readable), scored_at)[0]
+            row = self.scorer.rows(records, predicted, maps, faces_of(readable, self.store_dir), scored_at)[0]
             row["path"] = name
             png = (out / row["occlusion_map"]).read_bytes() if row["occlusion_map"] else None
             # The map column names a file only where one is kept; the page shows the map either way.

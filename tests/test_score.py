@@ -156,6 +156,27 @@ def test_separate_stores_give_the_same_scores(first_run, dump: Path, trained: di
             assert abs(float(mine["p_ai"]) - float(theirs["p_ai"])) <= 1e-6
 
 
+def test_face_cells_are_kept_in_the_store_and_read_back(first_run, dump: Path, trained: dict, tmp_path: Path):
+    """A run keeps each picture's `face` cell in its store, and a later run reads the cell instead of
+    searching the picture again: cells planted opposite to what the search finds come back."""
+    from faceaudit.embed.face_cells import check_fingerprint, keeping_cells, stored_cells
+
+    _, rows, _ = first_run
+    cells = {row["sha256"]: row["face"] for row in rows if row["face"]}
+    assert set(cells.values()) == {"found", "none"}  # the portrait, and the rest
+    assert stored_cells(str(trained["store"]), list(cells)) == cells
+
+    planted = tmp_path / "planted"
+    shutil.copytree(trained["store"], planted)
+    shutil.rmtree(planted / check_fingerprint()[:16])
+    opposite = {sha: "none" if cell == "found" else "found" for sha, cell in cells.items()}
+    with keeping_cells(str(planted)) as keep:
+        keep(opposite)
+    again, run = score(dump, tmp_path / "out", trained, planted, "--explain", "none")
+    assert run["newly_embedded"] == 0
+    assert {row["sha256"]: row["face"] for row in again if row["face"]} == opposite
+
+
 def test_report_has_one_row_per_csv_row_and_escapes_names(first_run) -> None:
     out, rows, _ = first_run
     html = (out / "report.html").read_text()
