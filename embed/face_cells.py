@@ -16,7 +16,6 @@ import logging
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from functools import cache
-from importlib import metadata
 
 import numpy as np
 
@@ -28,9 +27,17 @@ log = logging.getLogger("faceaudit")
 
 
 @cache
+def opencv_version() -> str:
+    """The OpenCV build whose cascades the check runs (whichever wheel provides cv2)."""
+    import cv2
+
+    return cv2.__version__
+
+
+@cache
 def check_fingerprint() -> str:
     """Names what a stored cell was found with; another check or OpenCV build gets its own folder."""
-    described = {"face_check": FACE_CHECK, "opencv": metadata.version("opencv-python-headless")}
+    described = {"face_check": FACE_CHECK, "opencv": opencv_version()}
     return hashlib.sha256(json.dumps(described, sort_keys=True).encode()).hexdigest()
 
 
@@ -54,7 +61,7 @@ def keeping_cells(store_dir: str) -> Iterator[Callable[[dict[str, str]], None]]:
         "dim": 1,
         "holds": "the face column: 1 found, 0 none",
         "face_check": json.dumps(FACE_CHECK),
-        "opencv": metadata.version("opencv-python-headless"),
+        "opencv": opencv_version(),
     }
     unkept = (OSError, UnsafePath, StoreError)
     try:
