@@ -46,8 +46,14 @@ def cell_store(store_dir: str) -> FeatureStore:
 
 
 def stored_cells(store_dir: str, hashes: Sequence[str]) -> dict[str, str]:
-    """{hash: 'found' or 'none'} for the images whose cell the store holds."""
-    found, values = cell_store(store_dir).get_available(hashes)
+    """{hash: 'found' or 'none'} for the images whose cell the store holds (none where it cannot be
+    read: the pictures are searched again)."""
+    store = cell_store(store_dir)
+    try:
+        found, values = store.get_available(hashes)
+    except (OSError, StoreError) as exc:
+        log.info("face cells not read from %s (%s): the pictures are searched again", store.folder, exc)
+        return {}
     return {h: FOUND if v[0] >= 0.5 else NONE for h, ok, v in zip(hashes, found, values, strict=True) if ok}
 
 

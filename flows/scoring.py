@@ -109,7 +109,7 @@ def faces_of(readable: list[ImageRecord], store_dir: str | None = None) -> dict[
     faces = stored_cells(store_dir, [r.sha256 for r in unique]) if store_dir else {}
     missing = [r for r in unique if r.sha256 not in faces]
     with (
-        keeping_cells(store_dir) if store_dir else nullcontext(lambda cells: None) as keep,
+        keeping_cells(store_dir) if store_dir and missing else nullcontext(lambda cells: None) as keep,
         progress_bar("finding faces", total=len(missing)) as advance,
     ):
         found: dict[str, str] = {}
