@@ -25,6 +25,7 @@ from faceaudit.data.nofollow import UnsafePath, read_json, refuse_link
 from faceaudit.data.records import ImageRecord
 from faceaudit.data.text import display_name
 from faceaudit.data.version import code_version
+from faceaudit.embed.face_cells import opencv_version
 from faceaudit.embed.faces import FACE_CHECK, FOUND, NONE
 from faceaudit.explain.baselines import DEFAULT_BASELINE, OcclusionBaseline
 from faceaudit.flows.defaults import (
@@ -355,6 +356,7 @@ def _score(
             "found": sum(1 for r in rows if r.get("face") == FOUND),
             "none": sum(1 for r in rows if r.get("face") == NONE),
             "check": FACE_CHECK,
+            "opencv": opencv_version(),  # whose cascades the check ran
         },
         **parameters,
         "columns": COLUMNS,

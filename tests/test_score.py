@@ -175,6 +175,9 @@ def test_face_cells_are_kept_in_the_store_and_read_back(first_run, dump: Path, t
     again, run = score(dump, tmp_path / "out", trained, planted, "--explain", "none")
     assert run["newly_embedded"] == 0
     assert {row["sha256"]: row["face"] for row in again if row["face"]} == opposite
+    import cv2
+
+    assert run["faces"]["opencv"] == cv2.__version__  # which cascades decided the cells
 
 
 def test_report_has_one_row_per_csv_row_and_escapes_names(first_run) -> None:
