@@ -37,7 +37,7 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from images import bench_parser
-from rescale import judged_inputs
+from rescale import judged_inputs, test_figures
 
 from faceaudit.flows.folds import fit_within, texture_columns_of
 from faceaudit.flows.labelled import LabelledSet
@@ -107,22 +107,13 @@ def judge(
     model: FaceauditModel, band_coverage: float, data: LabelledSet, halved: np.ndarray, shown: np.ndarray
 ) -> str:
     """One table row: the test split, its halved copies, the portraits."""
-    test = data.originals_in("test")
-    y, groups = data.y[test], data.groups[test]
-    verdict, half = model.score(data.X[test]).verdict, model.score(halved).verdict
-    accused = {
-        g: np.mean(verdict[(groups == g) & (y == 0)] == "ai_generated") for g in np.unique(groups[y == 0])
-    }
-    agree = {g: np.mean((verdict == half)[groups == g]) for g in np.unique(groups)}
-    worst_accused, worst_agree = max(accused, key=accused.get), min(agree, key=agree.get)
-    caught = np.mean(verdict[(groups == "ffhq-stylegan") & (y == 1)] == "ai_generated")
+    f = test_figures(model, data, halved, shown)
+    worst_accused, worst_agree = max(f.accused, key=f.accused.get), min(f.agreement, key=f.agreement.get)
     return (
-        f"{band_coverage:.1%} | {np.mean(verdict != 'uncertain'):.1%} | "
-        f"{np.mean(verdict[y == 0] == 'ai_generated'):.1%} / "
-        f"{accused[worst_accused]:.1%} ({worst_accused}) | "
-        f"{np.mean(verdict[y == 1] == 'real'):.1%} | {caught:.0%} | "
-        f"{agree[worst_agree]:.1%} ({worst_agree}) | {np.mean(half[y == 0] == 'ai_generated'):.1%} | "
-        f"{int(np.sum(model.score(shown).verdict == 'ai_generated'))} of {len(shown)}"
+        f"{band_coverage:.1%} | {f.coverage:.1%} | {f.real_called_ai:.1%} / "
+        f"{f.accused[worst_accused]:.1%} ({worst_accused}) | {f.ai_called_real:.1%} | "
+        f"{f.stylegan_caught:.0%} | {f.agreement[worst_agree]:.1%} ({worst_agree}) | "
+        f"{f.halved_real_called_ai:.1%} | {f.portraits_accused} of {f.portraits}"
     )
 
 

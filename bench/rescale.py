@@ -22,7 +22,7 @@ from __future__ import annotations
 import io
 import sys
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -115,27 +115,53 @@ def mixture(models: list[FaceauditModel], data: LabelledSet) -> tuple[FaceauditM
     return model, band["coverage"]
 
 
+@dataclass
+class TestFigures:
+    """What the halving benches read off a fitted model: the test split, its halved copies, the portraits."""
+
+    coverage: float
+    real_called_ai: float
+    accused: dict[str, float]  # real photos called AI, per real source
+    ai_called_real: float
+    stylegan_caught: float
+    agreement: dict[str, float]  # verdicts kept on the halved copies, per source
+    halved_real_called_ai: float
+    portraits_accused: int
+    portraits: int
+
+
+def test_figures(
+    model: FaceauditModel, data: LabelledSet, halved: np.ndarray, portrait_X: np.ndarray
+) -> TestFigures:
+    test = data.originals_in("test")
+    y, groups = data.y[test], data.groups[test]
+    verdict, half = model.score(data.X[test]).verdict, model.score(halved).verdict
+    shown = model.score(portrait_X).verdict
+    return TestFigures(
+        coverage=float(np.mean(verdict != "uncertain")),
+        real_called_ai=float(np.mean(verdict[y == 0] == "ai_generated")),
+        accused={
+            g: np.mean(verdict[(groups == g) & (y == 0)] == "ai_generated") for g in np.unique(groups[y == 0])
+        },
+        ai_called_real=float(np.mean(verdict[y == 1] == "real")),
+        stylegan_caught=float(np.mean(verdict[(groups == "ffhq-stylegan") & (y == 1)] == "ai_generated")),
+        agreement={g: np.mean((verdict == half)[groups == g]) for g in np.unique(groups)},
+        halved_real_called_ai=float(np.mean(half[y == 0] == "ai_generated")),
+        portraits_accused=int(np.sum(shown == "ai_generated")),
+        portraits=len(shown),
+    )
+
+
 def judge(
     model: FaceauditModel, val_coverage: float, data: LabelledSet, halved: np.ndarray, portrait_X: np.ndarray
 ) -> str:
     """One table row: the fitted model judged on the test split, its halved copies and the portraits."""
-    test = data.originals_in("test")
-    y, groups = data.y[test], data.groups[test]
-    verdict = model.score(data.X[test]).verdict
-    half = model.score(halved).verdict
-    accused = [
-        np.mean(verdict[(groups == g) & (y == 0)] == "ai_generated") for g in np.unique(groups[y == 0])
-    ]
-    agree = {g: np.mean((verdict == half)[groups == g]) for g in np.unique(groups)}
-    worst = min(agree, key=agree.get)
-    caught = np.mean(verdict[(groups == "ffhq-stylegan") & (y == 1)] == "ai_generated")
-    shown = model.score(portrait_X).verdict
+    f = test_figures(model, data, halved, portrait_X)
+    worst = min(f.agreement, key=f.agreement.get)
     return (
-        f"{val_coverage:.1%} | {np.mean(verdict != 'uncertain'):.1%} | "
-        f"{np.mean(verdict[y == 0] == 'ai_generated'):.1%} / "
-        f"{max(accused):.1%} | {caught:.0%} | {worst} {agree[worst]:.1%} | "
-        f"{np.mean(half[y == 0] == 'ai_generated'):.1%} | "
-        f"{int(np.sum(shown == 'ai_generated'))} of {len(shown)}"
+        f"{val_coverage:.1%} | {f.coverage:.1%} | {f.real_called_ai:.1%} / {max(f.accused.values()):.1%} | "
+        f"{f.stylegan_caught:.0%} | {worst} {f.agreement[worst]:.1%} | {f.halved_real_called_ai:.1%} | "
+        f"{f.portraits_accused} of {f.portraits}"
     )
 
 

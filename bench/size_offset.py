@@ -86,7 +86,9 @@ def main() -> None:
     if model.probe is None or model.nearest is None:
         parser.error("the model has no texture probe or nearest-source part; train it with this code")
     spec, data, lossless_test, _ = judged_inputs(args.data, args.store)
-    short = np.array([min(Image.open(r.path).size) for r in data.records])
+    short = np.zeros(len(data.records))  # the pictures' short sides; views (read nowhere) keep 0
+    for i in np.flatnonzero(data.view == 0):
+        short[i] = min(Image.open(data.records[i].path).size)
     test = np.flatnonzero(data.originals_in("test"))
     small = np.flatnonzero(data.originals_in("train") & (short < SMALL))
     small = np.random.default_rng(0).permutation(small)[: args.train_images]

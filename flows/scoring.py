@@ -112,20 +112,18 @@ def faces_of(readable: list[ImageRecord], store_dir: str | None = None) -> dict[
         keeping_cells(store_dir) if store_dir and missing else nullcontext(lambda cells: None) as keep,
         progress_bar("finding faces", total=len(missing)) as advance,
     ):
-        found: dict[str, str] = {}
+        unkept: dict[str, str] = {}
         for record in missing:
             advance(1)
             try:
                 image = decode_image(read_scanned(record), draft_size=(side, side))
             except UnreadableImage:
                 continue
-            found[record.sha256] = face_column(image)
-            if len(found) == CELLS_PER_BATCH:
-                keep(found)
-                faces |= found
-                found = {}
-        keep(found)
-        faces |= found
+            faces[record.sha256] = unkept[record.sha256] = face_column(image)
+            if len(unkept) == CELLS_PER_BATCH:
+                keep(unkept)
+                unkept = {}
+        keep(unkept)
     return faces
 
 
