@@ -366,7 +366,7 @@ def _score(
         **recorded_run(),
     }
     call(write_outputs, str(out), rows, run, records)
-    _warn_if_doubtful(rows, records, scorer)
+    _warn_if_doubtful(rows, run, records, scorer)
     logger.info(
         "%s: %s in %.1f s -> %s",
         shown,
@@ -378,7 +378,7 @@ def _score(
     return run
 
 
-def _warn_if_doubtful(rows: list[dict], records: list[ImageRecord], scorer: Scorer) -> None:
+def _warn_if_doubtful(rows: list[dict], run: dict, records: list[ImageRecord], scorer: Scorer) -> None:
     """Warn when most of a dump is unlike the training data, or newer than the model by far."""
     logger = run_logger()
     judged = [r for r in rows if r["verdict"] != "unreadable"]
@@ -391,8 +391,7 @@ def _warn_if_doubtful(rows: list[dict], records: list[ImageRecord], scorer: Scor
             len(judged),
             100 * ood / len(judged),
         )
-    faceless = sum(1 for r in judged if r["face"] == NONE)
-    if faceless:
+    if faceless := run["faces"]["none"]:
         logger.info(
             "%d of %d pictures show no face the detector could find: their verdicts judged what they "
             "show (column 'face')",
