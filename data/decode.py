@@ -24,6 +24,7 @@ from faceaudit.data.text import first_line
 DEFAULT_MAX_PIXELS = 40_000_000
 # No face picture is ten times wider than tall; a strip like that is refused with its reason.
 MAX_ASPECT = 10
+ORIENTATION = 0x0112  # the EXIF tag; values 5-8 turn the picture a quarter
 
 
 class UnreadableImage(Exception):
@@ -74,6 +75,17 @@ def decode_image(
         # Pillow signals corrupt data with several exception types; all mean the same thing here.
         reason = first_line(exc)
         raise UnreadableImage(f"cannot decode {fmt}: {reason}") from None
+
+
+def shown_size(data: bytes) -> tuple[int, int]:
+    """(width, height) of a picture `decode_image` accepted, as a viewer shows it (EXIF orientation
+    applied), read from its header: the size an auditor can check, whatever a draft decode made of it."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        with Image.open(io.BytesIO(data), formats=[sniff_format(data[:64])]) as image:
+            width, height = image.size
+            turned = image.getexif().get(ORIENTATION, 1) in (5, 6, 7, 8)
+    return (height, width) if turned else (width, height)
 
 
 def to_rgb(image: Image.Image) -> Image.Image:

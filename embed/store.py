@@ -7,7 +7,8 @@ Layout (all readable with plain h5py):
     STORE/<fingerprint[:16]>/batch-<run>-<n>.h5   batches a run has committed but not yet merged
     STORE/<fingerprint[:16]>/*.tmp                files being written: never read
 
-The `face` column's cells are kept the same way, in a folder of their own (embed/face_cells.py).
+The cells read from the pictures themselves (`face`, `width`, `height`) are kept the same way, in a
+folder of their own (embed/face_cells.py).
 
 Each .h5 file holds `sha256` (N,) S64 hex digests, `key` (N,) uint64 (the digest's first 8 bytes, for
 fast look-ups) and `vectors` (N, dim) float32, with provenance in the file's attributes.

@@ -541,6 +541,8 @@ def score(
     counts = ", ".join(f"{count} {verdict}" for verdict, count in run["counts"].items())
     if faceless := run["faces"]["none"]:  # a kept report too: one without the column is not kept
         counts += f"; {faceless} with no face found (column 'face')"
+    if small := run["small"]["count"]:
+        counts += f"; {small} under {run['small']['short_side_under_px']} px (columns 'width', 'height')"
     typer.echo(
         f"{run['files']} files: {counts}; {run['newly_embedded']} newly embedded, "
         f"{run['timings']['total_s']:.1f} s"

@@ -25,7 +25,7 @@ from faceaudit.data.nofollow import UnsafePath, read_json, refuse_link
 from faceaudit.data.records import ImageRecord
 from faceaudit.data.text import display_name
 from faceaudit.data.version import code_version
-from faceaudit.embed.face_cells import opencv_version
+from faceaudit.embed.face_cells import PictureCells, opencv_version
 from faceaudit.embed.faces import FACE_CHECK, FOUND, NONE
 from faceaudit.explain.baselines import DEFAULT_BASELINE, OcclusionBaseline
 from faceaudit.flows.defaults import (
@@ -48,7 +48,7 @@ from faceaudit.flows.run_log import (
     publish_artifacts,
     run_logger,
 )
-from faceaudit.flows.scoring import COLUMNS, NO_MAPS, Maps, Scorer, faces_of, images_to_map
+from faceaudit.flows.scoring import COLUMNS, NO_MAPS, Maps, Scorer, images_to_map, picture_cells
 from faceaudit.head.thresholds import VERDICTS
 
 # What a run writes into OUT; none of them may be a symlink.
@@ -161,10 +161,11 @@ def predict(
 
 
 @task(name="find-faces", cache_policy=NO_CACHE, retries=1, retry_delay_seconds=2)
-def find_faces(readable: list[ImageRecord], store_dir: str) -> dict[str, str]:
-    """Whether each readable image shows a face (the `face` column): read from the pictures, not the
-    model, so it changes no verdict; kept in the store, so a picture is searched once."""
-    return faces_of(readable, store_dir)
+def find_faces(readable: list[ImageRecord], store_dir: str) -> dict[str, PictureCells]:
+    """Whether each readable image shows a face, and its size (the `face`, `width` and `height`
+    columns): read from the pictures, not the model, so they change no verdict; kept in the store, so
+    a picture is searched once."""
+    return picture_cells(readable, store_dir)
 
 
 @task(name="draw-maps", cache_policy=NO_CACHE, retries=1, retry_delay_seconds=2)
@@ -316,7 +317,7 @@ def _score(
                 record.error = "no readable vector could be stored for it"
         readable = [r for r in records if r.ok]
     timings["predict_s"] = seconds_since(started, timings["embed_s"])
-    faces = call(find_faces, readable, str(store_dir))
+    pictures = call(find_faces, readable, str(store_dir))
     timings["faces_s"] = seconds_since(started, timings["embed_s"] + timings["predict_s"])
 
     maps = NO_MAPS
@@ -339,7 +340,7 @@ def _score(
     log_unreadable([(r.rel, maps.failed[r.sha256]) for r in readable if r.sha256 in maps.failed])
     timings["explain_s"] = seconds_since(started, sum(timings.values()))
 
-    rows = scorer.rows(records, predicted, maps, faces, scored_at)
+    rows = scorer.rows(records, predicted, maps, pictures, scored_at)
     model = scorer.model
     run = {
         "input_dir": str(input_dir),
@@ -358,6 +359,7 @@ def _score(
             "check": FACE_CHECK,
             "opencv": opencv_version(),  # whose cascades the check ran
         },
+        "small": small_pictures(rows, scorer.spec.preprocess.size),
         **parameters,
         "columns": COLUMNS,
         "scored_at": scored_at,
@@ -376,6 +378,14 @@ def _score(
     )
     publish_artifacts(str(input_dir), out, run, rows)
     return run
+
+
+def small_pictures(rows: list[dict], input_px: int) -> dict:
+    """How many judged pictures are smaller than the backbone's input on their short side: they are
+    enlarged on the way in, and a small copy's verdict moves more than a large one's (the model card
+    measures it on halved copies), so an auditor should look for a larger copy of them."""
+    count = sum(1 for r in rows if r["width"] != "" and min(r["width"], r["height"]) < input_px)
+    return {"short_side_under_px": input_px, "count": count}
 
 
 def _warn_if_doubtful(rows: list[dict], run: dict, records: list[ImageRecord], scorer: Scorer) -> None:

@@ -1,7 +1,8 @@
 """Judging images with one model: the steps `score` runs on a folder and `ui` on an upload.
 
 A `Scorer` is loaded once (weights, card, embedding spec, content id); every caller goes through the
-same steps: embed what the store lacks, predict in chunks, find faces, draw maps, assemble CSV rows.
+same steps: embed what the store lacks, predict in chunks, find faces (and read each picture's size),
+draw maps, assemble CSV rows.
 """
 
 from __future__ import annotations
@@ -14,10 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from faceaudit.data.atomic import write_text
-from faceaudit.data.decode import UnreadableImage, decode_image
+from faceaudit.data.decode import UnreadableImage, decode_image, shown_size
 from faceaudit.data.nofollow import UnsafePath, read_regular
 from faceaudit.data.records import ImageRecord, read_scanned
-from faceaudit.embed.face_cells import keeping_cells, stored_cells
+from faceaudit.embed.face_cells import PictureCells, keeping_cells, stored_cells
 from faceaudit.embed.faces import FACE_CHECK, face_column
 from faceaudit.embed.spec import EmbeddingSpec
 from faceaudit.embed.store import FeatureStore
@@ -27,7 +28,7 @@ from faceaudit.flows.progress import progress_bar
 from faceaudit.head.model import CARD_FILE, WEIGHTS_FILE, FaceauditModel, ModelError, read_files
 
 PREDICT_CHUNK = 2048  # images whose vectors are scored together
-CELLS_PER_BATCH = 256  # face cells kept in the store at a time: a killed run keeps all but these
+CELLS_PER_BATCH = 256  # picture cells kept in the store at a time: a killed run keeps all but these
 
 COLUMNS = [
     "path",
@@ -43,6 +44,8 @@ COLUMNS = [
     "nearest_source",
     "nearest_similarity",
     "face",
+    "width",
+    "height",
     "occlusion_map",
     "faithfulness",
     "gradient_map",
@@ -100,31 +103,34 @@ def _kept_note(note: Path) -> str | None:
     return text if not text or math.isfinite(float(text)) else None
 
 
-def faces_of(readable: list[ImageRecord], store_dir: str | None = None) -> dict[str, str]:
-    """{hash: 'found' or 'none'}: whether each readable image shows a face (the `face` column). An
-    image that no longer decodes (its file changed since the scan) gets no entry and an empty cell.
-    With `store_dir`, cells the store keeps are read, and those found here are kept there."""
+def picture_cells(readable: list[ImageRecord], store_dir: str | None = None) -> dict[str, PictureCells]:
+    """{hash: cells} read from each readable picture itself: whether it shows a face (the `face`
+    column) and its size as shown (`width`, `height`). An image that no longer decodes (its file
+    changed since the scan) gets no entry and empty cells. With `store_dir`, cells the store keeps are
+    read, and those found here are kept there."""
     side = FACE_CHECK["side"]
     unique = list({r.sha256: r for r in readable}.values())
-    faces = stored_cells(store_dir, [r.sha256 for r in unique]) if store_dir else {}
-    missing = [r for r in unique if r.sha256 not in faces]
+    cells = stored_cells(store_dir, [r.sha256 for r in unique]) if store_dir else {}
+    missing = [r for r in unique if r.sha256 not in cells]
     with (
         keeping_cells(store_dir) if store_dir and missing else nullcontext(lambda cells: None) as keep,
         progress_bar("finding faces", total=len(missing)) as advance,
     ):
-        unkept: dict[str, str] = {}
+        unkept: dict[str, PictureCells] = {}
         for record in missing:
             advance(1)
             try:
-                image = decode_image(read_scanned(record), draft_size=(side, side))
+                data = read_scanned(record)
+                image = decode_image(data, draft_size=(side, side))
             except UnreadableImage:
                 continue
-            faces[record.sha256] = unkept[record.sha256] = face_column(image)
+            found = PictureCells(face_column(image), *shown_size(data))
+            cells[record.sha256] = unkept[record.sha256] = found
             if len(unkept) == CELLS_PER_BATCH:
                 keep(unkept)
                 unkept = {}
         keep(unkept)
-    return faces
+    return cells
 
 
 @dataclass
@@ -277,7 +283,7 @@ class Scorer:
         records: list[ImageRecord],
         predicted: dict[str, dict],
         maps: Maps,
-        faces: dict[str, str],
+        pictures: dict[str, PictureCells],
         scored_at: str,
     ) -> list[dict]:
         """One CSV row per file, in `records` order; unreadable files carry their reason, and so do
@@ -293,7 +299,11 @@ class Scorer:
                 "scored_at": scored_at,
             }
             if record.ok:
-                row.update(predicted[record.sha256], face=faces.get(record.sha256, ""))
+                cells = pictures.get(record.sha256)
+                row.update(
+                    predicted[record.sha256],
+                    **(cells._asdict() if cells else dict.fromkeys(PictureCells._fields, "")),
+                )
                 drawn = maps.drawn.get(record.sha256, {})
                 for method, (map_column, faith_column) in MAP_COLUMNS.items():
                     rel, faith = drawn.get(method, ("", ""))

@@ -35,7 +35,7 @@ from faceaudit.data.records import scan
 from faceaudit.data.text import display_name
 from faceaudit.explain.baselines import DEFAULT_BASELINE
 from faceaudit.flows.outputs import csv_lines
-from faceaudit.flows.scoring import COLUMNS, Scorer, faces_of
+from faceaudit.flows.scoring import COLUMNS, Scorer, picture_cells
 
 PAGE = Path(__file__).resolve().parent / "templates" / "ui.html.j2"
 # The page may load nothing from elsewhere: its own inline code, and images made in the browser.
@@ -119,7 +119,9 @@ class Judge:
             maps = self.scorer.draw_maps(
                 readable, predicted, "all", ("occlusion",), out, self.samples, DEFAULT_BASELINE
             )
-            row = self.scorer.rows(records, predicted, maps, faces_of(readable, self.store_dir), scored_at)[0]
+            row = self.scorer.rows(
+                records, predicted, maps, picture_cells(readable, self.store_dir), scored_at
+            )[0]
             row["path"] = name
             png = (out / row["occlusion_map"]).read_bytes() if row["occlusion_map"] else None
             # The map column names a file only where one is kept; the page shows the map either way.
@@ -127,12 +129,15 @@ class Judge:
         map_uri = "data:image/png;base64," + base64.b64encode(png).decode("ascii") if png else ""
         release_free_memory()
         thresholds = self.scorer.model.thresholds
+        input_px = self.scorer.spec.preprocess.size  # a picture with a shorter side is enlarged on the way in
         return {
             "row": row,
             "csv": "".join(csv_lines(COLUMNS, [row])).split("\n", 1)[1],
             "map": map_uri,
             "thresholds": {"ai": thresholds.ai, "real": thresholds.real},
             "ood": bool(row["ood_score"] != "" and float(row["ood_score"]) > thresholds.ood),
+            "small": bool(row["width"] != "" and min(row["width"], row["height"]) < input_px),
+            "input_px": input_px,
         }
 
     def _keep(self, row: dict, data: bytes, png: bytes | None) -> str:

@@ -125,7 +125,7 @@ class Deadline:
 def test_files_changed_after_the_scan_become_reason_rows(trained: dict, dump: Path, tmp_path: Path) -> None:
     from faceaudit.data.records import scan
     from faceaudit.flows.report import thumbnail
-    from faceaudit.flows.scoring import Scorer, faces_of
+    from faceaudit.flows.scoring import Scorer, picture_cells
 
     assert threading.current_thread() is threading.main_thread()  # SIGALRM needs it
     for i in range(4, 8):
@@ -152,9 +152,9 @@ def test_files_changed_after_the_scan_become_reason_rows(trained: dict, dump: Pa
         os.mkfifo(dump / "photo5.png")
         (dump / "photo6.png").unlink()
         (dump / "photo6.png").symlink_to(elsewhere)
-        faces = faces_of(readable)  # reads the pictures again: the FIFO must not hang it either
+        pictures = picture_cells(readable)  # reads the pictures again: the FIFO must not hang it either
         maps = scorer.draw_maps(readable, predicted, "all", ("occlusion",), out, 20, "blur")
-        rows = scorer.rows(records, predicted, maps, faces, "now")
+        rows = scorer.rows(records, predicted, maps, pictures, "now")
         thumbnails = {r.rel: thumbnail(r) for r in records if r.sha256}
 
     by_path = {r["path"]: r for r in rows}
@@ -173,7 +173,8 @@ def test_files_changed_after_the_scan_become_reason_rows(trained: dict, dump: Pa
         kept["verdict"] != "unreadable" and kept["occlusion_map"] and (out / kept["occlusion_map"]).is_file()
     )
     assert len(list((out / "maps").glob("*.png"))) == 1
-    assert kept["face"] in ("found", "none") and all(by_path[name]["face"] == "" for name in changed)
+    assert kept["face"] in ("found", "none") and (kept["width"], kept["height"]) == (48, 40)
+    assert all(by_path[name][cell] == "" for name in changed for cell in ("face", "width", "height"))
     assert [name for name, uri in thumbnails.items() if uri] == ["photo7.png"]  # the report's pictures
 
 

@@ -12,6 +12,7 @@ import pytest
 from PIL import Image
 
 from faceaudit.data import UnreadableImage, decode_image, label_and_group, scan, split_of, walk
+from faceaudit.data.decode import shown_size
 from faceaudit.data.labels import class_of_folder
 from tests.conftest import unprivileged, write_image
 
@@ -80,6 +81,11 @@ def test_decode_applies_exif_orientation() -> None:
     buffer = io.BytesIO()
     image.save(buffer, format="JPEG", exif=exif)
     assert decode_image(buffer.getvalue()).size == (20, 40)
+    # The size the CSV reports is the one shown, also where a draft decode made the picture smaller.
+    large = io.BytesIO()
+    Image.new("RGB", (1600, 1200), "white").save(large, format="JPEG", exif=exif)
+    assert decode_image(large.getvalue(), draft_size=(320, 320)).size == (600, 800)
+    assert shown_size(large.getvalue()) == (1200, 1600) and shown_size(png_bytes(image)) == (40, 20)
 
 
 def test_decode_converts_every_mode_to_rgb() -> None:

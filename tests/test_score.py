@@ -103,6 +103,10 @@ def test_every_file_is_one_row_and_counts_add_up(first_run, dump: Path) -> None:
     assert by_path["portrait.jpg"]["face"] == "found" and by_path["broken.jpg"]["face"] == ""
     assert {r["face"] for r in readable if r["path"] != "portrait.jpg"} == {"none"}
     assert run["faces"]["found"] == 1 and run["faces"]["none"] == len(readable) - 1
+    # Each picture's size as shown (Obama's portrait is 910 x 1137), blank where it cannot be read.
+    sizes = {r["path"]: (r["width"], r["height"]) for r in rows}
+    assert sizes["portrait.jpg"] == ("910", "1137") and sizes["broken.jpg"] == ("", "")
+    assert all(sizes[r["path"]] == ("64", "64") for r in readable if r["path"] != "portrait.jpg")
     # every readable image was explained (--explain all) both ways, and its maps are on disk
     for column in ("occlusion_map", "gradient_map"):
         assert all(r[column] and (out / r[column]).is_file() for r in readable)
@@ -157,24 +161,42 @@ def test_separate_stores_give_the_same_scores(first_run, dump: Path, trained: di
 
 
 def test_face_cells_are_kept_in_the_store_and_read_back(first_run, dump: Path, trained: dict, tmp_path: Path):
-    """A run keeps each picture's `face` cell in its store, and a later run reads the cell instead of
-    searching the picture again: cells planted opposite to what the search finds come back."""
-    from faceaudit.embed.face_cells import check_fingerprint, keeping_cells, stored_cells
+    """A run keeps each picture's `face`, `width` and `height` cells in its store, and a later run
+    reads them instead of decoding and searching the picture again: cells planted unlike what the
+    picture shows come back."""
+    from faceaudit.embed.face_cells import PictureCells, check_fingerprint, keeping_cells, stored_cells
 
-    _, rows, _ = first_run
-    cells = {row["sha256"]: row["face"] for row in rows if row["face"]}
-    assert set(cells.values()) == {"found", "none"}  # the portrait, and the rest
+    _, rows, first = first_run
+    cells = {
+        r["sha256"]: PictureCells(r["face"], int(r["width"]), int(r["height"])) for r in rows if r["face"]
+    }
+    assert {c.face for c in cells.values()} == {"found", "none"}  # the portrait, and the rest
     assert stored_cells(str(trained["store"]), list(cells)) == cells
 
     planted = tmp_path / "planted"
     shutil.copytree(trained["store"], planted)
     shutil.rmtree(planted / check_fingerprint()[:16])
-    opposite = {sha: "none" if cell == "found" else "found" for sha, cell in cells.items()}
+    input_px = first["small"]["short_side_under_px"]
+    assert first["small"]["count"] == 0  # every picture of the dump is larger than the input
+    unlike = {
+        sha: PictureCells("none" if c.face == "found" else "found", c.height + 1, c.width + 2)
+        for sha, c in cells.items()
+    }
+    small = sorted(unlike)[0]  # one planted smaller than the input on its short side
+    unlike[small] = unlike[small]._replace(width=input_px + 5, height=input_px - 1)
     with keeping_cells(str(planted)) as keep:
-        keep(opposite)
-    again, run = score(dump, tmp_path / "out", trained, planted, "--explain", "none")
+        keep(unlike)
+    out = tmp_path / "out"
+    again, run = score(dump, out, trained, planted, "--explain", "none")
     assert run["newly_embedded"] == 0
-    assert {row["sha256"]: row["face"] for row in again if row["face"]} == opposite
+    read = {
+        r["sha256"]: PictureCells(r["face"], int(r["width"]), int(r["height"])) for r in again if r["face"]
+    }
+    assert read == unlike
+    # The small one is counted and marked in the report, beside a note to look for a larger copy.
+    assert run["small"] == {"short_side_under_px": input_px, "count": 1}
+    html = (out / "report.html").read_text()
+    assert html.count('class="small"') == 1 and "Judge the largest copy" in html
     import cv2
 
     assert run["faces"]["opencv"] == cv2.__version__  # which cascades decided the cells

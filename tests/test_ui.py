@@ -138,6 +138,20 @@ def test_an_answer_carries_its_csv_row_with_formulas_neutralised(server: dict, t
     assert len(cells) == len(COLUMNS) and cells[0] == "'=cmd|' -C calc'!A0.png"
     assert answer["row"]["verdict"] in ("ai_generated", "real", "uncertain")
     assert answer["row"]["face"] == "none"  # a drawn square, not a face
+    assert (answer["row"]["width"], answer["row"]["height"]) == (64, 64) and not answer["small"]
+
+
+def test_a_small_upload_is_marked_small(server: dict, trained: dict) -> None:
+    """A picture under the backbone's input on its short side is said to be small: enlarged on the way
+    in, its verdict is less steady than a larger copy's."""
+    from PIL import Image
+
+    image = Image.open(sorted((trained["data"] / "beta").rglob("*.png"))[0])
+    buffer = io.BytesIO()
+    image.resize((40, 12)).save(buffer, format="PNG")
+    status, answer = post(server["url"], buffer.getvalue(), "small.png")
+    assert status == 200 and (answer["row"]["width"], answer["row"]["height"]) == (40, 12)
+    assert answer["small"] and answer["input_px"] > 12
 
 
 def test_an_uploaded_portrait_is_found_to_show_a_face(server: dict, trained: dict) -> None:
