@@ -196,7 +196,7 @@ def test_face_cells_are_kept_in_the_store_and_read_back(first_run, dump: Path, t
     # The small one is counted and marked in the report, beside a note to look for a larger copy.
     assert run["small"] == {"short_side_under_px": input_px, "count": 1}
     html = (out / "report.html").read_text()
-    assert html.count('class="small"') == 1 and "Judge the largest copy" in html
+    assert html.count('class="pixels small"') == 1 and "Judge the largest copy" in html
     import cv2
 
     assert run["faces"]["opencv"] == cv2.__version__  # which cascades decided the cells
