@@ -48,7 +48,15 @@ from faceaudit.flows.run_log import (
     publish_artifacts,
     run_logger,
 )
-from faceaudit.flows.scoring import COLUMNS, NO_MAPS, Maps, Scorer, images_to_map, picture_cells
+from faceaudit.flows.scoring import (
+    COLUMNS,
+    NO_MAPS,
+    Maps,
+    Scorer,
+    images_to_map,
+    picture_cells,
+    smaller_than_input,
+)
 from faceaudit.head.thresholds import VERDICTS
 
 # What a run writes into OUT; none of them may be a symlink.
@@ -381,11 +389,8 @@ def _score(
 
 
 def small_pictures(rows: list[dict], input_px: int) -> dict:
-    """How many judged pictures are smaller than the backbone's input on their short side: they are
-    enlarged on the way in, and a small copy's verdict moves more than a large one's (the model card
-    measures it on halved copies), so an auditor should look for a larger copy of them."""
-    count = sum(1 for r in rows if r["width"] != "" and min(r["width"], r["height"]) < input_px)
-    return {"short_side_under_px": input_px, "count": count}
+    """How many judged pictures are under the backbone's input on their short side (run.json)."""
+    return {"short_side_under_px": input_px, "count": sum(smaller_than_input(r, input_px) for r in rows)}
 
 
 def _warn_if_doubtful(rows: list[dict], run: dict, records: list[ImageRecord], scorer: Scorer) -> None:

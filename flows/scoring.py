@@ -133,6 +133,13 @@ def picture_cells(readable: list[ImageRecord], store_dir: str | None = None) -> 
     return cells
 
 
+def smaller_than_input(row: dict, input_px: int) -> bool:
+    """Whether a row's picture is under the backbone's input on its short side: it is enlarged on the
+    way in, and a small copy's verdict moves more than a large one's (the model card measures it on
+    halved copies), so an auditor should look for a larger copy."""
+    return row["width"] != "" and min(row["width"], row["height"]) < input_px
+
+
 @dataclass
 class Maps:
     """What the map step made: {hash: {method: (map path relative to OUT, faithfulness)}}, and the

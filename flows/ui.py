@@ -35,7 +35,7 @@ from faceaudit.data.records import scan
 from faceaudit.data.text import display_name
 from faceaudit.explain.baselines import DEFAULT_BASELINE
 from faceaudit.flows.outputs import csv_lines
-from faceaudit.flows.scoring import COLUMNS, Scorer, picture_cells
+from faceaudit.flows.scoring import COLUMNS, Scorer, picture_cells, smaller_than_input
 
 PAGE = Path(__file__).resolve().parent / "templates" / "ui.html.j2"
 # The page may load nothing from elsewhere: its own inline code, and images made in the browser.
@@ -129,14 +129,14 @@ class Judge:
         map_uri = "data:image/png;base64," + base64.b64encode(png).decode("ascii") if png else ""
         release_free_memory()
         thresholds = self.scorer.model.thresholds
-        input_px = self.scorer.spec.preprocess.size  # a picture with a shorter side is enlarged on the way in
+        input_px = self.scorer.spec.preprocess.size
         return {
             "row": row,
             "csv": "".join(csv_lines(COLUMNS, [row])).split("\n", 1)[1],
             "map": map_uri,
             "thresholds": {"ai": thresholds.ai, "real": thresholds.real},
             "ood": bool(row["ood_score"] != "" and float(row["ood_score"]) > thresholds.ood),
-            "small": bool(row["width"] != "" and min(row["width"], row["height"]) < input_px),
+            "small": smaller_than_input(row, input_px),
             "input_px": input_px,
         }
 
