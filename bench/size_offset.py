@@ -41,6 +41,12 @@ from faceaudit.head.uncertainty import summarize
 
 INPUT = 224  # the default backbone's input size
 SMALL = 448  # halving a larger image leaves it at or above the input size
+# The figures every table row prints after its first cell (`figures`, `cells`).
+FIGURE_COLUMNS = (
+    "test coverage | real called AI, pooled / worst | AI called real "
+    "| lossless halves: ffhq-stylegan agreement / worst source | real called AI | AI called real "
+    "| JPEG halves: ffhq-stylegan agreement / worst source | real called AI | AI called real"
+)
 
 
 def octaves(short_side: np.ndarray) -> np.ndarray:
@@ -133,13 +139,6 @@ def main() -> None:
         v = {name: verdicts(model, parts, shift_of, pair) for name, (parts, shift_of) in judged.items()}
         print(f"| {kind} | " + " | ".join(cells(figures(v, groups, real))) + " |", flush=True)
     band_frontier(model, {name: parts for name, (parts, _) in judged.items()}, groups, real)
-
-
-FIGURE_COLUMNS = (
-    "test coverage | real called AI, pooled / worst | AI called real "
-    "| lossless halves: ffhq-stylegan agreement / worst source | real called AI | AI called real "
-    "| JPEG halves: ffhq-stylegan agreement / worst source | real called AI | AI called real"
-)
 
 
 def print_header(first: str) -> None:
