@@ -43,7 +43,7 @@ from faceaudit.head.calibration import fit_calibrator
 from faceaudit.head.fit import fit_band
 from faceaudit.head.mc_dropout import MCDropoutHead
 from faceaudit.head.model import FaceauditModel
-from faceaudit.head.thresholds import Bounds
+from faceaudit.head.thresholds import Bounds, verdict_rates
 
 PORTRAITS = Path(__file__).resolve().parent.parent / "flows" / "sample_faces" / "images" / "real"
 WIDTHS = (240, 320, 480, 640, 960, 1400)
@@ -130,6 +130,27 @@ class TestFigures:
     portraits: int
 
 
+def floor_figures(verdict: np.ndarray, y: np.ndarray, groups: np.ndarray) -> dict:
+    """The issue's floor read off verdicts (shares of all faces of a class, `verdict_rates`): coverage,
+    real photos called AI pooled and per real source, AI faces called real."""
+    pooled = verdict_rates(verdict, y)
+    real = y == 0
+    return {
+        "coverage": pooled["coverage"],
+        "real_called_ai": pooled["real"]["ai_generated"],
+        "accused": {
+            g: verdict_rates(verdict[groups == g], y[groups == g])["real"]["ai_generated"]
+            for g in np.unique(groups[real])
+        },
+        "ai_called_real": pooled["ai"]["real"],
+    }
+
+
+def agreement(verdict: np.ndarray, copies: np.ndarray, groups: np.ndarray) -> dict[str, float]:
+    """Per source, the share of images whose copy got the same verdict."""
+    return {g: float(np.mean((verdict == copies)[groups == g])) for g in np.unique(groups)}
+
+
 def test_figures(
     model: FaceauditModel, data: LabelledSet, halved: np.ndarray, portrait_X: np.ndarray
 ) -> TestFigures:
@@ -138,14 +159,9 @@ def test_figures(
     verdict, half = model.score(data.X[test]).verdict, model.score(halved).verdict
     shown = model.score(portrait_X).verdict
     return TestFigures(
-        coverage=float(np.mean(verdict != "uncertain")),
-        real_called_ai=float(np.mean(verdict[y == 0] == "ai_generated")),
-        accused={
-            g: np.mean(verdict[(groups == g) & (y == 0)] == "ai_generated") for g in np.unique(groups[y == 0])
-        },
-        ai_called_real=float(np.mean(verdict[y == 1] == "real")),
+        **floor_figures(verdict, y, groups),
         stylegan_caught=float(np.mean(verdict[(groups == "ffhq-stylegan") & (y == 1)] == "ai_generated")),
-        agreement={g: np.mean((verdict == half)[groups == g]) for g in np.unique(groups)},
+        agreement=agreement(verdict, half, groups),
         halved_real_called_ai=float(np.mean(half[y == 0] == "ai_generated")),
         portraits_accused=int(np.sum(shown == "ai_generated")),
         portraits=len(shown),
