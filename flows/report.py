@@ -14,6 +14,7 @@ from faceaudit.data.decode import UnreadableImage, decode_image
 from faceaudit.data.nofollow import UnsafePath, read_json
 from faceaudit.data.records import ImageRecord, read_scanned
 from faceaudit.data.text import display_name
+from faceaudit.flows.scoring import smaller_than_input
 
 _TEMPLATE = Path(__file__).resolve().parent / "templates" / "report.html.j2"
 THUMBNAIL_PX = 64
@@ -55,6 +56,7 @@ def write_report(path: Path, rows: list[dict], run: dict, records) -> None:
                 **row,
                 "display_path": display_name(row["path"]),
                 "thumbnail": thumbnail(source) if source else "",
+                "small": smaller_than_input(row, run["small"]["short_side_under_px"]),
             }
 
     # folder names are shown as text whatever their bytes (a name that is not UTF-8 stays readable)
