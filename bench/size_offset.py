@@ -184,9 +184,9 @@ def cells(f: dict) -> list[str]:
 
 
 def print_moves(model: FaceauditModel, judged: dict, groups: np.ndarray) -> None:
-    """How far halving moves each face's calibrated logit, per source (mean and spread, lossless
-    halves), beside the band's width: a spread that is a good part of the width flips verdicts near
-    either threshold whatever the band."""
+    """How far halving moves each face's calibrated logit (averaged over the Monte Carlo samples), per
+    source (mean and spread, lossless halves), beside the band's width in logits: a spread that is a
+    good part of the width flips verdicts near either threshold whatever the band."""
     t, c = model.thresholds, model.calibrator
     width = np.log(t.ai / (1 - t.ai)) - np.log(t.real / (1 - t.real))
     move = c.slope * (judged["lossless"]["margin"].mean(0) - judged["test"]["margin"].mean(0))
