@@ -23,7 +23,9 @@ band kept for the rest: one band per kind of copy, again chosen on the test spli
 
 from __future__ import annotations
 
+import itertools
 import sys
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -139,8 +141,9 @@ def main() -> None:
     for kind, pair in slopes.items():
         v = {name: verdicts(model, parts, shift_of, pair) for name, (parts, shift_of) in judged.items()}
         print(f"| {kind} | " + " | ".join(cells(figures(v, groups, y))) + " |", flush=True)
-    band_frontier(model, {name: parts for name, (parts, _) in judged.items()}, groups, y)
-    small_band_frontier(model, {name: parts for name, (parts, _) in judged.items()}, short[test], groups, y)
+    unshifted = {name: parts for name, (parts, _) in judged.items()}
+    band_frontier(model, unshifted, groups, y)
+    small_band_frontier(model, unshifted, short[test], groups, y)
 
 
 def print_header(first: str) -> None:
@@ -201,6 +204,23 @@ def keeps_floor(f: dict) -> bool:
     return f["real_called_ai"] <= 0.01 and max(f["accused"].values()) <= 0.02 and f["ai_called_real"] <= 0.05
 
 
+def band_grid() -> Iterator[tuple[float, float]]:
+    """The (AI, real) threshold pairs the oracles try: a 100 x 100 grid, AI 0.5-0.995, real 0-0.495."""
+    for t_ai, t_real in itertools.product(np.linspace(0.5, 0.995, 100), np.linspace(0.0, 0.495, 100)):
+        yield float(t_ai), float(t_real)
+
+
+def as_judged(model: FaceauditModel, parts: dict) -> tuple:
+    """What `decide` reads for `parts` with no offset taken off (`decided` with zero slopes)."""
+    return decided(model, parts, np.zeros(len(parts["ood"])), (0.0, 0.0))
+
+
+def with_band(model: FaceauditModel, inputs: tuple, band: tuple[float, float]) -> np.ndarray:
+    """Verdicts of `as_judged` inputs with the (AI, real) thresholds `band`, the model's others kept."""
+    p, ood, *gates = inputs
+    return decide(p, ood, replace(model.thresholds, ai=band[0], real=band[1]), *gates)
+
+
 def band_frontier(model: FaceauditModel, judged: dict, groups: np.ndarray, y: np.ndarray) -> None:
     """Whether any band on this head could keep the halved verdicts: every (AI, real) threshold pair
     on a grid is judged on the test split itself, and among the pairs that keep the issue's floor
@@ -209,18 +229,11 @@ def band_frontier(model: FaceauditModel, judged: dict, groups: np.ndarray, y: np
     chosen on the test split: a bound on what re-fitting the band could give, never a band to ship."""
     print("\nAny band on this head, chosen on the test split itself (an upper bound, not a choice):")
     rows = {}
-    inputs = {
-        name: decided(model, parts, np.zeros(len(groups)), (0.0, 0.0)) for name, parts in judged.items()
-    }
-    for t_ai in np.linspace(0.5, 0.995, 100):
-        for t_real in np.linspace(0.0, 0.495, 100):
-            band = (float(t_ai), float(t_real))
-            t = replace(model.thresholds, ai=band[0], real=band[1])
-            f = figures(
-                {name: decide(p, ood, t, *gates) for name, (p, ood, *gates) in inputs.items()}, groups, y
-            )
-            if keeps_floor(f):
-                rows[band] = f
+    inputs = {name: as_judged(model, parts) for name, parts in judged.items()}
+    for band in band_grid():
+        f = figures({name: with_band(model, it, band) for name, it in inputs.items()}, groups, y)
+        if keeps_floor(f):
+            rows[band] = f
     print_header("test coverage at least | band (AI, real)")
     for least in (0.7, 0.75, 0.78, 0.8):
         kept = {band: f for band, f in rows.items() if f["coverage"] >= least}
@@ -249,26 +262,22 @@ def small_band_frontier(
         "| real called AI among the copies, pooled / worst | AI called real among the copies |"
     )
     print("|---|---|---|---|---|---|")
-    zero = np.zeros(len(groups))
-    original = decided(model, judged["test"], zero, (0.0, 0.0))
-    verdict = decide(*original[:2], model.thresholds, *original[2:])
+    built_in = (model.thresholds.ai, model.thresholds.real)
+    verdict = with_band(model, as_judged(model, judged["test"]), built_in)
     enlarged = short / 2 < INPUT
     for copies in ("lossless", "jpeg"):
-        p, ood, *gates = decided(model, judged[copies], zero, (0.0, 0.0))
-        as_built = decide(p, ood, model.thresholds, *gates)
-        rows = {"the built-in band": (model.thresholds.ai, model.thresholds.real)}
+        inputs = as_judged(model, judged[copies])
+        as_built = with_band(model, inputs, built_in)
+        rows = {"the built-in band": built_in}
         best = {"the best of all": -1.0, "the best that keeps the floor on the copies": -1.0}
-        for t_ai in np.linspace(0.5, 0.995, 100):
-            for t_real in np.linspace(0.0, 0.495, 100):
-                t = replace(model.thresholds, ai=float(t_ai), real=float(t_real))
-                half = np.where(enlarged, decide(p, ood, t, *gates), as_built)
-                worst = min(agreement(verdict, half, groups).values())
-                for name, kept in zip(best, (True, keeps_floor(floor_figures(half, y, groups))), strict=True):
-                    if kept and worst > best[name]:
-                        best[name], rows[name] = worst, (float(t_ai), float(t_real))
+        for band in band_grid():
+            half = np.where(enlarged, with_band(model, inputs, band), as_built)
+            worst = min(agreement(verdict, half, groups).values())
+            for name, kept in zip(best, (True, keeps_floor(floor_figures(half, y, groups))), strict=True):
+                if kept and worst > best[name]:
+                    best[name], rows[name] = worst, band
         for name, band in rows.items():
-            t = replace(model.thresholds, ai=band[0], real=band[1])
-            half = np.where(enlarged, decide(p, ood, t, *gates), as_built)
+            half = np.where(enlarged, with_band(model, inputs, band), as_built)
             agree, f = agreement(verdict, half, groups), floor_figures(half, y, groups)
             worst = min(agree, key=agree.get)
             print(
