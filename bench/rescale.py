@@ -162,7 +162,7 @@ def test_figures(
         **floor_figures(verdict, y, groups),
         stylegan_caught=float(np.mean(verdict[(groups == "ffhq-stylegan") & (y == 1)] == "ai_generated")),
         agreement=agreement(verdict, half, groups),
-        halved_real_called_ai=float(np.mean(half[y == 0] == "ai_generated")),
+        halved_real_called_ai=verdict_rates(half, y)["real"]["ai_generated"],
         portraits_accused=int(np.sum(shown == "ai_generated")),
         portraits=len(shown),
     )
