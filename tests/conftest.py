@@ -14,9 +14,10 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
+import h5py
 import numpy as np
 import pytest
 from PIL import Image
@@ -93,6 +94,16 @@ def made_once(factory: pytest.TempPathFactory, name: str) -> Iterator[tuple[Path
         folder.mkdir()
         yield folder, True
         done.touch()
+
+
+def hash_rows(paths: Iterable[Path]) -> list[str]:
+    """Every `sha256` row of these store files, repeats kept: what "each image stored once" is checked
+    on (the store's own look-ups see each hash once, however often it was written)."""
+    rows = []
+    for path in paths:
+        with h5py.File(path, "r") as handle:
+            rows.extend(h.decode() for h in handle["sha256"][()])
+    return rows
 
 
 @pytest.fixture(scope="session")

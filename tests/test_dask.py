@@ -10,14 +10,13 @@ import signal
 import tempfile
 from pathlib import Path
 
-import h5py
 import numpy as np
 
 from faceaudit.data import scan
 from faceaudit.embed.spec import make_spec
 from faceaudit.embed.store import FeatureStore
 from tests import warm
-from tests.conftest import faceaudit, in_background, stop_group, wait_for
+from tests.conftest import faceaudit, hash_rows, in_background, stop_group, wait_for
 
 
 def test_both_dask_options_are_refused(tmp_path: Path) -> None:
@@ -78,10 +77,7 @@ def test_score_embeds_on_two_dask_workers_as_a_sequential_run_would_and_leaves_n
     )
     assert difference.max() <= 1e-5
     # Two partitions, two writers: two shards, and every image stored exactly once.
-    rows = []
-    for path in dask_store.files():
-        with h5py.File(path, "r") as handle:
-            rows += list(handle["sha256"][()])
+    rows = hash_rows(dask_store.files())
     assert len(dask_store.files()) == 2 and len(rows) == len(set(rows)) == len(hashes) == 12
 
     wait_for(lambda: prefect_servers() <= servers, 10, "the temporary Prefect server to stop")

@@ -5,14 +5,13 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
-import h5py
 import numpy as np
 
 from faceaudit.data import scan
 from faceaudit.embed.spec import make_spec
 from faceaudit.embed.store import FeatureStore
 from tests import warm
-from tests.conftest import kill_after_progress, make_labelled_folder
+from tests.conftest import hash_rows, kill_after_progress, make_labelled_folder
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -36,14 +35,6 @@ def embed_command(folder: Path, store: Path, backbone: Path) -> list[str]:
 
 def batches(store: FeatureStore) -> set[str]:
     return {p.name for p in store.folder.glob("batch-*.h5*")} if store.folder.exists() else set()
-
-
-def stored_rows(store: FeatureStore) -> list[str]:
-    rows = []
-    for path in store.files():
-        with h5py.File(path, "r") as handle:
-            rows.extend(h.decode() for h in handle["sha256"][()])
-    return rows
 
 
 def test_kill_nine_five_times_then_finish(tiny_vit: Path, tmp_path: Path) -> None:
@@ -72,7 +63,7 @@ def test_kill_nine_five_times_then_finish(tiny_vit: Path, tmp_path: Path) -> Non
     )
     assert finish.returncode == 0, finish.stderr
     store.refresh()
-    rows = stored_rows(store)
+    rows = hash_rows(store.files())
     assert sorted(rows) == sorted(hashes)  # each image exactly once, none missing
     assert not [p for p in store.folder.iterdir() if p.name.endswith(".tmp") or p.name.startswith("batch-")]
     difference = np.abs(store.get(hashes) - clean.get(hashes)).max()

@@ -8,11 +8,18 @@ import shutil
 import subprocess
 from pathlib import Path
 
-import h5py
 import pytest
 
 from tests import warm
-from tests.conftest import ROOT, alive, faceaudit, kill_after_progress, lock_held_elsewhere, wait_for
+from tests.conftest import (
+    ROOT,
+    alive,
+    faceaudit,
+    hash_rows,
+    kill_after_progress,
+    lock_held_elsewhere,
+    wait_for,
+)
 
 VOLATILE = {"scored_at"}  # differs between any two runs
 
@@ -55,11 +62,8 @@ def comparable(rows: list[dict]) -> dict[str, dict]:
 
 def stored_rows(store: Path) -> dict[str, list[str]]:
     """The hashes each folder of the store holds: the vectors' and the face cells' (embed/face_cells.py)."""
-    found: dict[str, list[str]] = {}
-    for path in store.rglob("*.h5"):
-        with h5py.File(path, "r") as handle:
-            found.setdefault(path.parent.name, []).extend(h.decode() for h in handle["sha256"][()])
-    return found
+    folders = {path.parent for path in store.rglob("*.h5")}
+    return {folder.name: hash_rows(folder.glob("*.h5")) for folder in folders}
 
 
 def written(out: Path, store: Path) -> set[str]:
